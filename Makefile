@@ -1,0 +1,64 @@
+# Perennial — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= full
+PYTEST_ARGS ?=
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $@
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+.PHONY: install
+install: $(VENV)/.installed ## create .venv with the operator and its test/dev tools
+
+.PHONY: demo
+demo: install ## bring up the full local cluster (building it once) and show it working
+	$(BIN)/python -m localcluster demo
+
+.PHONY: test
+test: lint ## lint, then every test tier against one shared local cluster
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit test-integration test-e2e
+test-unit: install ## pure logic only, no cluster
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+test-integration: install ## against the `api` profile (etcd + kube-apiserver)
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+test-e2e: install ## against the `full` profile
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## ruff, mypy and the import-layering contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+.PHONY: cluster-up cluster-down cluster-status cluster-build
+cluster-up: install ## start the local cluster (PROFILE=api|full); prints the path of cluster.env
+	$(BIN)/python -m localcluster up --profile $(PROFILE)
+cluster-down: install ## stop the local cluster and delete its state
+	$(BIN)/python -m localcluster down
+cluster-status: install ## show the local cluster's processes
+	$(BIN)/python -m localcluster status
+cluster-build: install ## only build and cache the control-plane binaries
+	$(BIN)/python -m localcluster build --profile $(PROFILE)
+
+.PHONY: run
+run: install ## run the operator locally against the local cluster
+	env_file=$$($(BIN)/python -m localcluster up --profile $(PROFILE) | tail -n1); \
+	set -a; . "$$env_file"; set +a; \
+	PERENNIAL_METRICS_ADDRESS=$${PERENNIAL_METRICS_ADDRESS:-127.0.0.1} \
+	PERENNIAL_PROMETHEUS_URL=$${PERENNIAL_PROMETHEUS_URL:-$${PROMETHEUS_URL:-}} \
+	exec $(BIN)/perennial run

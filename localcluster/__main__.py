@@ -1,0 +1,48 @@
+"""python -m localcluster {up,down,status,build} — the local control plane without Docker."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from localcluster import build, demo
+from localcluster.cluster import PROFILE_COMPONENTS, LocalCluster
+from localcluster.errors import ClusterError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("up", "build what is missing, start the cluster, print the path of cluster.env"),
+        ("build", "only build and cache the binaries"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--profile", choices=sorted(PROFILE_COMPONENTS), default="full")
+    commands.add_parser("down", help="stop every recorded process and delete the cluster state")
+    commands.add_parser("status", help="show the recorded processes")
+    commands.add_parser("demo", help="bring up the full cluster and show it working")
+    args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        return demo.main()
+    try:
+        if args.command == "up":
+            env_file = LocalCluster().up(args.profile)
+            print(env_file)
+        elif args.command == "build":
+            for name, path in sorted(build.ensure_binaries(args.profile).items()):
+                if name in build.PROFILE_BINARIES[args.profile]:
+                    print(f"{name:<24} {path}")
+        elif args.command == "down":
+            LocalCluster().down()
+        else:
+            print(LocalCluster().status())
+    except ClusterError as error:
+        print(f"localcluster: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,540 @@
+"""Start, inspect and stop the local control plane (no Docker).
+
+Profiles:
+  api   etcd + kube-apiserver (RBAC on, default admission plugins)
+  full  api + kube-controller-manager, kube-scheduler, kwok (a fake node, pod Stages)
+        and a Prometheus server whose scrape targets come from a file_sd file
+
+Everything listens on 127.0.0.1 at ports chosen free at first start. State (PKI, etcd
+data, logs, PIDs) lives in one directory; ``cluster.env`` there tells scripts and
+people where the cluster is. Processes are stopped by their recorded PID only, and
+only after checking that the PID still runs the binary that was started.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localcluster import build, pki, versions
+from localcluster.errors import ClusterError, tail
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STAGES_DIR = Path(__file__).resolve().parent / "stages"
+SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
+POD_CIDR = "10.244.0.0/16"
+FAKE_NODE = "kwok-node-0"
+
+# Start order; stop runs in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "prometheus")
+PROFILE_COMPONENTS = {
+    "api": ("etcd", "kube-apiserver"),
+    "full": COMPONENTS,
+}
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("PERENNIAL_CLUSTER_DIR", REPO_ROOT / ".localcluster"))
+
+
+@dataclass
+class State:
+    """What `up` recorded: ports, and the PID and binary of every running component."""
+
+    ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, directory: Path) -> State:
+        path = directory / "state.json"
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text())
+        return cls(ports=raw.get("ports", {}), processes=raw.get("processes", {}))
+
+    def save(self, directory: Path) -> None:
+        tmp = directory / "state.json.tmp"
+        tmp.write_text(json.dumps({"ports": self.ports, "processes": self.processes}, indent=2))
+        os.replace(tmp, directory / "state.json")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _process_alive(record: dict[str, object]) -> bool:
+    """True if the recorded PID still runs the recorded binary (PIDs get reused)."""
+    pid = int(str(record["pid"]))
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    # An empty cmdline means the process is between fork and exec: it is ours, starting.
+    if cmdline[0] and cmdline[0].decode(errors="replace") != record["binary"]:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    # A zombie (state Z) has exited; it only waits for its parent to reap it.
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """One `up`/`down` at a time per state directory (parallel test workers race here)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _wait(
+    what: str,
+    check: Callable[[], bool],
+    timeout: float,
+    log: Path | None = None,
+    record: dict[str, object] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if record is not None and not _process_alive(record):
+            raise ClusterError(f"{what} exited during start; log: {log}\n{tail(log) if log else ''}")
+        try:
+            if check():
+                return
+        except (OSError, urllib.error.URLError, ssl.SSLError, ValueError):
+            pass
+        time.sleep(0.25)
+    raise ClusterError(f"{what} not ready after {timeout:.0f}s; log: {log}\n{tail(log) if log else ''}")
+
+
+class LocalCluster:
+    def __init__(self, directory: Path | None = None) -> None:
+        self.dir = directory or state_dir()
+        self.pki = self.dir / "pki"
+        self.logs = self.dir / "logs"
+        self.env_file = self.dir / "cluster.env"
+        self.admin_kubeconfig = self.dir / "admin.kubeconfig"
+        self.targets_file = self.dir / "prometheus" / "targets.json"
+        self.binaries = build.binary_paths()
+        self.state = State.load(self.dir)
+
+    # ------------------------------------------------------------------ queries
+    def running(self) -> list[str]:
+        return [name for name, rec in self.state.processes.items() if _process_alive(rec)]
+
+    def api_url(self) -> str:
+        return f"https://127.0.0.1:{self.state.ports['kube-apiserver']}"
+
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.state.ports['prometheus']}"
+
+    def _admin_ssl(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return context
+
+    def _get(self, url: str, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:
+            return int(response.status), bytes(response.read())
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [str(self.binaries["kubectl"]), "--kubeconfig", str(self.admin_kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    # ------------------------------------------------------------------ up
+    def up(self, profile: str) -> Path:
+        with _locked(self.dir):
+            self.state = State.load(self.dir)
+            wanted = PROFILE_COMPONENTS[profile]
+            running = set(self.running())
+            # The API tier is the foundation: if it is not whole, start over cleanly.
+            if self.state.processes and not {"etcd", "kube-apiserver"} <= running:
+                self._stop_all()
+                running = set()
+            missing = [name for name in wanted if name not in running]
+            if missing:
+                build.ensure_binaries(profile)
+                self.binaries = build.binary_paths()
+                try:
+                    self._start(missing)
+                except BaseException:
+                    self._stop_all()
+                    raise
+            self._write_env()
+            return self.env_file
+
+    def _start(self, components: list[str]) -> None:
+        if not self.state.processes:
+            self._prepare_fresh()
+        starters = {
+            "etcd": self._start_etcd,
+            "kube-apiserver": self._start_apiserver,
+            "kube-controller-manager": self._start_controller_manager,
+            "kube-scheduler": self._start_scheduler,
+            "kwok": self._start_kwok,
+            "prometheus": self._start_prometheus,
+        }
+        for name in COMPONENTS:
+            if name in components:
+                print(f"  starting {name}", file=sys.stderr, flush=True)
+                starters[name]()
+        if "kwok" in components:
+            self._wait_for_node()
+        if "kube-controller-manager" in components:
+            _wait(
+                "the default ServiceAccount (kube-controller-manager's serviceaccount controller)",
+                lambda: bool(self.kubectl("get", "serviceaccount", "default", "-n", "default", "-o", "name")),
+                90,
+                self.logs / "kube-controller-manager.log",
+            )
+
+    def _prepare_fresh(self) -> None:
+        for sub in ("pki", "etcd", "prometheus", "kube-controller-manager", "kube-scheduler"):
+            shutil.rmtree(self.dir / sub, ignore_errors=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        for old_log in self.logs.glob("*.log"):
+            old_log.unlink()
+        self.state = State(ports={name: _free_port() for name in (*COMPONENTS, "etcd-peer")})
+        pki.generate(self.pki)
+        server = f"https://127.0.0.1:{self.state.ports['kube-apiserver']}"
+        for client in pki.CLIENTS:
+            pki.write_kubeconfig(self.dir / f"{client.name}.kubeconfig", self.pki, server, client.name)
+        self.state.save(self.dir)
+
+    def _spawn(self, name: str, args: list[str]) -> dict[str, object]:
+        binary = str(self.binaries[name])
+        log_path = self.logs / f"{name}.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [binary, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.dir,
+                start_new_session=True,
+            )
+        record: dict[str, object] = {"pid": process.pid, "binary": binary, "log": str(log_path)}
+        self.state.processes[name] = record
+        self.state.save(self.dir)
+        return record
+
+    def _start_etcd(self) -> None:
+        port, peer = self.state.ports["etcd"], self.state.ports["etcd-peer"]
+        record = self._spawn(
+            "etcd",
+            [
+                "--name=local",
+                f"--data-dir={self.dir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{port}",
+                f"--advertise-client-urls=http://127.0.0.1:{port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=local=http://127.0.0.1:{peer}",
+                # A throwaway test cluster: durability is not worth an fsync per write.
+                "--unsafe-no-fsync=true",
+                "--quota-backend-bytes=4294967296",
+                "--log-level=warn",
+            ],
+        )
+        _wait(
+            "etcd",
+            lambda: b'"health":"true"' in self._get(f"http://127.0.0.1:{port}/health")[1],
+            60,
+            self.logs / "etcd.log",
+            record,
+        )
+
+    def _start_apiserver(self) -> None:
+        p = self.pki
+        record = self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://127.0.0.1:{self.state.ports['etcd']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.state.ports['kube-apiserver']}",
+                f"--tls-cert-file={p / 'apiserver.crt'}",
+                f"--tls-private-key-file={p / 'apiserver.key'}",
+                f"--client-ca-file={p / 'ca.crt'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={p / 'sa.pub'}",
+                f"--service-account-signing-key-file={p / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                "--authorization-mode=Node,RBAC",
+                # As in kind and most clusters: Pod Security admission, not this flag, is the boundary.
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--enable-garbage-collector=true",
+                "--event-ttl=1h",
+            ],
+        )
+        context = self._admin_ssl()
+        _wait(
+            "kube-apiserver",
+            lambda: self._get(f"{self.api_url()}/readyz", context)[0] == 200,
+            120,
+            self.logs / "kube-apiserver.log",
+            record,
+        )
+
+    def _component_base_args(self, identity: str, name: str) -> list[str]:
+        kubeconfig = self.dir / f"{identity}.kubeconfig"
+        return [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.state.ports[name]}",
+            f"--cert-dir={self.dir / name}",
+            "--leader-elect=false",
+        ]
+
+    def _wait_healthz(self, name: str, record: dict[str, object]) -> None:
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # self-signed serving cert of a loopback component
+        _wait(
+            name,
+            lambda: self._get(f"https://127.0.0.1:{self.state.ports[name]}/healthz", insecure)[0] == 200,
+            90,
+            self.logs / f"{name}.log",
+            record,
+        )
+
+    def _start_controller_manager(self) -> None:
+        record = self._spawn(
+            "kube-controller-manager",
+            [
+                *self._component_base_args("controller-manager", "kube-controller-manager"),
+                f"--service-account-private-key-file={self.pki / 'sa.key'}",
+                f"--root-ca-file={self.pki / 'ca.crt'}",
+                "--use-service-account-credentials=true",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                f"--cluster-signing-cert-file={self.pki / 'ca.crt'}",
+                f"--cluster-signing-key-file={self.pki / 'ca.key'}",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--concurrent-job-syncs=20",
+                "--concurrent-deployment-syncs=20",
+                "--concurrent-replicaset-syncs=20",
+            ],
+        )
+        self._wait_healthz("kube-controller-manager", record)
+
+    def _start_scheduler(self) -> None:
+        record = self._spawn(
+            "kube-scheduler",
+            [
+                *self._component_base_args("scheduler", "kube-scheduler"),
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+            ],
+        )
+        self._wait_healthz("kube-scheduler", record)
+
+    def _kwok_module_dir(self) -> Path:
+        result = subprocess.run(
+            ["go", "mod", "download", "-json", f"sigs.k8s.io/kwok@{versions.KWOK}"],
+            capture_output=True,
+            text=True,
+            cwd=self.dir,
+            env={**os.environ, "GOFLAGS": "-mod=mod"},
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"go mod download sigs.k8s.io/kwok@{versions.KWOK} failed: {result.stderr}")
+        return Path(json.loads(result.stdout)["Dir"])
+
+    def _start_kwok(self) -> None:
+        module = self._kwok_module_dir()
+        # kwok's own Stage CRD and node Stages ship inside its module; the pod Stages
+        # are ours, because they carry the simulation contract (stages/pods.yaml).
+        self.kubectl(
+            "apply", "--server-side", "-f", str(module / "kustomize/crd/bases/kwok.x-k8s.io_stages.yaml")
+        )
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/stages.kwok.x-k8s.io")
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "-f",
+            str(module / "kustomize/stage/node/fast/node-initialize.yaml"),
+            "-f",
+            str(module / "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml"),
+            "-f",
+            str(STAGES_DIR / "pods.yaml"),
+        )
+        record = self._spawn(
+            "kwok",
+            [
+                f"--kubeconfig={self.dir / 'kwok.kubeconfig'}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--node-ip=127.0.0.1",
+                f"--cidr={POD_CIDR}",
+                "--node-lease-duration-seconds=40",
+                f"--server-address=127.0.0.1:{self.state.ports['kwok']}",
+                "--enable-crds=Stage",
+            ],
+        )
+        _wait(
+            "kwok",
+            lambda: self._get(f"http://127.0.0.1:{self.state.ports['kwok']}/healthz")[0] == 200,
+            60,
+            self.logs / "kwok.log",
+            record,
+        )
+
+    def _wait_for_node(self) -> None:
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": FAKE_NODE,
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "kubernetes.io/hostname": FAKE_NODE,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
+            },
+            "status": {
+                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000", "nvidia.com/gpu": "8"},
+                "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000", "nvidia.com/gpu": "8"},
+            },
+        }
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(node))
+        _wait(
+            f"fake node {FAKE_NODE} Ready (kwok)",
+            lambda: (
+                self.kubectl(
+                    "get", "node", FAKE_NODE, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
+                ).strip()
+                == "True"
+            ),
+            60,
+            self.logs / "kwok.log",
+        )
+
+    def _start_prometheus(self) -> None:
+        directory = self.dir / "prometheus"
+        directory.mkdir(parents=True, exist_ok=True)
+        if not self.targets_file.exists():
+            self.targets_file.write_text("[]\n")
+        config = directory / "prometheus.yml"
+        config.write_text(
+            "# Generated by localcluster; scrape targets live in the file_sd file below.\n"
+            "global:\n  scrape_interval: 2s\n  evaluation_interval: 2s\n"
+            "scrape_configs:\n"
+            "- job_name: prometheus\n  static_configs:\n"
+            f"  - targets: ['127.0.0.1:{self.state.ports['prometheus']}']\n"
+            "- job_name: file_sd\n  file_sd_configs:\n"
+            f"  - files: ['{self.targets_file}']\n    refresh_interval: 1s\n"
+        )
+        record = self._spawn(
+            "prometheus",
+            [
+                f"--config.file={config}",
+                f"--storage.tsdb.path={directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.state.ports['prometheus']}",
+                "--storage.tsdb.retention.time=1d",
+                "--web.enable-lifecycle",
+            ],
+        )
+        _wait(
+            "prometheus",
+            lambda: self._get(f"{self.prometheus_url()}/-/ready")[0] == 200,
+            60,
+            self.logs / "prometheus.log",
+            record,
+        )
+
+    def _write_env(self) -> None:
+        running = self.running()
+        lines = [
+            "# Written by `make cluster-up`; source it: `. " + str(self.env_file) + "`",
+            f"KUBECONFIG={self.admin_kubeconfig}",
+            f"PERENNIAL_CLUSTER_PROFILE={'full' if 'kwok' in running else 'api'}",
+            f"KUBECTL={self.binaries['kubectl']}",
+        ]
+        if "prometheus" in running:
+            lines += [
+                f"PROMETHEUS_URL={self.prometheus_url()}",
+                f"PROMETHEUS_TARGETS_FILE={self.targets_file}",
+                f"PROMTOOL={self.binaries['promtool']}",
+                f"HELM={self.binaries['helm']}",
+            ]
+        content = "\n".join(lines) + "\n"
+        if not self.env_file.exists() or self.env_file.read_text() != content:
+            self.env_file.write_text(content)
+
+    # ------------------------------------------------------------------ down
+    def down(self) -> None:
+        with _locked(self.dir):
+            self.state = State.load(self.dir)
+            self._stop_all()
+            for sub in ("pki", "etcd", "prometheus", "kube-controller-manager", "kube-scheduler"):
+                shutil.rmtree(self.dir / sub, ignore_errors=True)
+            for leftover in ("state.json", "cluster.env", *(f"{c.name}.kubeconfig" for c in pki.CLIENTS)):
+                (self.dir / leftover).unlink(missing_ok=True)
+
+    def _stop_all(self) -> None:
+        for name in reversed(COMPONENTS):
+            record = self.state.processes.get(name)
+            if record is None:
+                continue
+            if _process_alive(record):
+                pid = int(str(record["pid"]))
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 15
+                while _process_alive(record) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if _process_alive(record):
+                    os.kill(pid, signal.SIGKILL)
+            del self.state.processes[name]
+            self.state.save(self.dir)
+        self.state = State()
+        if (self.dir / "state.json").exists():
+            (self.dir / "state.json").unlink()
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> str:
+        self.state = State.load(self.dir)
+        if not self.state.processes:
+            return "no local cluster (run `make cluster-up`)"
+        lines = []
+        for name in COMPONENTS:
+            record = self.state.processes.get(name)
+            if record is None:
+                continue
+            alive = "running" if _process_alive(record) else "DEAD"
+            lines.append(f"{name:<24} pid {record['pid']:<8} {alive:<8} log {record['log']}")
+        return "\n".join(lines)

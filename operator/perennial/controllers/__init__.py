@@ -1,0 +1,1 @@
+"""kopf handlers: thin — read, call the pure domain logic, apply, write status."""

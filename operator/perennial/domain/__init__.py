@@ -1,0 +1,1 @@
+"""Pure logic of the operator: no I/O, no kopf, no Kubernetes client (enforced by import-linter)."""

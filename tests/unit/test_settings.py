@@ -1,0 +1,47 @@
+import pytest
+
+from perennial.settings import InvalidSettingsError, Settings, from_environment
+
+
+def test_defaults_watch_the_whole_cluster_and_serve_metrics_on_8080() -> None:
+    settings = from_environment({})
+    assert settings == Settings()
+    assert settings.clusterwide
+    assert settings.metrics_port == 8080
+    assert settings.metrics_address == "0.0.0.0"
+
+
+def test_every_variable_is_read() -> None:
+    settings = from_environment(
+        {
+            "PERENNIAL_NAMESPACES": " ml, team-b ,ml,",
+            "PERENNIAL_PROMETHEUS_URL": "http://prometheus.monitoring:9090/",
+            "PERENNIAL_LOG_LEVEL": "debug",
+            "PERENNIAL_LOG_FORMAT": "JSON",
+            "PERENNIAL_METRICS_ADDRESS": "127.0.0.1",
+            "PERENNIAL_METRICS_PORT": "9443",
+        }
+    )
+    assert settings.namespaces == ("ml", "team-b")
+    assert not settings.clusterwide
+    assert settings.prometheus_url == "http://prometheus.monitoring:9090"
+    assert settings.log_level == "DEBUG"
+    assert settings.log_format == "json"
+    assert settings.metrics_address == "127.0.0.1"
+    assert settings.metrics_port == 9443
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PERENNIAL_LOG_LEVEL", "chatty"),
+        ("PERENNIAL_LOG_FORMAT", "xml"),
+        ("PERENNIAL_METRICS_PORT", "eighty"),
+        ("PERENNIAL_METRICS_PORT", "70000"),
+        ("PERENNIAL_METRICS_PORT", "0"),
+        ("PERENNIAL_PROMETHEUS_URL", "prometheus:9090"),
+    ],
+)
+def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(InvalidSettingsError, match=variable):
+        from_environment({variable: value})
