@@ -28,15 +28,24 @@ demo: install ## bring up the full local cluster (building it once) and show it 
 
 .PHONY: test
 test: lint ## lint, then every test tier against one shared local cluster
+	@# Build (or find cached) binaries first: a cold build takes minutes, and belongs to
+	@# no single test's timeout.
+	$(BIN)/python -m localcluster build --profile full >/dev/null
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit test-integration test-e2e
 test-unit: install ## pure logic only, no cluster
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 test-integration: install ## against the `api` profile (etcd + kube-apiserver)
+	$(BIN)/python -m localcluster build --profile api >/dev/null
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 test-e2e: install ## against the `full` profile
+	$(BIN)/python -m localcluster build --profile full >/dev/null
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+.PHONY: crds
+crds: install ## regenerate crds/ from the pydantic models in operator/perennial/api
+	$(BIN)/python -m perennial.api.crdgen crds
 
 .PHONY: lint
 lint: install ## ruff, mypy and the import-layering contracts

@@ -157,9 +157,7 @@ def _version_ldflags(kubernetes_version: str) -> str:
 def _wrapper_module(directory: Path) -> None:
     """Write the go.mod that lets the go command build k8s.io/kubernetes commands."""
     minor_version = "v0." + versions.KUBERNETES.lstrip("v").split(".", 1)[1]
-    replaces = "\n".join(
-        f"\t{module} => {module} {minor_version}" for module in _staging_modules(versions.KUBERNETES)
-    )
+    replaces = "\n".join(f"\t{module} => {module} {minor_version}" for module in _staging_modules(versions.KUBERNETES))
     go_line = versions.GO_TOOLCHAIN.removeprefix("go").rsplit(".", 1)[0] + ".0"
     (directory / "go.mod").write_text(
         f"module perennial.dev/localcluster/controlplane\n\ngo {go_line}\n\n"

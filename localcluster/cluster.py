@@ -377,9 +377,7 @@ class LocalCluster:
         module = self._kwok_module_dir()
         # kwok's own Stage CRD and node Stages ship inside its module; the pod Stages
         # are ours, because they carry the simulation contract (stages/pods.yaml).
-        self.kubectl(
-            "apply", "--server-side", "-f", str(module / "kustomize/crd/bases/kwok.x-k8s.io_stages.yaml")
-        )
+        self.kubectl("apply", "--server-side", "-f", str(module / "kustomize/crd/bases/kwok.x-k8s.io_stages.yaml"))
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/stages.kwok.x-k8s.io")
         self.kubectl(
             "apply",

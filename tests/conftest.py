@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client, config
 
 from tests.support import operator as operator_support
-from tests.support.cluster import ClusterInfo, ScrapeTargets, bring_down, bring_up, cluster_is_up
+from tests.support.cluster import ClusterInfo, ScrapeTargets, bring_down, bring_up, cluster_is_up, install_crds
 from tests.support.waiting import wait_until
 
 TIERS = ("unit", "integration", "e2e")
@@ -75,9 +75,7 @@ def api_client(cluster: ClusterInfo) -> Iterator[client.ApiClient]:
 
 
 @pytest.fixture
-def namespace(
-    request: pytest.FixtureRequest, cluster: ClusterInfo, api_client: client.ApiClient
-) -> Iterator[str]:
+def namespace(request: pytest.FixtureRequest, cluster: ClusterInfo, api_client: client.ApiClient) -> Iterator[str]:
     """A fresh namespace for this test, ready once its `default` ServiceAccount exists."""
     stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
     name = f"t-{stem}-{uuid.uuid4().hex[:6]}"
@@ -101,22 +99,31 @@ def namespace(
 
 
 @pytest.fixture
+def perennial_crds(cluster: ClusterInfo) -> ClusterInfo:
+    """The cluster with Perennial's CRDs installed from crds/."""
+    install_crds(cluster)
+    return cluster
+
+
+@pytest.fixture
 def scrape_targets(cluster: ClusterInfo) -> ScrapeTargets:
     assert cluster.targets_file is not None, "scrape targets need the full profile"
     return ScrapeTargets(cluster.targets_file)
 
 
 @pytest.fixture
-def operator_in_process(cluster: ClusterInfo, namespace: str) -> Iterator[operator_support.RunningOperator]:
-    with operator_support.in_process(cluster.kubeconfig, [namespace]) as running:
+def operator_in_process(perennial_crds: ClusterInfo, namespace: str) -> Iterator[operator_support.RunningOperator]:
+    """The operator, embedded in the test process, watching this test's namespace."""
+    with operator_support.in_process(perennial_crds.kubeconfig, [namespace]) as running:
         yield running
 
 
 @pytest.fixture
 def operator_subprocess(
-    cluster: ClusterInfo, namespace: str, tmp_path: Path
+    perennial_crds: ClusterInfo, namespace: str, tmp_path: Path
 ) -> Iterator[operator_support.RunningOperator]:
+    """The operator as `perennial run` in its own process, watching this test's namespace."""
     with operator_support.subprocess_operator(
-        cluster.kubeconfig, [namespace], tmp_path / "operator.log"
+        perennial_crds.kubeconfig, [namespace], tmp_path / "operator.log"
     ) as running:
         yield running

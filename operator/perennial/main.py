@@ -7,12 +7,16 @@ perennial.main``) or as a subprocess, so all three share this one wiring.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import kopf
 
 from perennial import settings as settings_module
 from perennial.adapters.http_server import OperatorHTTPServer
+from perennial.adapters.kube import Credentials, KubeClient
+from perennial.controllers import trainingjob  # noqa: F401 - registers its handlers
+from perennial.controllers.runtime import Runtime
 
 GROUP = "perennial.dev"
 logger = logging.getLogger("perennial")
@@ -20,15 +24,36 @@ logger = logging.getLogger("perennial")
 _http_server: OperatorHTTPServer | None = None
 
 
-@kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+def _connection(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
     # kopf's built-ins read KUBECONFIG when called, not when the client library was
     # imported, so an operator embedded in a test process finds the right cluster.
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    return _connection(settings)
+
+
+def _credentials(info: kopf.ConnectionInfo) -> Credentials:
+    def path(value: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None) -> str | None:
+        return os.fsdecode(value) if value is not None else None
+
+    return Credentials(
+        server=info.server,
+        ca_data=info.ca_data,
+        ca_path=path(info.ca_path),
+        insecure=bool(info.insecure),
+        certificate_data=info.certificate_data,
+        certificate_path=path(info.certificate_path),
+        private_key_data=info.private_key_data,
+        private_key_path=path(info.private_key_path),
+        token=info.token,
+    )
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     global _http_server
     config = settings_module.from_environment()
     # Our own prefixes, so Perennial's bookkeeping never collides with another operator's.
@@ -42,6 +67,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    info = _connection(settings)
+    if info is None:
+        raise kopf.PermanentError("no cluster credentials: set KUBECONFIG or run in a pod")
+    runtime = Runtime(client=KubeClient(_credentials(info)))
+    runtime.start()
+    memo.runtime = runtime
     _http_server = OperatorHTTPServer(config.metrics_address, config.metrics_port)
     await _http_server.start()
     logger.info(
@@ -53,8 +84,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 @kopf.on.cleanup()
-async def shutdown(**_: Any) -> None:
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     global _http_server
+    runtime = getattr(memo, "runtime", None)
+    if isinstance(runtime, Runtime):
+        await runtime.stop()
     if _http_server is not None:
         await _http_server.stop()
         _http_server = None

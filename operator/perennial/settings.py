@@ -47,17 +47,13 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         raise InvalidSettingsError(f"PERENNIAL_LOG_LEVEL={log_level!r}: use one of {', '.join(LOG_LEVELS)}")
     log_format = env.get("PERENNIAL_LOG_FORMAT", "text").strip().lower()
     if log_format not in LOG_FORMATS:
-        raise InvalidSettingsError(
-            f"PERENNIAL_LOG_FORMAT={log_format!r}: use one of {', '.join(LOG_FORMATS)}"
-        )
+        raise InvalidSettingsError(f"PERENNIAL_LOG_FORMAT={log_format!r}: use one of {', '.join(LOG_FORMATS)}")
     raw_port = env.get("PERENNIAL_METRICS_PORT", "8080").strip()
     if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
         raise InvalidSettingsError(f"PERENNIAL_METRICS_PORT={raw_port!r}: use a port number 1-65535")
     prometheus_url = env.get("PERENNIAL_PROMETHEUS_URL", "").strip().rstrip("/")
     if prometheus_url and not prometheus_url.startswith(("http://", "https://")):
-        raise InvalidSettingsError(
-            f"PERENNIAL_PROMETHEUS_URL={prometheus_url!r}: use an http:// or https:// URL"
-        )
+        raise InvalidSettingsError(f"PERENNIAL_PROMETHEUS_URL={prometheus_url!r}: use an http:// or https:// URL")
     return Settings(
         namespaces=namespaces,
         prometheus_url=prometheus_url,

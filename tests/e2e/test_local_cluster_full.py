@@ -60,9 +60,7 @@ def test_fake_node_is_ready(api_client: client.ApiClient) -> None:
     assert ready, "no Ready node"
 
 
-def test_deployment_becomes_available_behind_its_service(
-    api_client: client.ApiClient, namespace: str
-) -> None:
+def test_deployment_becomes_available_behind_its_service(api_client: client.ApiClient, namespace: str) -> None:
     apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
     labels = {"app": "web"}
     apps.create_namespaced_deployment(
@@ -112,9 +110,7 @@ def test_job_completes_with_the_simulated_termination_message(
     job = _job("train", {"sim.perennial.dev/result": message, "sim.perennial.dev/duration": "2s"})
     cluster.kubectl_run("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(job))
     batch, core = client.BatchV1Api(api_client), client.CoreV1Api(api_client)
-    wait_until(
-        lambda: _job_condition(batch, "train", namespace, "Complete"), timeout=60, what="Job train Complete"
-    )
+    wait_until(lambda: _job_condition(batch, "train", namespace, "Complete"), timeout=60, what="Job train Complete")
 
     terminated = _job_pod(core, "train", namespace).status.container_statuses[0].state.terminated
     assert terminated.exit_code == 0
@@ -130,9 +126,7 @@ def test_job_fails_with_the_simulated_exit_code(
     job = _job("broken", {"sim.perennial.dev/exit-code": "3", "sim.perennial.dev/result": "not json"})
     cluster.kubectl_run("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(job))
     batch, core = client.BatchV1Api(api_client), client.CoreV1Api(api_client)
-    wait_until(
-        lambda: _job_condition(batch, "broken", namespace, "Failed"), timeout=60, what="Job broken Failed"
-    )
+    wait_until(lambda: _job_condition(batch, "broken", namespace, "Failed"), timeout=60, what="Job broken Failed")
 
     job_status = batch.read_namespaced_job_status("broken", namespace).status
     failed = next(c for c in job_status.conditions if c.type == "Failed")
@@ -142,9 +136,7 @@ def test_job_fails_with_the_simulated_exit_code(
     assert terminated.message == "not json"
 
 
-def _pod(
-    name: str, annotations: dict[str, str] | None = None, labels: dict[str, str] | None = None
-) -> dict[str, Any]:
+def _pod(name: str, annotations: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "metadata": {"name": name, "annotations": annotations or {}, "labels": labels or {}},
         "spec": {"containers": [{"name": "server", "image": "server:1"}]},

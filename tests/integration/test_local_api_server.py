@@ -89,9 +89,7 @@ def test_rbac_refuses_an_unprivileged_service_account_until_granted(
         )
         # The grant is exactly what the Role says: writes and Secrets stay forbidden.
         for forbidden in (
-            lambda: probe_core.create_namespaced_config_map(
-                namespace, client.V1ConfigMap(metadata={"name": "x"})
-            ),
+            lambda: probe_core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata={"name": "x"})),
             lambda: probe_core.list_namespaced_secret(namespace),
         ):
             with pytest.raises(ApiException) as still_denied:

@@ -37,15 +37,11 @@ class ClusterInfo:
             kubectl=Path(values["KUBECTL"]),
             profile=values["PERENNIAL_CLUSTER_PROFILE"],
             prometheus_url=values.get("PROMETHEUS_URL", ""),
-            targets_file=Path(values["PROMETHEUS_TARGETS_FILE"])
-            if "PROMETHEUS_TARGETS_FILE" in values
-            else None,
+            targets_file=Path(values["PROMETHEUS_TARGETS_FILE"]) if "PROMETHEUS_TARGETS_FILE" in values else None,
             promtool=Path(values["PROMTOOL"]) if "PROMTOOL" in values else None,
         )
 
-    def kubectl_run(
-        self, *args: str, stdin: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
+    def kubectl_run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run kubectl as the admin, exactly as a user would."""
         result = subprocess.run(
             [str(self.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
@@ -106,3 +102,20 @@ class ScrapeTargets:
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(groups, indent=2))
         os.replace(tmp, self.path)
+
+
+CRDS_DIR = REPO_ROOT / "crds"
+_crds_installed: set[Path] = set()
+
+
+def install_crds(cluster: ClusterInfo) -> None:
+    """Apply crds/ (server-side, idempotent) once per cluster per session; wait until Established."""
+    if cluster.kubeconfig in _crds_installed:
+        return
+    cluster.kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR))
+    names = [
+        f"crd/{path.name.removeprefix('perennial.dev_').removesuffix('.yaml')}.perennial.dev"
+        for path in sorted(CRDS_DIR.glob("*.yaml"))
+    ]
+    cluster.kubectl_run("wait", "--for=condition=Established", "--timeout=60s", *names)
+    _crds_installed.add(cluster.kubeconfig)

@@ -74,9 +74,7 @@ def subprocess_operator(kubeconfig: Path, namespaces: list[str], log_path: Path)
     port = free_port()
     env = {**os.environ, **operator_environment(kubeconfig, namespaces, port)}
     console_script = Path(sys.executable).parent / "perennial"
-    running = RunningOperator(
-        f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{port}/healthz", log_path
-    )
+    running = RunningOperator(f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{port}/healthz", log_path)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(console_script), "run"],

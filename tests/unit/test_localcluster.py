@@ -34,9 +34,7 @@ def test_staging_modules_are_the_k8s_modules_at_the_fake_version() -> None:
 def test_binaries_are_cached_per_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERENNIAL_CACHE", str(tmp_path))
     paths = build.binary_paths()
-    assert (
-        paths["kube-apiserver"] == tmp_path / "bin" / f"kubernetes-{versions.KUBERNETES}" / "kube-apiserver"
-    )
+    assert paths["kube-apiserver"] == tmp_path / "bin" / f"kubernetes-{versions.KUBERNETES}" / "kube-apiserver"
     assert paths["etcd"] == tmp_path / "bin" / f"etcd-{versions.ETCD}" / "etcd"
     assert set(build.PROFILE_BINARIES["api"]) < set(build.PROFILE_BINARIES["full"])
 
@@ -59,7 +57,5 @@ def test_pod_stages_cover_the_simulation_contract() -> None:
         assert annotation in keys
     templates = " ".join(stage["spec"]["next"].get("statusTemplate", "") for stage in stages)
     assert "sim.perennial.dev/result" in templates
-    delays = [
-        stage["spec"].get("delay", {}).get("durationFrom", {}).get("expressionFrom", "") for stage in stages
-    ]
+    delays = [stage["spec"].get("delay", {}).get("durationFrom", {}).get("expressionFrom", "") for stage in stages]
     assert sum("sim.perennial.dev/duration" in delay for delay in delays) == 2

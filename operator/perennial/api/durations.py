@@ -9,18 +9,19 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-# Units in the order Go's time.ParseDuration and Prometheus accept them, largest first.
+# Units largest first; a duration names each at most once, in this order, so that Go's
+# time.ParseDuration, CEL's duration() and Prometheus all read it the same way.
 _UNITS = {
-    "w": timedelta(weeks=1),
-    "d": timedelta(days=1),
     "h": timedelta(hours=1),
     "m": timedelta(minutes=1),
     "s": timedelta(seconds=1),
     "ms": timedelta(milliseconds=1),
 }
-_PART = re.compile(r"(\d+)(ms|w|d|h|m|s)")
+_PART = re.compile(r"([0-9]+)(ms|h|m|s)")
+_N = "[0-9]{1,6}"
 # Also the `pattern` the CRD schemas use, so the API server and the operator agree.
-DURATION_PATTERN = r"^(0|(\d+(ms|w|d|h|m|s))+)$"
+DURATION_PATTERN = rf"^(0|{_N}h({_N}m)?({_N}s)?({_N}ms)?|{_N}m({_N}s)?({_N}ms)?|{_N}s({_N}ms)?|{_N}ms)$"
+DURATION_HELP = "must be a duration such as 30s, 10m, 6h or 1h30m (units h, m, s, ms, largest first)"
 _DURATION = re.compile(DURATION_PATTERN)
 
 
@@ -31,9 +32,7 @@ class InvalidDurationError(ValueError):
 def parse_duration(text: str) -> timedelta:
     """Parse ``1h30m``-style text; raise InvalidDurationError naming the text on anything else."""
     if not _DURATION.match(text):
-        raise InvalidDurationError(
-            f"invalid duration {text!r}: use a number with a unit (ms, s, m, h, d, w), e.g. 30s, 10m, 1h30m"
-        )
+        raise InvalidDurationError(f"invalid duration {text!r}: {DURATION_HELP}")
     total = timedelta()
     for amount, unit in _PART.findall(text):
         total += int(amount) * _UNITS[unit]

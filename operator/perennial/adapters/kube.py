@@ -1,0 +1,223 @@
+"""The one Kubernetes API client of the operator: async, JSON in and out, rate-limited.
+
+Watches are kopf's; this client does the writes and the rare reads a watch cannot
+answer. It authenticates with the same credentials kopf logged in with (``kopf.on.login``
+in ``perennial.main``), so the operator has one notion of "which cluster, as whom".
+A token bucket keeps the operator a good citizen under API Priority and Fairness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import ssl
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from perennial.adapters import metrics
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str  # "" for the core group
+    version: str
+    plural: str
+
+    def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+        prefix = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        path = f"{prefix}/namespaces/{quote(namespace)}/{self.plural}"
+        if name is not None:
+            path += f"/{quote(name)}"
+        if subresource is not None:
+            path += f"/{subresource}"
+        return path
+
+
+JOBS = Resource("batch", "v1", "jobs")
+SERVICES = Resource("", "v1", "services")
+PODS = Resource("", "v1", "pods")
+TRAINING_JOBS = Resource("perennial.dev", "v1alpha1", "trainingjobs")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def already_exists(self) -> bool:
+        return self.status == 409 and self.reason == "AlreadyExists"
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What kopf's login produced, reduced to what an HTTP client needs."""
+
+    server: str
+    ca_data: bytes | str | None = None  # PEM, raw or base64 as in a kubeconfig
+    ca_path: str | None = None
+    insecure: bool = False
+    certificate_data: bytes | str | None = None
+    certificate_path: str | None = None
+    private_key_data: bytes | str | None = None
+    private_key_path: str | None = None
+    token: str | None = None
+
+
+class TokenBucket:
+    """Client-side rate limit: ``qps`` requests a second on average, bursts up to ``burst``."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self.qps = qps
+        self.capacity = float(burst)
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.qps)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.qps)
+
+
+def _as_bytes(data: bytes | str | None) -> bytes | None:
+    if data is None:
+        return None
+    if isinstance(data, bytes):
+        return data
+    # kubeconfig *-data fields are base64; kopf passes them through decoded or not depending on source.
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError:
+        return data.encode()
+
+
+def _ssl_context(credentials: Credentials) -> ssl.SSLContext | bool:
+    if credentials.insecure:
+        return False
+    context = ssl.create_default_context()
+    ca_data = _as_bytes(credentials.ca_data)
+    certificate_data = _as_bytes(credentials.certificate_data)
+    private_key_data = _as_bytes(credentials.private_key_data)
+    if credentials.ca_path:
+        context.load_verify_locations(cafile=credentials.ca_path)
+    elif ca_data:
+        context.load_verify_locations(cadata=ca_data.decode())
+    cert = credentials.certificate_path
+    key = credentials.private_key_path
+    if certificate_data and private_key_data:
+        # ssl loads client certificates from files only: a private temp dir, removed at once.
+        with tempfile.TemporaryDirectory() as directory:
+            cert = os.path.join(directory, "client.crt")
+            key = os.path.join(directory, "client.key")
+            with open(cert, "wb") as handle:
+                handle.write(certificate_data)
+            with os.fdopen(os.open(key, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as handle:
+                handle.write(private_key_data)
+            context.load_cert_chain(cert, key)
+        return context
+    if cert and key:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+class KubeClient:
+    def __init__(self, credentials: Credentials, *, qps: float = 50.0, burst: int = 100) -> None:
+        self.server = credentials.server.rstrip("/")
+        self._headers = {"Accept": "application/json", "User-Agent": "perennial-operator"}
+        if credentials.token:
+            self._headers["Authorization"] = f"Bearer {credentials.token}"
+        self._ssl = _ssl_context(credentials)
+        self._limiter = TokenBucket(qps, burst)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=32),
+                timeout=aiohttp.ClientTimeout(total=60),
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        await self._limiter.take()
+        data = json.dumps(body) if body is not None else None
+        headers = {"Content-Type": content_type} if body is not None else None
+        started = time.monotonic()
+        async with self._client().request(
+            method, self.server + path, data=data, params=params, headers=headers
+        ) as response:
+            payload = await response.read()
+            metrics.API_REQUESTS.labels(method=method, code=str(response.status)).inc()
+            metrics.API_REQUEST_DURATION.labels(method=method).observe(time.monotonic() - started)
+            document: dict[str, Any] = json.loads(payload) if payload else {}
+            if response.status >= 400:
+                raise ApiError(
+                    response.status,
+                    str(document.get("reason") or response.reason or ""),
+                    str(document.get("message") or payload[:200].decode(errors="replace")),
+                )
+            return document
+
+    async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
+        return await self.request("GET", resource.path(namespace, name))
+
+    async def list(self, resource: Resource, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        document = await self.request("GET", resource.path(namespace), params={"labelSelector": label_selector})
+        items: list[dict[str, Any]] = document.get("items", [])
+        return items
+
+    async def create(self, resource: Resource, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", resource.path(namespace), body=body)
+
+    async def patch_status(
+        self, resource: Resource, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None
+    ) -> dict[str, Any]:
+        """Merge-patch the status subresource; with a resourceVersion it fails (409) on a stale read."""
+        patch: dict[str, Any] = {"status": dict(status)}
+        if resource_version:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        return await self.request(
+            "PATCH",
+            resource.path(namespace, name, "status"),
+            body=patch,
+            content_type="application/merge-patch+json",
+        )

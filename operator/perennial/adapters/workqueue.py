@@ -1,0 +1,98 @@
+"""A rate-limited work queue of object keys, as in client-go: the heart of level-based reconciles.
+
+Any number of events for one object collapse into one pending reconcile; one object is
+never reconciled by two workers at once; a failed reconcile is retried with exponential
+backoff; ``requeue_after`` schedules a later look (a deadline, a timer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+
+logger = logging.getLogger(__name__)
+
+Reconcile = Callable[[Hashable], Awaitable[float | None]]  # returns "look again in N seconds" or None
+
+
+class WorkQueue:
+    def __init__(
+        self, name: str, reconcile: Reconcile, *, workers: int = 4, base_delay: float = 0.5, max_delay: float = 300.0
+    ) -> None:
+        self.name = name
+        self._reconcile = reconcile
+        self._workers = workers
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
+        self._queued: set[Hashable] = set()
+        self._processing: set[Hashable] = set()
+        self._dirty: set[Hashable] = set()
+        self._failures: dict[Hashable, int] = {}
+        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._worker(), name=f"{self.name}-{i}") for i in range(self._workers)]
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def add(self, key: Hashable) -> None:
+        if key in self._processing:
+            self._dirty.add(key)  # picked up again when the running reconcile ends
+            return
+        if key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: Hashable, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + max(0.0, delay)
+        existing = self._timers.get(key)
+        if existing is not None:
+            if existing.when() <= due:
+                return  # an earlier look is already scheduled
+            existing.cancel()
+        self._timers[key] = loop.call_at(due, self._fire, key)
+
+    def _fire(self, key: Hashable) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._processing.add(key)
+            try:
+                requeue_after = await self._reconcile(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures = self._failures.get(key, 0) + 1
+                self._failures[key] = failures
+                delay = min(self._max_delay, self._base_delay * 2 ** (failures - 1))
+                logger.exception(
+                    "%s: reconcile of %s failed (attempt %d); retrying in %.1fs", self.name, key, failures, delay
+                )
+                self.add_after(key, delay)
+            else:
+                self._failures.pop(key, None)
+                if requeue_after is not None:
+                    self.add_after(key, requeue_after)
+            finally:
+                self._processing.discard(key)
+                self._queue.task_done()
+            if key in self._dirty:
+                self._dirty.discard(key)
+                self.add(key)

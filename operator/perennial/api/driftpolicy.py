@@ -1,0 +1,179 @@
+"""DriftPolicy (`dpol`): when to retrain a ModelDeployment, from metrics in Prometheus."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from perennial.api.base import (
+    LONG_TEXT,
+    URI,
+    ApiModel,
+    Condition,
+    DnsSubdomain,
+    Duration,
+    MetricName,
+    at_least,
+    cel,
+    cel_rules,
+    defaulted,
+    validations,
+)
+
+PromQL = Annotated[str, Field(min_length=1, max_length=LONG_TEXT)]
+DistributionTest = Literal["psi", "ks", "js", "hellinger"]
+
+
+class TargetRef(ApiModel):
+    """The ModelDeployment this policy watches, in the same namespace."""
+
+    name: DnsSubdomain
+    """Name of the ModelDeployment."""
+
+
+class PrometheusEndpoint(ApiModel):
+    """The Prometheus to query."""
+
+    url: Annotated[str, Field(pattern=r"^https?://", max_length=URI)] | None = None
+    """Base URL, e.g. http://prometheus.monitoring:9090 (default: the operator's setting)."""
+    timeout: Annotated[Duration, at_least("1s", "prometheus.timeout")] = "10s"
+    """Timeout of each query."""
+
+
+class Baseline(ApiModel):
+    """The reference distribution."""
+
+    model_config = cel_rules(
+        cel(
+            "has(self.sincePromotion) != has(self.query)",
+            "baseline needs exactly one of sincePromotion or query",
+        )
+    )
+
+    since_promotion: Duration | None = None
+    """Window right after the serving version's promotion (Prometheus @ modifier), e.g. 1h."""
+    query: PromQL | None = None
+    """A PromQL query for the reference buckets, e.g. with offset 7d."""
+
+
+class Distribution(ApiModel):
+    """A distribution test the operator computes from cumulative histogram buckets (le)."""
+
+    test: DistributionTest
+    """psi (population stability index), ks (Kolmogorov-Smirnov statistic), js (Jensen-Shannon
+    divergence) or hellinger (Hellinger distance)."""
+    current: PromQL
+    """PromQL returning the current window's buckets, one series per le, e.g.
+    sum by (le) (increase(x_bucket[1h]))."""
+    baseline: Baseline
+    """The reference buckets."""
+    min_samples: Annotated[int, Field(ge=1)] = 100
+    """Fewer observations than this in either window is NoData, not a breach."""
+
+
+class DriftMetric(ApiModel):
+    """One metric and its healthy range."""
+
+    model_config = cel_rules(
+        cel(
+            "has(self.query) != has(self.distribution)",
+            "a metric needs exactly one of query or distribution",
+            field_path=".query",
+        ),
+        cel("has(self.min) || has(self.max)", "a metric needs min, max or both", field_path=".name"),
+        cel(
+            "!has(self.min) || !has(self.max) || self.min <= self.max",
+            "min must not exceed max",
+            field_path=".min",
+        ),
+    )
+
+    name: MetricName
+    """Name of the metric in status, Events and the operator's metrics."""
+    query: PromQL | None = None
+    """PromQL that yields one number (a scalar or a one-sample vector)."""
+    distribution: Distribution | None = None
+    """A distribution test instead of a plain value."""
+    min: float | None = None
+    """Lowest healthy value."""
+    max: float | None = None
+    """Highest healthy value."""
+    for_: Annotated[Duration, Field(alias="for")] = "0s"
+    """How long the value must stay outside [min, max] to count as a breach."""
+
+
+class DriftTrigger(ApiModel):
+    """What a breach does."""
+
+    when: Literal["AnyMetric", "AllMetrics"] = "AnyMetric"
+    """Drifting when any metric, or all metrics, breach."""
+    action: Literal["Retrain", "Observe"] = "Retrain"
+    """Retrain the target, or only record what would have happened (dry run)."""
+    cooldown: Duration = "6h"
+    """Least time between two retrains this policy asks for."""
+
+
+class DriftPolicySpec(ApiModel):
+    """Metrics in Prometheus with bounds; a sustained breach retrains the target."""
+
+    target_ref: TargetRef
+    """The ModelDeployment to retrain."""
+    prometheus: PrometheusEndpoint = defaulted(PrometheusEndpoint)
+    """Where to query."""
+    interval: Annotated[Duration, at_least("10s", "interval")] = "1m"
+    """How often the metrics are evaluated."""
+    metrics: Annotated[
+        list[DriftMetric],
+        Field(
+            min_length=1,
+            max_length=32,
+            json_schema_extra=validations(
+                cel("self.all(x, self.exists_one(y, y.name == x.name))", "metric names must be unique")
+            ),
+        ),
+    ]
+    """The metrics and their bounds."""
+    trigger: DriftTrigger = defaulted(DriftTrigger)
+    """When the policy counts as drifting and what it does then."""
+    suspend: bool = False
+    """Stop evaluating while true."""
+
+
+class DriftMetricStatus(ApiModel):
+    """The last evaluation of one metric."""
+
+    name: str
+    """The metric."""
+    value: float | None = None
+    """Its value (absent when there was no data or an error)."""
+    min: float | None = None
+    """Its lower bound."""
+    max: float | None = None
+    """Its upper bound."""
+    breached: bool | None = None
+    """Outside [min, max] for at least `for`."""
+    breached_since: datetime | None = None
+    """When it left [min, max]."""
+    error: str | None = None
+    """Why there is no value (NoData, a query error)."""
+
+
+class DriftPolicyStatus(ApiModel):
+    """The evaluation state, written by the operator."""
+
+    observed_generation: int | None = None
+    """The metadata.generation this status describes."""
+    last_evaluation_time: datetime | None = None
+    """When the metrics were last evaluated."""
+    metrics: list[DriftMetricStatus] | None = None
+    """The last value of each metric."""
+    last_trigger_time: datetime | None = None
+    """When the policy last asked for a retrain (or, with Observe, would have)."""
+    trigger_count: int | None = None
+    """How many times it did."""
+    last_training_job: str | None = None
+    """The TrainingJob its last trigger started."""
+    conditions: list[Condition] | None = None
+    """Ready and Drifting."""

@@ -1,0 +1,219 @@
+"""ModelDeployment (`mdep`): a served model plus everything needed to retrain it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from perennial.api.base import (
+    ENV_NAME_PATTERN,
+    IMAGE_PATTERN,
+    MODEL_VERSION_PATTERN,
+    NAME,
+    PINNED_VERSION_PATTERN,
+    TEXT,
+    ApiModel,
+    Condition,
+    DnsSubdomain,
+    Duration,
+    MetricName,
+    StringMap,
+    defaulted,
+    label_map_rules,
+)
+from perennial.api.core import EnvVar, LocalObjectReference, Probe, ResourceRequirements, Toleration
+from perennial.api.schedule import CRON_PATTERN
+from perennial.api.trainingjob import Dataset, TrainingTemplate, Trigger, TriggerReason
+
+RETRAIN_REQUEST_ANNOTATION = "perennial.dev/retrain-request"
+
+ModelVersion = Annotated[str, Field(pattern=MODEL_VERSION_PATTERN, max_length=9)]
+
+VersionState = Literal["Training", "Candidate", "Serving", "Retired", "Rejected", "Failed", "RolledBack"]
+DeploymentPhase = Literal["Training", "Rolling", "Serving", "Degraded", "Failed"]
+
+
+class Serving(ApiModel):
+    """How the model is served: a Deployment and a ClusterIP Service named after the ModelDeployment."""
+
+    image: Annotated[str, Field(max_length=TEXT, pattern=IMAGE_PATTERN)]
+    """The model server's container image."""
+    replicas: Annotated[int, Field(ge=0, le=1000)] = 1
+    """Number of serving pods."""
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    """Container port of the server; the Service exposes it as port `http`."""
+    model_uri_env: Annotated[str, Field(pattern=ENV_NAME_PATTERN, max_length=NAME)] = "MODEL_URI"
+    """Environment variable that receives the served model's URI."""
+    env: Annotated[list[EnvVar], Field(max_length=128)] | None = None
+    """Environment variables of the server."""
+    resources: ResourceRequirements | None = None
+    """CPU, memory and accelerators of each serving pod."""
+    readiness_probe: Probe | None = None
+    """When a serving pod takes traffic."""
+    liveness_probe: Probe | None = None
+    """When a serving pod is restarted."""
+    service_account_name: DnsSubdomain | None = None
+    """ServiceAccount of the serving pods; without one they get no API token."""
+    image_pull_secrets: Annotated[list[LocalObjectReference], Field(max_length=16)] | None = None
+    """Secrets for pulling the image."""
+    node_selector: StringMap | None = None
+    """Node labels the serving pods require."""
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] | None = None
+    """Taints the serving pods tolerate."""
+    pod_labels: Annotated[
+        StringMap | None, Field(json_schema_extra=label_map_rules("podLabels", values_are_labels=True))
+    ] = None
+    """Extra labels on the serving pods."""
+    pod_annotations: Annotated[
+        StringMap | None, Field(json_schema_extra=label_map_rules("podAnnotations", values_are_labels=False))
+    ] = None
+    """Extra annotations on the serving pods."""
+
+
+class RequireImprovement(ApiModel):
+    """The challenger must beat the serving version on one metric."""
+
+    metric: MetricName
+    """Metric compared (higher is better)."""
+    min_delta: float = 0.0
+    """Least improvement over the serving version's value."""
+
+
+class Promotion(ApiModel):
+    """Which validated versions become the serving version."""
+
+    policy: Literal["Automatic", "Manual"] = "Automatic"
+    """Automatic: promote at once. Manual: wait as Candidate until pinnedVersion names it."""
+    require_improvement: RequireImprovement | None = None
+    """Also require the candidate to beat the serving version."""
+
+
+class Rollout(ApiModel):
+    """How a new version replaces the serving one."""
+
+    progress_deadline: Duration = "10m"
+    """How long a rollout may take to become Available."""
+    auto_rollback: bool = True
+    """Roll back to the previous version when the deadline passes."""
+
+
+class Retraining(ApiModel):
+    """When the model is retrained automatically."""
+
+    schedule: Annotated[str, Field(pattern=CRON_PATTERN, max_length=128)] | None = None
+    """Cron schedule in UTC (five fields, or @daily-style), e.g. "0 3 * * 0"."""
+    cooldown: Duration = "1h"
+    """Least time between two automatic retrains (manual requests and spec changes bypass it)."""
+    on_spec_change: bool = True
+    """Retrain when spec.training changes (new dataset version, new image)."""
+    max_consecutive_failures: Annotated[int, Field(ge=1, le=100)] = 3
+    """Circuit breaker: stop automatic retrains after this many failed or rejected runs in a row."""
+    history_limit: Annotated[int, Field(ge=0, le=100)] = 5
+    """Finished TrainingJobs kept, besides the one serving."""
+
+
+class ModelDeploymentSpec(ApiModel):
+    """A served model and its continuous-training loop."""
+
+    training: TrainingTemplate
+    """Template of every TrainingJob this ModelDeployment creates."""
+    serving: Serving
+    """The serving Deployment and Service."""
+    promotion: Promotion = defaulted(Promotion)
+    """Which validated versions are promoted."""
+    rollout: Rollout = defaulted(Rollout)
+    """How versions roll out and back."""
+    retraining: Retraining = defaulted(Retraining)
+    """When to retrain automatically."""
+    pinned_version: Annotated[str, Field(pattern=PINNED_VERSION_PATTERN, max_length=9)] | None = None
+    """Serve exactly this version from status.versions (manual rollback, GitOps pin, Manual promotion)."""
+    suspend: bool = False
+    """No automatic retrains while true; serving continues."""
+
+
+class LastRetrain(ApiModel):
+    """The most recent retrain."""
+
+    time: datetime | None = None
+    """When it started."""
+    reason: TriggerReason | None = None
+    """Initial, SpecChange, Schedule, Drift or Manual."""
+    source: str | None = None
+    """What asked for it."""
+
+
+class PromotionDecision(ApiModel):
+    """Why a version was or was not promoted."""
+
+    result: Literal["Promoted", "Candidate", "NotPromoted", "Pinned"] | None = None
+    """The outcome."""
+    reason: str | None = None
+    """The evidence, e.g. "auc 0.941 > serving 0.934 + minDelta 0.0"."""
+    compared_to: str | None = None
+    """The serving version it was compared with."""
+
+
+class ModelVersionRecord(ApiModel):
+    """One version's lineage."""
+
+    version: str
+    """The version number, as a string of digits."""
+    training_job: str | None = None
+    """The TrainingJob that produced it."""
+    state: VersionState | None = None
+    """Training, Candidate, Serving, Retired, Rejected, Failed or RolledBack."""
+    model_uri: str | None = None
+    """Where the model is."""
+    metrics: dict[str, float] | None = None
+    """The trainer's metrics."""
+    dataset: Dataset | None = None
+    """The data it was trained on."""
+    image: str | None = None
+    """The trainer image."""
+    image_id: str | None = None
+    """The trainer image's digest, when the pod status reports one."""
+    hyperparameters: dict[str, str] | None = None
+    """Its hyperparameters."""
+    trigger: Trigger | None = None
+    """Why it was trained."""
+    created_at: datetime | None = None
+    """When its TrainingJob was created."""
+    promoted_at: datetime | None = None
+    """When it became the serving version."""
+    decision: PromotionDecision | None = None
+    """The promotion decision and its evidence."""
+
+
+class ModelDeploymentStatus(ApiModel):
+    """The loop's state, derived by the operator."""
+
+    observed_generation: int | None = None
+    """The metadata.generation this status describes."""
+    phase: DeploymentPhase | None = None
+    """Training, Rolling, Serving, Degraded or Failed."""
+    serving_version: str | None = None
+    """The version the Deployment serves."""
+    serving_model_uri: str | None = None
+    """That version's model URI."""
+    latest_version: str | None = None
+    """The newest version allocated."""
+    active_training_job: str | None = None
+    """The TrainingJob running now, if any."""
+    replicas: int | None = None
+    """Serving pods desired."""
+    ready_replicas: int | None = None
+    """Serving pods ready."""
+    ready: str | None = None
+    """readyReplicas/replicas, for kubectl get."""
+    last_retrain: LastRetrain | None = None
+    """The most recent retrain."""
+    next_scheduled_retrain: datetime | None = None
+    """When spec.retraining.schedule fires next."""
+    handled_retrain_request: str | None = None
+    """The last perennial.dev/retrain-request value acted on."""
+    versions: list[ModelVersionRecord] | None = None
+    """Lineage, one entry a version."""
+    conditions: list[Condition] | None = None
+    """Ready, Training, Progressing, Degraded and RetrainSuppressed."""

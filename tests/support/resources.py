@@ -1,0 +1,57 @@
+"""Reading and writing Perennial objects in tests, the way a user's tools would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from tests.support.cluster import ClusterInfo
+from tests.support.waiting import wait_until
+
+GROUP, VERSION = "perennial.dev", "v1alpha1"
+
+
+def apply(cluster: ClusterInfo, namespace: str, manifest: str | dict[str, Any]) -> None:
+    text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+    cluster.kubectl_run("apply", "-n", namespace, "-f", "-", stdin=text)
+
+
+def get_custom(api: client.ApiClient, namespace: str, plural: str, name: str) -> dict[str, Any]:
+    body = client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    assert isinstance(body, dict)
+    return body
+
+
+def wait_for_status(
+    api: client.ApiClient,
+    namespace: str,
+    plural: str,
+    name: str,
+    predicate: Callable[[dict[str, Any]], bool],
+    *,
+    what: str,
+    timeout: float = 90,
+) -> dict[str, Any]:
+    """Poll the object until ``predicate(status)`` holds; return the status."""
+
+    def probe() -> dict[str, Any] | None:
+        status: dict[str, Any] = get_custom(api, namespace, plural, name).get("status") or {}
+        return status if predicate(status) else None
+
+    return wait_until(probe, timeout=timeout, what=f"{plural}/{name}: {what}")
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    found = next((c for c in status.get("conditions") or [] if c["type"] == type_), None)
+    assert found is not None, f"no {type_} condition in {status}"
+    return dict(found)
+
+
+def events_for(api: client.ApiClient, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Events about object ``name``, oldest first."""
+    items = client.CoreV1Api(api).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    items.sort(key=lambda e: (e.first_timestamp or e.event_time or 0, e.metadata.name))
+    return [(str(e.type), str(e.reason), str(e.message)) for e in items]
