@@ -50,8 +50,11 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     return dict(found)
 
 
-def events_for(api: client.ApiClient, namespace: str, name: str) -> list[tuple[str, str, str]]:
-    """(type, reason, message) of the Events about object ``name``, oldest first."""
-    items = client.CoreV1Api(api).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+def events_for(
+    api: client.ApiClient, namespace: str, name: str, kind: str = "TrainingJob"
+) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Events about one object, oldest first."""
+    selector = f"involvedObject.name={name},involvedObject.kind={kind}"
+    items = client.CoreV1Api(api).list_namespaced_event(namespace, field_selector=selector).items
     items.sort(key=lambda e: (e.first_timestamp or e.event_time or 0, e.metadata.name))
     return [(str(e.type), str(e.reason), str(e.message)) for e in items]

@@ -240,10 +240,22 @@ def parse_termination_message(message: str | None) -> MetricsResult:
         )
     metrics: dict[str, float] = {}
     for name, value in document["metrics"].items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            return MetricsResult({}, INVALID_TERMINATION_MESSAGE, f"metric {name!r} is {value!r}, not a finite number")
-        metrics[str(name)] = float(value)
+        number = _finite_number(value)
+        if number is None:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+            return MetricsResult({}, INVALID_TERMINATION_MESSAGE, f"metric {name!r} is {shown}, not a finite number")
+        metrics[str(name)] = number
     return MetricsResult(metrics)
+
+
+def _finite_number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)  # a huge JSON integer overflows here
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)
@@ -253,10 +265,18 @@ class GateResult:
     message: str
 
 
+def _num(value: float) -> str:
+    """40.0 -> "40"; 0.8999999 stays exact (str(float) is the shortest round-tripping text)."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else str(number)
+
+
 def _bound_text(rule: ValidationRule) -> str:
     if rule.min is not None and rule.max is not None:
-        return f"[{rule.min:g}, {rule.max:g}]"
-    return f">= {rule.min:g}" if rule.min is not None else f"<= {rule.max:g}"
+        return f"[{_num(rule.min)}, {_num(rule.max)}]"
+    if rule.min is not None:
+        return f">= {_num(rule.min)}"
+    return f"<= {_num(rule.max)}" if rule.max is not None else "any value"
 
 
 def check_gates(rules: Sequence[ValidationRule], metrics: Mapping[str, float]) -> GateResult:
@@ -267,9 +287,9 @@ def check_gates(rules: Sequence[ValidationRule], metrics: Mapping[str, float]) -
         if value is None:
             failures.append((METRICS_MISSING, f"metric {rule.metric} is missing (needed {_bound_text(rule)})"))
         elif rule.min is not None and value < rule.min:
-            failures.append((METRIC_BELOW_MIN, f"{rule.metric}={value:g} < min {rule.min:g}"))
+            failures.append((METRIC_BELOW_MIN, f"{rule.metric}={_num(value)} < min {_num(rule.min)}"))
         elif rule.max is not None and value > rule.max:
-            failures.append((METRIC_ABOVE_MAX, f"{rule.metric}={value:g} > max {rule.max:g}"))
+            failures.append((METRIC_ABOVE_MAX, f"{rule.metric}={_num(value)} > max {_num(rule.max)}"))
     if failures:
         return GateResult(False, failures[0][0], "; ".join(message for _, message in failures))
     if not rules:
@@ -350,7 +370,6 @@ def derive_status(
         "observedGeneration": ref.generation,
         "version": version_of(ref, spec),
         "modelUri": model_uri(ref, spec),
-        "jobName": ref.name,
     }
     phase_before = current.get("phase")
     if phase_before in TERMINAL_PHASES:
@@ -360,11 +379,12 @@ def derive_status(
     job = observed.job
     conditions_before = current.get("conditions")
     if job is None:
-        if current.get("startTime"):
-            # It ran, and someone deleted the Job before it finished: say so, do not rerun.
+        if current.get("jobName"):
+            # The Job existed and someone deleted it before the run finished: say so, do not rerun.
+            kept = {k: current[k] for k in ("jobName", "startTime", "attempts") if current.get(k) is not None}
             return _finished(
                 ref,
-                base,
+                {**base, **kept},
                 current,
                 now,
                 "Failed",
@@ -385,11 +405,10 @@ def derive_status(
         return StatusResult({**base, "phase": "Pending", "conditions": conditions})
 
     job_status = job.get("status", {})
-    status = {
-        **base,
-        "startTime": job_status.get("startTime") or current.get("startTime"),
-        "attempts": _attempts(job_status),
-    }
+    status = {**base, "jobName": ref.name, "attempts": _attempts(job_status)}
+    start_time = job_status.get("startTime") or current.get("startTime")
+    if start_time:  # a merge patch stores no nulls: leave it out until there is one
+        status["startTime"] = start_time
     failed = _job_condition(job, "Failed")
     if failed is not None:
         reason = str(failed.get("reason") or "JobFailed")
@@ -454,7 +473,11 @@ def derive_status(
         )
 
     ready = int(job_status.get("ready") or 0)
-    running = ready > 0
+    # FailureTarget/SuccessCriteriaMet: the outcome is decided, and Failed/Complete follow
+    # (with final counts) once the pods have terminated. Until then the run is still
+    # running, not back to Pending.
+    finishing = _job_condition(job, "FailureTarget") or _job_condition(job, "SuccessCriteriaMet")
+    running = ready > 0 or (finishing is not None and phase_before == "Running")
     phase = "Running" if running else "Pending"
     conditions = merge_conditions(
         conditions_before,

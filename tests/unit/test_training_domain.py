@@ -1,0 +1,1304 @@
+"""TrainingJob domain logic: the desired Job and Service, metrics, gates, and status derivation.
+
+Pure functions only: every test builds dicts shaped like what the API server returns
+(batch/v1 Job, core/v1 Pod) and checks what the domain makes of them at a fixed ``NOW``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from perennial.api.trainingjob import TrainingJobSpec, ValidationRule
+from perennial.domain.conditions import find_condition
+from perennial.domain.training import (
+    COMPLETION_INDEX_ANNOTATION,
+    INVALID_TERMINATION_MESSAGE,
+    JOB_DELETED,
+    METRIC_ABOVE_MAX,
+    METRIC_BELOW_MIN,
+    METRICS_MISSING,
+    MetricsResult,
+    Observed,
+    StatusResult,
+    TrainingJobRef,
+    check_gates,
+    derive_status,
+    desired_job,
+    desired_service,
+    parse_termination_message,
+)
+
+# ---------------------------------------------------------------- helpers
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=5)
+NOW_TEXT = "2026-01-01T12:00:00Z"
+START = "2026-01-01T10:00:00Z"
+END = "2026-01-01T10:12:30Z"  # 12m30s after START
+NAME = "churn-v7"
+NAMESPACE = "ml"
+UID = "6f1c2a9e-0000-4000-8000-000000000001"
+REF = TrainingJobRef(NAME, NAMESPACE, UID, generation=1)
+IMAGE = "registry.example/churn-trainer:2.3.0"
+AUC_GATE = [{"metric": "auc", "min": 0.9}]
+PERENNIAL_ENV_NAMES = [
+    "PERENNIAL_MODEL",
+    "PERENNIAL_VERSION",
+    "PERENNIAL_MODEL_URI",
+    "PERENNIAL_DATASET_URI",
+    "PERENNIAL_DATASET_VERSION",
+    "PERENNIAL_HYPERPARAMETERS",
+    "PERENNIAL_TRIGGER",
+]
+
+
+def make_spec(**fields: Any) -> TrainingJobSpec:
+    """A TrainingJob spec from camelCase fields, as a user would write it."""
+    document: dict[str, Any] = {
+        "model": "churn",
+        "version": "7",
+        "image": IMAGE,
+        "output": {"modelUri": "s3://models/{model}/{version}"},
+    }
+    document.update(fields)
+    return TrainingJobSpec.model_validate(document)
+
+
+def container_of(job: Mapping[str, Any]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = job["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def pod_spec_of(job: Mapping[str, Any]) -> dict[str, Any]:
+    pod_spec: dict[str, Any] = job["spec"]["template"]["spec"]
+    return pod_spec
+
+
+def env_of(job: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container_of(job)["env"]}
+
+
+def env_values(job: Mapping[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container_of(job)["env"] if "value" in e}
+
+
+def managed_labels_for(version: str = "7", model: str | None = "churn") -> dict[str, str]:
+    labels = {"app.kubernetes.io/managed-by": "perennial", "perennial.dev/version": version}
+    if model:
+        labels["perennial.dev/model"] = model
+    labels["perennial.dev/training-job"] = NAME
+    return labels
+
+
+def job_condition(type_: str, reason: str, message: str = "", at: str = END) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastProbeTime": at,
+        "lastTransitionTime": at,
+    }
+
+
+def job(
+    *,
+    active: int = 0,
+    ready: int = 0,
+    failed: int = 0,
+    succeeded: int = 0,
+    terminating: int = 0,
+    conditions: Sequence[Mapping[str, Any]] = (),
+    start_time: str | None = START,
+    completion_time: str | None = None,
+) -> dict[str, Any]:
+    """A batch/v1 Job as the API server returns it (zero counters omitted, as the API does)."""
+    status: dict[str, Any] = {"ready": ready, "terminating": terminating, "uncountedTerminatedPods": {}}
+    if start_time:
+        status["startTime"] = start_time
+    if completion_time:
+        status["completionTime"] = completion_time
+    counters = {"active": active, "failed": failed, "succeeded": succeeded}
+    status.update({key: value for key, value in counters.items() if value})
+    if conditions:
+        status["conditions"] = [dict(c) for c in conditions]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": NAME,
+            "namespace": NAMESPACE,
+            "uid": "0b7d4c1e-0000-4000-8000-00000000000a",
+            "labels": managed_labels_for(),
+            "ownerReferences": [REF.owner_reference()],
+        },
+        "spec": {"backoffLimit": 2, "completions": 1, "parallelism": 1},
+        "status": status,
+    }
+
+
+def complete_job(*, workers: int = 1, failed: int = 0, completion_time: str | None = END) -> dict[str, Any]:
+    message = "Reached expected number of succeeded pods"
+    return job(
+        succeeded=workers,
+        failed=failed,
+        completion_time=completion_time,
+        conditions=[
+            job_condition("SuccessCriteriaMet", "CompletionsReached", message),
+            job_condition("Complete", "CompletionsReached", message),
+        ],
+    )
+
+
+FAILURE_MESSAGES = {
+    "BackoffLimitExceeded": "Job has reached the specified backoff limit",
+    "DeadlineExceeded": "Job was active longer than specified deadline",
+}
+
+
+def failed_job(reason: str, *, failed: int = 3) -> dict[str, Any]:
+    message = FAILURE_MESSAGES[reason]
+    return job(
+        failed=failed,
+        conditions=[job_condition("FailureTarget", reason, message), job_condition("Failed", reason, message)],
+    )
+
+
+def metrics_message(**metrics: Any) -> str:
+    return json.dumps({"metrics": metrics})
+
+
+def trainer_pod(
+    message: str | None,
+    *,
+    name: str = f"{NAME}-x7k2q",
+    index: int | None = None,
+    created: str = START,
+    phase: str = "Succeeded",
+) -> dict[str, Any]:
+    """A core/v1 Pod of the Job whose trainer container terminated with ``message``."""
+    exit_code = 0 if phase == "Succeeded" else 1
+    terminated: dict[str, Any] = {
+        "exitCode": exit_code,
+        "reason": "Completed" if exit_code == 0 else "Error",
+        "startedAt": created,
+        "finishedAt": END,
+        "containerID": "containerd://abc",
+    }
+    if message is not None:
+        terminated["message"] = message
+    annotations = {COMPLETION_INDEX_ANNOTATION: str(index)} if index is not None else {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "creationTimestamp": created,
+            "labels": {**managed_labels_for(), "batch.kubernetes.io/job-name": NAME},
+            "annotations": annotations,
+        },
+        "status": {
+            "phase": phase,
+            "containerStatuses": [
+                {
+                    "name": "trainer",
+                    "image": IMAGE,
+                    "imageID": "registry.example/churn-trainer@sha256:0123",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"terminated": terminated},
+                }
+            ],
+        },
+    }
+
+
+def derive(
+    spec: TrainingJobSpec,
+    current: Mapping[str, Any],
+    observed_job: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]] = (),
+    now: datetime = NOW,
+) -> StatusResult:
+    return derive_status(REF, spec, current, Observed(observed_job, pods), now)
+
+
+def condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
+    found = find_condition(status.get("conditions"), type_)
+    assert found is not None, f"no {type_} condition in {status.get('conditions')}"
+    return found
+
+
+def running_status() -> dict[str, Any]:
+    """A stored status of a run whose pods were already running."""
+    return derive(make_spec(), {}, job(active=1, ready=1), now=NOW - timedelta(hours=1)).status
+
+
+# ---------------------------------------------------------------- desired_job: identity
+def test_job_is_a_batch_v1_job_named_after_the_training_job_in_its_namespace() -> None:
+    manifest = desired_job(REF, make_spec())
+
+    assert manifest["apiVersion"] == "batch/v1"
+    assert manifest["kind"] == "Job"
+    assert manifest["metadata"]["name"] == NAME
+    assert manifest["metadata"]["namespace"] == NAMESPACE
+
+
+def test_job_and_its_pods_carry_the_managed_labels() -> None:
+    manifest = desired_job(REF, make_spec())
+
+    assert manifest["metadata"]["labels"] == managed_labels_for()
+    assert manifest["spec"]["template"]["metadata"]["labels"] == managed_labels_for()
+
+
+def test_job_of_a_run_without_model_has_no_model_label() -> None:
+    manifest = desired_job(REF, make_spec(model=None))
+
+    assert manifest["metadata"]["labels"] == managed_labels_for(model=None)
+    assert env_values(manifest)["PERENNIAL_MODEL"] == ""
+
+
+def test_job_is_controlled_by_the_training_job() -> None:
+    manifest = desired_job(REF, make_spec())
+
+    assert manifest["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "perennial.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "name": NAME,
+            "uid": UID,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+@pytest.mark.parametrize("version", [None, ""])
+def test_version_defaults_to_the_training_job_name(version: str | None) -> None:
+    manifest = desired_job(REF, make_spec(version=version))
+
+    assert env_values(manifest)["PERENNIAL_VERSION"] == NAME
+    assert env_values(manifest)["PERENNIAL_MODEL_URI"] == f"s3://models/churn/{NAME}"
+    assert manifest["metadata"]["labels"]["perennial.dev/version"] == NAME
+    assert manifest["spec"]["template"]["metadata"]["labels"]["perennial.dev/version"] == NAME
+
+
+# ---------------------------------------------------------------- desired_job: environment
+def test_perennial_env_comes_first_with_the_run_lineage() -> None:
+    spec = make_spec(
+        output={"modelUri": "s3://models/{namespace}/{model}/{version}/model.pkl"},
+        dataset={"uri": "s3://data/churn/2026-11-20/", "version": "2026-11-20"},
+        hyperparameters={"max_depth": "8", "learning_rate": "0.01"},
+        trigger={"reason": "Drift", "source": "churn-drift", "detail": "feature_psi=0.31 > max 0.2"},
+        env=[{"name": "LOG_LEVEL", "value": "info"}],
+    )
+
+    env = container_of(desired_job(REF, spec))["env"]
+
+    assert [e["name"] for e in env[:7]] == PERENNIAL_ENV_NAMES
+    values = {e["name"]: e["value"] for e in env[:7]}
+    assert values["PERENNIAL_MODEL"] == "churn"
+    assert values["PERENNIAL_VERSION"] == "7"
+    assert values["PERENNIAL_MODEL_URI"] == "s3://models/ml/churn/7/model.pkl"
+    assert values["PERENNIAL_DATASET_URI"] == "s3://data/churn/2026-11-20/"
+    assert values["PERENNIAL_DATASET_VERSION"] == "2026-11-20"
+    assert json.loads(values["PERENNIAL_HYPERPARAMETERS"]) == {"max_depth": "8", "learning_rate": "0.01"}
+    assert json.loads(values["PERENNIAL_TRIGGER"]) == {
+        "reason": "Drift",
+        "source": "churn-drift",
+        "detail": "feature_psi=0.31 > max 0.2",
+    }
+
+
+def test_perennial_env_without_lineage_is_empty_strings_and_empty_json_objects() -> None:
+    values = env_values(desired_job(REF, make_spec()))
+
+    assert values["PERENNIAL_DATASET_URI"] == ""
+    assert values["PERENNIAL_DATASET_VERSION"] == ""
+    assert json.loads(values["PERENNIAL_HYPERPARAMETERS"]) == {}
+    assert json.loads(values["PERENNIAL_TRIGGER"]) == {}
+
+
+def test_trigger_json_leaves_out_unset_fields() -> None:
+    values = env_values(desired_job(REF, make_spec(trigger={"reason": "Initial"})))
+
+    assert json.loads(values["PERENNIAL_TRIGGER"]) == {"reason": "Initial"}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("s3://models/{model}/{version}", "s3://models/churn/7"),
+        ("gs://{namespace}-models/{model}-{version}/{version}", "gs://ml-models/churn-7/7"),
+        ("/mnt/models/fixed", "/mnt/models/fixed"),
+    ],
+)
+def test_model_uri_placeholders_are_filled_in(template: str, expected: str) -> None:
+    values = env_values(desired_job(REF, make_spec(output={"modelUri": template})))
+
+    assert values["PERENNIAL_MODEL_URI"] == expected
+
+
+def test_user_env_follows_the_perennial_env_in_wire_format() -> None:
+    user_env = [
+        {"name": "LOG_LEVEL", "value": "info"},
+        {"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": "trainer-secrets", "key": "api-key"}}},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+
+    env = container_of(desired_job(REF, make_spec(env=user_env)))["env"]
+
+    assert [e["name"] for e in env] == [*PERENNIAL_ENV_NAMES, "LOG_LEVEL", "API_KEY", "POD_NAME"]
+    assert env[-3:] == user_env
+
+
+# ---------------------------------------------------------------- desired_job: the user's pod surface
+CONTAINER_PASS_THROUGH: dict[str, Any] = {
+    "command": ["python", "-m", "train"],
+    "args": ["--epochs", "20"],
+    "envFrom": [
+        {"configMapRef": {"name": "trainer-config"}},
+        {"prefix": "AWS_", "secretRef": {"name": "s3-credentials", "optional": True}},
+    ],
+    "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"nvidia.com/gpu": "1"}},
+    "volumeMounts": [
+        {"name": "scratch", "mountPath": "/scratch"},
+        {"name": "config", "mountPath": "/etc/trainer", "readOnly": True, "subPath": "conf"},
+    ],
+}
+POD_PASS_THROUGH: dict[str, Any] = {
+    "volumes": [
+        {"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "10Gi"}},
+        {"name": "config", "configMap": {"name": "trainer-config", "defaultMode": 0o444}},
+        {"name": "creds", "secret": {"secretName": "s3-credentials"}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "churn-data", "readOnly": True}},
+    ],
+    "nodeSelector": {"node.kubernetes.io/instance-type": "g5.xlarge"},
+    "tolerations": [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "spot", "operator": "Equal", "value": "true", "effect": "NoExecute", "tolerationSeconds": 300},
+    ],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}]}
+                ]
+            }
+        },
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 50,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": {"perennial.dev/model": "churn"}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    },
+                }
+            ]
+        },
+    },
+    "imagePullSecrets": [{"name": "registry-credentials"}],
+    "priorityClassName": "training-low",
+}
+
+
+@pytest.mark.parametrize("field", sorted(CONTAINER_PASS_THROUGH))
+def test_user_container_fields_pass_through_in_wire_format(field: str) -> None:
+    manifest = desired_job(REF, make_spec(**CONTAINER_PASS_THROUGH, **POD_PASS_THROUGH))
+
+    assert container_of(manifest)[field] == CONTAINER_PASS_THROUGH[field]
+
+
+@pytest.mark.parametrize("field", sorted(POD_PASS_THROUGH))
+def test_user_pod_fields_pass_through_in_wire_format(field: str) -> None:
+    manifest = desired_job(REF, make_spec(**CONTAINER_PASS_THROUGH, **POD_PASS_THROUGH))
+
+    assert pod_spec_of(manifest)[field] == POD_PASS_THROUGH[field]
+
+
+def test_trainer_container_runs_the_users_image() -> None:
+    container = container_of(desired_job(REF, make_spec()))
+
+    assert container["name"] == "trainer"
+    assert container["image"] == IMAGE
+
+
+def test_unset_optional_fields_are_left_out_of_the_job() -> None:
+    manifest = desired_job(REF, make_spec())
+
+    assert set(container_of(manifest)) == {
+        "name",
+        "image",
+        "env",
+        "terminationMessagePath",
+        "terminationMessagePolicy",
+        "securityContext",
+    }
+    assert set(pod_spec_of(manifest)) == {
+        "restartPolicy",
+        "containers",
+        "securityContext",
+        "automountServiceAccountToken",
+    }
+    assert "activeDeadlineSeconds" not in manifest["spec"]
+    assert "completionMode" not in manifest["spec"]
+
+
+def test_empty_optional_fields_are_left_out_of_the_job() -> None:
+    spec = make_spec(
+        args=[],
+        envFrom=[],
+        nodeSelector={},
+        tolerations=[],
+        affinity={},
+        volumes=[],
+        volumeMounts=[],
+        imagePullSecrets=[],
+        priorityClassName="",
+        resources={},
+    )
+
+    manifest = desired_job(REF, spec)
+
+    assert not {"args", "envFrom", "volumeMounts", "resources"} & set(container_of(manifest))
+    assert not {"nodeSelector", "tolerations", "affinity", "volumes", "imagePullSecrets", "priorityClassName"} & set(
+        pod_spec_of(manifest)
+    )
+
+
+def test_pods_never_restart_in_place() -> None:
+    assert pod_spec_of(desired_job(REF, make_spec()))["restartPolicy"] == "Never"
+
+
+# ---------------------------------------------------------------- desired_job: Job knobs
+@pytest.mark.parametrize(("backoff_limit", "expected"), [(None, 2), (0, 0), (5, 5)])
+def test_backoff_limit_defaults_to_two(backoff_limit: int | None, expected: int) -> None:
+    spec = make_spec() if backoff_limit is None else make_spec(backoffLimit=backoff_limit)
+
+    assert desired_job(REF, spec)["spec"]["backoffLimit"] == expected
+
+
+@pytest.mark.parametrize(("deadline", "seconds"), [("2h", 7200), ("90s", 90), ("1h30m", 5400), ("45m", 2700)])
+def test_active_deadline_becomes_active_deadline_seconds(deadline: str, seconds: int) -> None:
+    manifest = desired_job(REF, make_spec(activeDeadline=deadline))
+
+    assert manifest["spec"]["activeDeadlineSeconds"] == seconds
+
+
+def test_no_active_deadline_means_no_active_deadline_seconds() -> None:
+    assert "activeDeadlineSeconds" not in desired_job(REF, make_spec())["spec"]
+
+
+@pytest.mark.parametrize(("ttl", "seconds"), [(None, 86400), ("1h", 3600), ("168h", 604800)])
+def test_ttl_after_finished_defaults_to_a_day(ttl: str | None, seconds: int) -> None:
+    spec = make_spec() if ttl is None else make_spec(ttlAfterFinished=ttl)
+
+    assert desired_job(REF, spec)["spec"]["ttlSecondsAfterFinished"] == seconds
+
+
+# ---------------------------------------------------------------- desired_job: security
+def test_pod_security_context_is_restricted_profile() -> None:
+    pod_spec = pod_spec_of(desired_job(REF, make_spec()))
+
+    assert pod_spec["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def test_container_security_context_is_restricted_profile() -> None:
+    security = container_of(desired_job(REF, make_spec()))["securityContext"]
+
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["runAsNonRoot"] is True
+    assert security.get("privileged") in (None, False)
+    assert "add" not in security["capabilities"]
+
+
+def test_without_service_account_the_pod_gets_no_api_token() -> None:
+    pod_spec = pod_spec_of(desired_job(REF, make_spec()))
+
+    assert pod_spec["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in pod_spec
+
+
+def test_with_service_account_the_pod_runs_as_it_with_its_token() -> None:
+    pod_spec = pod_spec_of(desired_job(REF, make_spec(serviceAccountName="trainer")))
+
+    assert pod_spec["serviceAccountName"] == "trainer"
+    assert "automountServiceAccountToken" not in pod_spec
+
+
+def test_trainer_reports_metrics_through_the_termination_message_file() -> None:
+    container = container_of(desired_job(REF, make_spec()))
+
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    assert container["terminationMessagePolicy"] == "File"
+
+
+# ---------------------------------------------------------------- desired_job: pod labels and annotations
+def test_pod_labels_and_annotations_are_added_to_the_pod_template() -> None:
+    spec = make_spec(
+        podLabels={"team": "growth", "sidecar.istio.io/inject": "false"},
+        podAnnotations={"prometheus.io/scrape": "true", "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+    )
+
+    metadata = desired_job(REF, spec)["spec"]["template"]["metadata"]
+
+    assert metadata["labels"] == {"team": "growth", "sidecar.istio.io/inject": "false", **managed_labels_for()}
+    assert metadata["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+    }
+
+
+def test_operator_labels_win_over_pod_labels() -> None:
+    # The CRD's CEL rules reject these keys at admission; the builder must not depend on it.
+    spec = make_spec(
+        podLabels={
+            "app.kubernetes.io/managed-by": "someone-else",
+            "perennial.dev/training-job": "other",
+            "perennial.dev/version": "99",
+            "team": "growth",
+        }
+    )
+
+    manifest = desired_job(REF, spec)
+
+    assert manifest["spec"]["template"]["metadata"]["labels"] == {"team": "growth", **managed_labels_for()}
+    assert manifest["metadata"]["labels"] == managed_labels_for()
+
+
+def test_pod_labels_do_not_leak_onto_the_job() -> None:
+    manifest = desired_job(REF, make_spec(podLabels={"team": "growth"}, podAnnotations={"a": "b"}))
+
+    assert manifest["metadata"]["labels"] == managed_labels_for()
+    assert "annotations" not in manifest["metadata"]
+
+
+# ---------------------------------------------------------------- single worker vs distributed
+def test_single_worker_job_is_a_plain_non_indexed_job() -> None:
+    manifest = desired_job(REF, make_spec())
+
+    assert manifest["spec"]["completions"] == 1
+    assert manifest["spec"]["parallelism"] == 1
+    assert "completionMode" not in manifest["spec"]
+    assert "subdomain" not in pod_spec_of(manifest)
+    assert not {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"} & set(env_of(manifest))
+
+
+def test_single_worker_run_needs_no_service() -> None:
+    assert desired_service(REF, make_spec()) is None
+    assert desired_service(REF, make_spec(workers=1)) is None
+
+
+@pytest.mark.parametrize("workers", [2, 4, 256])
+def test_distributed_job_is_indexed_with_one_completion_per_worker(workers: int) -> None:
+    spec_ = desired_job(REF, make_spec(workers=workers))["spec"]
+
+    assert spec_["completionMode"] == "Indexed"
+    assert spec_["completions"] == workers
+    assert spec_["parallelism"] == workers
+
+
+def test_distributed_pods_live_in_the_headless_service_subdomain() -> None:
+    spec = make_spec(workers=4)
+
+    service = desired_service(REF, spec)
+
+    assert service is not None
+    assert pod_spec_of(desired_job(REF, spec))["subdomain"] == service["metadata"]["name"] == NAME
+
+
+def test_distributed_env_is_what_torchrun_expects() -> None:
+    env = env_of(desired_job(REF, make_spec(workers=4)))
+
+    assert env["WORLD_SIZE"] == {"name": "WORLD_SIZE", "value": "4"}
+    assert env["RANK"] == {
+        "name": "RANK",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}},
+    }
+    assert env["MASTER_ADDR"] == {"name": "MASTER_ADDR", "value": f"{NAME}-0.{NAME}.{NAMESPACE}.svc"}
+    assert env["MASTER_PORT"] == {"name": "MASTER_PORT", "value": "29500"}
+
+
+def test_distributed_env_precedes_the_users_env() -> None:
+    env = container_of(desired_job(REF, make_spec(workers=2, env=[{"name": "NCCL_DEBUG", "value": "INFO"}])))["env"]
+
+    names = [e["name"] for e in env]
+    assert names == [*PERENNIAL_ENV_NAMES, "WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "NCCL_DEBUG"]
+
+
+def test_distributed_run_gets_a_headless_service() -> None:
+    service = desired_service(REF, make_spec(workers=3))
+
+    assert service == {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": NAME,
+            "namespace": NAMESPACE,
+            "labels": managed_labels_for(),
+            "ownerReferences": [REF.owner_reference()],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "selector": {"perennial.dev/training-job": NAME, "app.kubernetes.io/managed-by": "perennial"},
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "rendezvous", "port": 29500, "targetPort": 29500}],
+        },
+    }
+
+
+def test_headless_service_selects_the_runs_pods() -> None:
+    spec = make_spec(workers=2, podLabels={"team": "growth"})
+
+    service = desired_service(REF, spec)
+    pod_labels = desired_job(REF, spec)["spec"]["template"]["metadata"]["labels"]
+
+    assert service is not None
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_desired_job_is_deterministic() -> None:
+    spec = make_spec(workers=2, hyperparameters={"b": "2", "a": "1"}, trigger={"reason": "Manual", "source": "me"})
+
+    assert desired_job(REF, spec) == desired_job(REF, spec)
+
+
+# ---------------------------------------------------------------- parse_termination_message
+def test_valid_termination_message_yields_its_metrics() -> None:
+    result = parse_termination_message('{"metrics": {"auc": 0.934, "loss": 0.21}}')
+
+    assert result == MetricsResult({"auc": 0.934, "loss": 0.21})
+    assert result.error_reason is None
+
+
+def test_integer_metrics_are_accepted_as_floats() -> None:
+    result = parse_termination_message('{"metrics": {"epochs": 20, "auc": 1}}')
+
+    assert result.metrics == {"epochs": 20.0, "auc": 1.0}
+    assert all(type(value) is float for value in result.metrics.values())
+
+
+def test_empty_metrics_object_is_valid() -> None:
+    assert parse_termination_message('{"metrics": {}}') == MetricsResult({})
+
+
+def test_other_top_level_keys_are_ignored() -> None:
+    result = parse_termination_message('{"metrics": {"auc": 0.95}, "note": "trained on 1M rows"}')
+
+    assert result == MetricsResult({"auc": 0.95})
+
+
+@pytest.mark.parametrize("message", [None, "", "   ", "\n"])
+def test_no_termination_message_is_metrics_missing(message: str | None) -> None:
+    result = parse_termination_message(message)
+
+    assert result.error_reason == METRICS_MISSING
+    assert result.metrics == {}
+    assert "/dev/termination-log" in result.error_message
+
+
+@pytest.mark.parametrize("message", ["auc=0.93", "{metrics: {auc: 0.93}}", '{"metrics": {"auc": 0.9', "Traceback ..."])
+def test_non_json_termination_message_is_invalid(message: str) -> None:
+    result = parse_termination_message(message)
+
+    assert result.error_reason == INVALID_TERMINATION_MESSAGE
+    assert result.metrics == {}
+    assert "not JSON" in result.error_message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '[{"metrics": {"auc": 0.9}}]',
+        '"metrics"',
+        "0.93",
+        "null",
+        "{}",
+        '{"auc": 0.93}',
+        '{"metrics": [0.93]}',
+        '{"metrics": 0.93}',
+        '{"metrics": null}',
+        '{"metrics": "auc=0.93"}',
+    ],
+)
+def test_json_of_the_wrong_shape_is_invalid(message: str) -> None:
+    result = parse_termination_message(message)
+
+    assert result.error_reason == INVALID_TERMINATION_MESSAGE
+    assert result.metrics == {}
+    assert '{"metrics": {"name": number}}' in result.error_message
+
+
+@pytest.mark.parametrize(
+    "value", ['"0.93"', "true", "false", "null", "NaN", "Infinity", "-Infinity", "1e400", "[0.93]", '{"v": 1}']
+)
+def test_metric_that_is_not_a_finite_number_is_invalid_and_named(value: str) -> None:
+    result = parse_termination_message(f'{{"metrics": {{"auc": 0.93, "latency_p99_ms": {value}}}}}')
+
+    assert result.error_reason == INVALID_TERMINATION_MESSAGE
+    assert result.metrics == {}
+    assert "'latency_p99_ms'" in result.error_message
+    assert "not a finite number" in result.error_message
+
+
+def test_integer_too_large_for_a_float_is_invalid_not_an_exception() -> None:
+    result = parse_termination_message('{"metrics": {"auc": 1' + "0" * 400 + "}}")
+
+    assert result.error_reason == INVALID_TERMINATION_MESSAGE
+    assert "'auc'" in result.error_message
+
+
+# ---------------------------------------------------------------- check_gates
+def rules(*documents: Mapping[str, Any]) -> list[ValidationRule]:
+    return [ValidationRule.model_validate(d) for d in documents]
+
+
+@pytest.mark.parametrize("metrics", [{}, {"auc": 0.1}])
+def test_no_rules_pass_with_no_validation_rules(metrics: dict[str, float]) -> None:
+    result = check_gates([], metrics)
+
+    assert result.passed
+    assert result.reason == "NoValidationRules"
+
+
+def test_all_gates_holding_pass() -> None:
+    result = check_gates(
+        rules(
+            {"metric": "auc", "min": 0.9},
+            {"metric": "latency_p99_ms", "max": 40},
+            {"metric": "f1", "min": 0.5, "max": 1},
+        ),
+        {"auc": 0.93, "latency_p99_ms": 35, "f1": 0.7, "unrelated": -1},
+    )
+
+    assert result.passed
+    assert result.reason == "AllGatesPassed"
+    assert result.message == "auc >= 0.9, latency_p99_ms <= 40, f1 [0.5, 1] hold"
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "reason"),
+    [
+        ({"metric": "auc", "min": 0.9}, 0.89, METRIC_BELOW_MIN),
+        ({"metric": "auc", "min": 0.9, "max": 0.99}, 0.5, METRIC_BELOW_MIN),
+        ({"metric": "auc", "max": 0.99}, 0.999, METRIC_ABOVE_MAX),
+        ({"metric": "auc", "min": 0.9, "max": 0.99}, 1.0, METRIC_ABOVE_MAX),
+    ],
+)
+def test_metric_outside_its_bounds_fails_its_gate(rule: dict[str, Any], value: float, reason: str) -> None:
+    result = check_gates(rules(rule), {"auc": value})
+
+    assert not result.passed
+    assert result.reason == reason
+
+
+def test_below_min_message_names_value_and_bound() -> None:
+    assert check_gates(rules({"metric": "auc", "min": 0.9}), {"auc": 0.85}).message == "auc=0.85 < min 0.9"
+
+
+def test_above_max_message_names_value_and_bound() -> None:
+    result = check_gates(rules({"metric": "latency_p99_ms", "max": 40}), {"latency_p99_ms": 52.5})
+
+    assert result.message == "latency_p99_ms=52.5 > max 40"
+
+
+@pytest.mark.parametrize(
+    ("rule", "value"),
+    [
+        ({"metric": "auc", "min": 0.9}, 0.9),
+        ({"metric": "auc", "max": 0.9}, 0.9),
+        ({"metric": "auc", "min": 0.9, "max": 0.9}, 0.9),
+        ({"metric": "auc", "min": 0.0, "max": 1.0}, 0.0),
+        ({"metric": "auc", "min": 0.0, "max": 1.0}, 1.0),
+    ],
+)
+def test_bounds_are_inclusive(rule: dict[str, Any], value: float) -> None:
+    assert check_gates(rules(rule), {"auc": value}).passed
+
+
+def test_missing_metric_fails_with_metrics_missing() -> None:
+    result = check_gates(rules({"metric": "auc", "min": 0.9}), {"loss": 0.2})
+
+    assert not result.passed
+    assert result.reason == METRICS_MISSING
+    assert result.message == "metric auc is missing (needed >= 0.9)"
+
+
+def test_several_failures_give_the_first_reason_and_list_all() -> None:
+    result = check_gates(
+        rules(
+            {"metric": "auc", "min": 0.9},
+            {"metric": "latency_p99_ms", "max": 40},
+            {"metric": "recall", "min": 0.5, "max": 1},
+            {"metric": "f1", "min": 0.5},
+        ),
+        {"auc": 0.8, "latency_p99_ms": 50, "f1": 0.6},
+    )
+
+    assert not result.passed
+    assert result.reason == METRIC_BELOW_MIN
+    assert result.message == "auc=0.8 < min 0.9; latency_p99_ms=50 > max 40; metric recall is missing (needed [0.5, 1])"
+
+
+# ---------------------------------------------------------------- derive_status: before the Job exists
+def test_without_job_or_recorded_job_the_run_is_pending() -> None:
+    result = derive(make_spec(), {}, None)
+
+    assert result.status["phase"] == "Pending"
+    assert condition(result.status, "Succeeded")["status"] == "Unknown"
+    assert condition(result.status, "Running")["status"] == "False"
+    assert result.events == []
+    assert not result.finished
+
+
+def test_status_always_names_version_model_uri_and_generation() -> None:
+    result = derive(make_spec(version=None), {}, None)
+
+    assert result.status["version"] == NAME
+    assert result.status["modelUri"] == f"s3://models/churn/{NAME}"
+    assert result.status["observedGeneration"] == 1
+    # jobName records that a Job was created: only then may its absence mean "deleted".
+    assert "jobName" not in result.status
+
+
+def test_conditions_record_the_generation_and_now() -> None:
+    result = derive(make_spec(), {}, None)
+
+    for c in result.status["conditions"]:
+        assert c["observedGeneration"] == 1
+        assert c["lastTransitionTime"] == NOW_TEXT
+
+
+# ---------------------------------------------------------------- derive_status: the Job disappears
+def test_job_deleted_after_the_run_started_fails_with_job_deleted() -> None:
+    result = derive(make_spec(), running_status(), None)
+
+    assert result.status["phase"] == "Failed"
+    succeeded = condition(result.status, "Succeeded")
+    assert succeeded["status"] == "False"
+    assert succeeded["reason"] == JOB_DELETED
+    assert condition(result.status, "Running")["status"] == "False"
+    assert result.status["completionTime"] == NOW_TEXT
+    assert result.status["duration"] == "2h"
+    assert result.finished
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "Failed")]
+    assert JOB_DELETED in result.events[0].message
+
+
+def test_job_deleted_keeps_the_start_time_and_attempts_it_had() -> None:
+    current = running_status()
+
+    result = derive(make_spec(), current, None)
+
+    assert result.status.get("startTime") == START
+    assert result.status.get("attempts") == 1
+
+
+def test_job_deleted_before_it_reported_a_start_time_fails_with_job_deleted() -> None:
+    current = derive(make_spec(), {}, job(active=1, start_time=None), now=NOW - timedelta(minutes=1)).status
+    assert current["jobName"] == NAME
+    assert "startTime" not in current or current["startTime"] is None
+
+    result = derive(make_spec(), current, None)
+
+    assert result.status["phase"] == "Failed"
+    assert condition(result.status, "Succeeded")["reason"] == JOB_DELETED
+
+
+# ---------------------------------------------------------------- derive_status: running
+def test_active_job_without_ready_pods_is_pending() -> None:
+    result = derive(make_spec(), {}, job(active=1, ready=0))
+
+    assert result.status["phase"] == "Pending"
+    assert condition(result.status, "Succeeded")["status"] == "Unknown"
+    running = condition(result.status, "Running")
+    assert running["status"] == "False"
+    assert running["reason"] == "PodsStarting"
+    assert result.status["startTime"] == START
+    assert result.events == []
+    assert not result.finished
+
+
+def test_ready_pods_make_the_run_running_with_a_started_event() -> None:
+    pending = derive(make_spec(), {}, job(active=1, ready=0), now=NOW - timedelta(minutes=1)).status
+
+    result = derive(make_spec(), pending, job(active=1, ready=1))
+
+    assert result.status["phase"] == "Running"
+    assert condition(result.status, "Succeeded")["status"] == "Unknown"
+    running = condition(result.status, "Running")
+    assert running["status"] == "True"
+    assert running["reason"] == "PodsRunning"
+    assert running["message"] == "1 of 1 worker(s) running"
+    assert running["lastTransitionTime"] == NOW_TEXT
+    assert [(e.type, e.reason) for e in result.events] == [("Normal", "Started")]
+    assert IMAGE in result.events[0].message
+    assert not result.finished
+
+
+def test_first_sight_of_ready_pods_also_emits_started() -> None:
+    result = derive(make_spec(), {}, job(active=1, ready=1))
+
+    assert [e.reason for e in result.events] == ["Started"]
+
+
+def test_already_running_emits_no_second_started_event() -> None:
+    result = derive(make_spec(), running_status(), job(active=1, ready=1))
+
+    assert result.status["phase"] == "Running"
+    assert result.events == []
+
+
+def test_running_message_counts_ready_workers() -> None:
+    result = derive(make_spec(workers=4), {}, job(active=4, ready=3))
+
+    assert condition(result.status, "Running")["message"] == "3 of 4 worker(s) running"
+
+
+def test_start_time_is_kept_when_the_job_does_not_report_one() -> None:
+    result = derive(make_spec(), running_status(), job(active=1, ready=1, start_time=None))
+
+    assert result.status["startTime"] == START
+
+
+@pytest.mark.parametrize(
+    ("counts", "attempts"),
+    [
+        ({}, 0),
+        ({"active": 1}, 1),
+        ({"active": 1, "ready": 1}, 1),
+        ({"active": 1, "failed": 1}, 2),
+        ({"active": 1, "failed": 2}, 3),
+        ({"failed": 1}, 1),
+        ({"succeeded": 1}, 1),
+        ({"succeeded": 1, "failed": 2}, 3),
+    ],
+)
+def test_attempts_count_failed_pods_plus_the_current_one(counts: dict[str, int], attempts: int) -> None:
+    assert derive(make_spec(), {}, job(**counts)).status["attempts"] == attempts
+
+
+@pytest.mark.parametrize("failed", [1, 3])
+def test_attempts_of_a_failed_job_are_its_failed_pods(failed: int) -> None:
+    assert derive(make_spec(), {}, failed_job("BackoffLimitExceeded", failed=failed)).status["attempts"] == failed
+
+
+def test_attempts_of_a_job_that_succeeded_after_a_retry() -> None:
+    result = derive(make_spec(), {}, complete_job(failed=1), [trainer_pod(metrics_message(auc=0.95))])
+
+    assert result.status["attempts"] == 2
+
+
+def test_status_round_trips_through_a_merge_patch_unchanged() -> None:
+    just_created = job(start_time=None)
+    first = derive(make_spec(), {}, just_created).status
+    stored = {key: value for key, value in first.items() if value is not None}  # what merge-patch keeps
+
+    assert derive(make_spec(), stored, just_created, now=LATER).status == stored
+
+
+def test_job_terminating_its_pods_after_failure_target_is_not_pending_again() -> None:
+    terminating = job(
+        failed=1,
+        terminating=1,
+        conditions=[job_condition("FailureTarget", "DeadlineExceeded", FAILURE_MESSAGES["DeadlineExceeded"])],
+    )
+
+    result = derive(make_spec(), running_status(), terminating)
+
+    assert result.status["phase"] != "Pending"
+
+
+# ---------------------------------------------------------------- derive_status: failed
+@pytest.mark.parametrize("reason", ["BackoffLimitExceeded", "DeadlineExceeded"])
+def test_failed_job_fails_the_run_with_the_jobs_reason(reason: str) -> None:
+    result = derive(make_spec(validation=AUC_GATE), running_status(), failed_job(reason))
+
+    status = result.status
+    assert status["phase"] == "Failed"
+    succeeded = condition(status, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"], succeeded["message"]) == (
+        "False",
+        reason,
+        FAILURE_MESSAGES[reason],
+    )
+    assert condition(status, "Running")["status"] == "False"
+    assert find_condition(status["conditions"], "Validated") is None
+    assert "metrics" not in status
+    assert status["completionTime"] == END
+    assert status["startTime"] == START
+    assert status["duration"] == "12m30s"
+    assert result.finished
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "Failed")]
+    assert result.events[0].message == f"{reason}: {FAILURE_MESSAGES[reason]}"
+
+
+def test_failed_job_without_reason_or_message_still_fails_clearly() -> None:
+    bare = job(failed=1, conditions=[{"type": "Failed", "status": "True", "lastTransitionTime": END}])
+
+    result = derive(make_spec(), {}, bare)
+
+    assert result.status["phase"] == "Failed"
+    assert condition(result.status, "Succeeded")["reason"] == "JobFailed"
+    assert condition(result.status, "Succeeded")["message"] == "the Job failed"
+
+
+def test_false_job_conditions_are_not_outcomes() -> None:
+    undecided = job(
+        active=1,
+        ready=1,
+        conditions=[
+            {**job_condition("Failed", "BackoffLimitExceeded"), "status": "False"},
+            {**job_condition("Complete", "CompletionsReached"), "status": "False"},
+        ],
+    )
+
+    assert derive(make_spec(), {}, undecided).status["phase"] == "Running"
+
+
+# ---------------------------------------------------------------- derive_status: complete
+def test_complete_job_with_good_metrics_succeeds_validated() -> None:
+    spec = make_spec(validation=[{"metric": "auc", "min": 0.9}, {"metric": "latency_p99_ms", "max": 40}])
+    pod = trainer_pod(metrics_message(auc=0.934, latency_p99_ms=31, loss=0.21))
+
+    result = derive(spec, running_status(), complete_job(), [pod])
+
+    status = result.status
+    assert status["phase"] == "Succeeded"
+    assert status["metrics"] == {"auc": 0.934, "latency_p99_ms": 31.0, "loss": 0.21}
+    assert condition(status, "Succeeded")["status"] == "True"
+    assert condition(status, "Succeeded")["reason"] == "AllGatesPassed"
+    validated = condition(status, "Validated")
+    assert (validated["status"], validated["reason"]) == ("True", "AllGatesPassed")
+    assert condition(status, "Running")["status"] == "False"
+    assert condition(status, "Running")["reason"] == "Finished"
+    assert status["startTime"] == START
+    assert status["completionTime"] == END
+    assert status["duration"] == "12m30s"
+    assert result.finished
+    assert [(e.type, e.reason) for e in result.events] == [("Normal", "Succeeded")]
+
+
+def test_complete_job_without_completion_time_finishes_now() -> None:
+    result = derive(make_spec(), {}, complete_job(completion_time=None), [trainer_pod(metrics_message(auc=1))])
+
+    assert result.status["completionTime"] == NOW_TEXT
+    assert result.status["duration"] == "2h"
+
+
+@pytest.mark.parametrize(
+    ("metrics", "reason"),
+    [({"auc": 0.85, "latency_p99_ms": 30}, METRIC_BELOW_MIN), ({"auc": 0.95, "latency_p99_ms": 41}, METRIC_ABOVE_MAX)],
+)
+def test_complete_job_with_a_metric_out_of_bounds_is_rejected(metrics: dict[str, float], reason: str) -> None:
+    spec = make_spec(validation=[{"metric": "auc", "min": 0.9}, {"metric": "latency_p99_ms", "max": 40}])
+
+    result = derive(spec, running_status(), complete_job(), [trainer_pod(metrics_message(**metrics))])
+
+    status = result.status
+    assert status["phase"] == "Rejected"
+    assert status["metrics"] == {k: float(v) for k, v in metrics.items()}
+    succeeded = condition(status, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"]) == ("False", reason)
+    validated = condition(status, "Validated")
+    assert (validated["status"], validated["reason"]) == ("False", reason)
+    assert status["completionTime"] == END
+    assert result.finished
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "Rejected")]
+    assert result.events[0].message.startswith(f"{reason}: ")
+
+
+@pytest.mark.parametrize(
+    "pods",
+    [
+        pytest.param([trainer_pod(None)], id="no-message"),
+        pytest.param([trainer_pod("")], id="empty-message"),
+        pytest.param([], id="no-pods"),
+    ],
+)
+def test_complete_without_metrics_is_rejected_when_gates_need_them(pods: list[dict[str, Any]]) -> None:
+    result = derive(make_spec(validation=AUC_GATE), {}, complete_job(), pods)
+
+    assert result.status["phase"] == "Rejected"
+    assert condition(result.status, "Succeeded")["reason"] == METRICS_MISSING
+    assert condition(result.status, "Validated")["status"] == "False"
+    assert result.status["metrics"] == {}
+
+
+def test_complete_without_metrics_succeeds_when_there_are_no_gates() -> None:
+    result = derive(make_spec(), {}, complete_job(), [trainer_pod(None)])
+
+    assert result.status["phase"] == "Succeeded"
+    assert condition(result.status, "Succeeded")["reason"] == "NoValidationRules"
+    assert condition(result.status, "Validated")["status"] == "True"
+    assert result.status["metrics"] == {}
+
+
+def test_metric_missing_from_the_message_is_rejected() -> None:
+    result = derive(make_spec(validation=AUC_GATE), {}, complete_job(), [trainer_pod(metrics_message(loss=0.2))])
+
+    assert result.status["phase"] == "Rejected"
+    assert condition(result.status, "Succeeded")["reason"] == METRICS_MISSING
+    assert result.status["metrics"] == {"loss": 0.2}
+
+
+@pytest.mark.parametrize("validation", [None, AUC_GATE], ids=["without-rules", "with-rules"])
+@pytest.mark.parametrize("message", ["not json", '{"auc": 0.95}', '{"metrics": {"auc": "high"}}'])
+def test_complete_with_a_malformed_message_is_rejected(validation: list[dict[str, Any]] | None, message: str) -> None:
+    result = derive(make_spec(validation=validation), {}, complete_job(), [trainer_pod(message)])
+
+    assert result.status["phase"] == "Rejected"
+    assert condition(result.status, "Succeeded")["reason"] == INVALID_TERMINATION_MESSAGE
+    assert condition(result.status, "Validated")["status"] == "False"
+    assert result.status["metrics"] == {}
+    assert [e.reason for e in result.events] == ["Rejected"]
+
+
+def test_distributed_run_takes_rank_zeros_metrics() -> None:
+    pods = [
+        trainer_pod(metrics_message(auc=0.5), name=f"{NAME}-1-aaaaa", index=1, created="2026-01-01T10:00:05Z"),
+        trainer_pod(metrics_message(auc=0.95), name=f"{NAME}-0-bbbbb", index=0, created="2026-01-01T10:00:00Z"),
+        trainer_pod(metrics_message(auc=0.6), name=f"{NAME}-2-ccccc", index=2, created="2026-01-01T10:00:09Z"),
+    ]
+
+    result = derive(make_spec(workers=3, validation=AUC_GATE), {}, complete_job(workers=3), pods)
+
+    assert result.status["phase"] == "Succeeded"
+    assert result.status["metrics"] == {"auc": 0.95}
+
+
+def test_distributed_run_without_a_rank_zero_result_has_no_metrics() -> None:
+    pods = [trainer_pod(metrics_message(auc=0.95), index=1)]
+
+    result = derive(make_spec(workers=2, validation=AUC_GATE), {}, complete_job(workers=2), pods)
+
+    assert result.status["phase"] == "Rejected"
+    assert condition(result.status, "Succeeded")["reason"] == METRICS_MISSING
+
+
+def test_retried_run_takes_the_newest_succeeded_pods_metrics() -> None:
+    pods = [
+        trainer_pod(metrics_message(auc=0.7), name=f"{NAME}-aaaaa", created="2026-01-01T10:00:00Z"),
+        trainer_pod(metrics_message(auc=0.95), name=f"{NAME}-ccccc", created="2026-01-01T10:05:00Z"),
+        trainer_pod(metrics_message(auc=0.8), name=f"{NAME}-bbbbb", created="2026-01-01T10:02:00Z"),
+    ]
+
+    result = derive(make_spec(validation=AUC_GATE), {}, complete_job(), pods)
+
+    assert result.status["metrics"] == {"auc": 0.95}
+
+
+def test_failed_pods_termination_messages_do_not_count() -> None:
+    pods = [
+        trainer_pod(metrics_message(auc=0.95), name=f"{NAME}-ok", created="2026-01-01T10:00:00Z"),
+        trainer_pod("CUDA out of memory", name=f"{NAME}-oom", created="2026-01-01T10:09:00Z", phase="Failed"),
+    ]
+
+    result = derive(make_spec(validation=AUC_GATE), {}, complete_job(failed=1), pods)
+
+    assert result.status["phase"] == "Succeeded"
+    assert result.status["metrics"] == {"auc": 0.95}
+
+
+def test_only_the_trainer_containers_message_counts() -> None:
+    pod = trainer_pod(metrics_message(auc=0.95))
+    sidecar = {"name": "log-shipper", "state": {"terminated": {"exitCode": 0, "message": '{"metrics": {"auc": 0.1}}'}}}
+    pod["status"]["containerStatuses"].insert(0, sidecar)
+
+    result = derive(make_spec(validation=AUC_GATE), {}, complete_job(), [pod])
+
+    assert result.status["metrics"] == {"auc": 0.95}
+
+
+# ---------------------------------------------------------------- derive_status: finished runs are history
+TERMINAL_STATUS: dict[str, Any] = {
+    "observedGeneration": 1,
+    "version": "7",
+    "modelUri": "s3://models/churn/7",
+    "jobName": NAME,
+    "startTime": START,
+    "completionTime": END,
+    "duration": "12m30s",
+    "attempts": 1,
+    "metrics": {"auc": 0.95},
+    "conditions": [
+        {"type": "Succeeded", "status": "True", "reason": "AllGatesPassed", "lastTransitionTime": END},
+        {"type": "Running", "status": "False", "reason": "Finished", "lastTransitionTime": END},
+        {"type": "Validated", "status": "True", "reason": "AllGatesPassed", "lastTransitionTime": END},
+    ],
+}
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed", "Rejected"])
+@pytest.mark.parametrize(
+    "observed_job",
+    [None, job(active=1, ready=1), failed_job("DeadlineExceeded"), complete_job()],
+    ids=["ttl-deleted", "running", "failed", "complete"],
+)
+def test_terminal_status_is_returned_unchanged(phase: str, observed_job: dict[str, Any] | None) -> None:
+    current = {**TERMINAL_STATUS, "phase": phase}
+
+    result = derive(make_spec(), current, observed_job, [trainer_pod(metrics_message(auc=0.1))], now=LATER)
+
+    assert result.status == current
+    assert result.events == []
+    assert result.finished
+
+
+def test_terminal_status_takes_the_new_observed_generation() -> None:
+    current = {**TERMINAL_STATUS, "phase": "Succeeded"}
+    ref = TrainingJobRef(NAME, NAMESPACE, UID, generation=2)
+
+    result = derive_status(ref, make_spec(), current, Observed(None), LATER)
+
+    assert result.status == {**current, "observedGeneration": 2}
+
+
+# ---------------------------------------------------------------- derive_status: idempotence
+IDEMPOTENCE_CASES = {
+    "pending-no-job": (make_spec(), None, []),
+    "pending-job": (make_spec(), job(active=1), []),
+    "running": (make_spec(), job(active=1, ready=1), []),
+    "distributed-running": (make_spec(workers=2), job(active=2, ready=2), []),
+    "failed": (make_spec(), failed_job("BackoffLimitExceeded"), []),
+    "succeeded": (make_spec(validation=AUC_GATE), complete_job(), [trainer_pod(metrics_message(auc=0.95))]),
+    "rejected": (make_spec(validation=AUC_GATE), complete_job(), [trainer_pod(metrics_message(auc=0.5))]),
+    "invalid-message": (make_spec(), complete_job(), [trainer_pod("oops")]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IDEMPOTENCE_CASES))
+def test_deriving_again_from_the_same_inputs_changes_nothing(case: str) -> None:
+    spec, observed_job, pods = IDEMPOTENCE_CASES[case]
+    first = derive(spec, {}, observed_job, pods)
+
+    second = derive(spec, first.status, observed_job, pods, now=LATER)
+
+    assert second.status == first.status
+    assert second.events == []
+
+
+def test_condition_transition_times_survive_later_reconciles() -> None:
+    first = derive(make_spec(), {}, job(active=1, ready=1))
+
+    second = derive(make_spec(), first.status, job(active=1, ready=1), now=LATER)
+
+    for c in second.status["conditions"]:
+        assert c["lastTransitionTime"] == NOW_TEXT
+
+
+def test_only_changed_conditions_get_a_new_transition_time() -> None:
+    pending = derive(make_spec(), {}, job(active=1), now=NOW - timedelta(minutes=1)).status
+
+    running = derive(make_spec(), pending, job(active=1, ready=1)).status
+
+    assert condition(running, "Succeeded")["lastTransitionTime"] == "2026-01-01T11:59:00Z"
+    assert condition(running, "Running")["lastTransitionTime"] == NOW_TEXT
