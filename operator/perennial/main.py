@@ -15,7 +15,7 @@ import kopf
 from perennial import settings as settings_module
 from perennial.adapters.http_server import OperatorHTTPServer
 from perennial.adapters.kube import Credentials, KubeClient
-from perennial.controllers import trainingjob  # noqa: F401 - registers its handlers
+from perennial.controllers import modeldeployment, trainingjob  # noqa: F401 - registers their handlers
 from perennial.controllers.runtime import Runtime
 
 GROUP = "perennial.dev"

@@ -42,9 +42,12 @@ class Resource:
 
 
 JOBS = Resource("batch", "v1", "jobs")
+DEPLOYMENTS = Resource("apps", "v1", "deployments")
 SERVICES = Resource("", "v1", "services")
 PODS = Resource("", "v1", "pods")
 TRAINING_JOBS = Resource("perennial.dev", "v1alpha1", "trainingjobs")
+MODEL_DEPLOYMENTS = Resource("perennial.dev", "v1alpha1", "modeldeployments")
+DRIFT_POLICIES = Resource("perennial.dev", "v1alpha1", "driftpolicies")
 
 
 class ApiError(Exception):
@@ -207,6 +210,13 @@ class KubeClient:
 
     async def create(self, resource: Resource, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", resource.path(namespace), body=body)
+
+    async def replace(self, resource: Resource, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT: with metadata.resourceVersion set, a stale read fails with 409 instead of clobbering."""
+        return await self.request("PUT", resource.path(namespace, name), body=body)
+
+    async def delete(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
+        return await self.request("DELETE", resource.path(namespace, name), body={"propagationPolicy": "Background"})
 
     async def patch_status(
         self, resource: Resource, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None

@@ -97,3 +97,68 @@ for _kind in KINDS:
 for _run_result in RUN_RESULTS:
     TRAINING_RUNS_FINISHED.labels(result=_run_result)
     TRAINING_DURATION.labels(result=_run_result)
+
+# ---------------------------------------------------------------- the loop
+TRIGGER_REASONS = ("Initial", "SpecChange", "Schedule", "Drift", "Manual")
+SUPPRESSION_REASONS = ("Cooldown", "TrainingInProgress", "CircuitOpen", "Suspended")
+PROMOTION_RESULTS = ("Promoted", "Candidate", "NotPromoted")
+ROLLOUT_RESULTS = ("Started", "Succeeded", "RolledBack")
+
+RETRAINS_TRIGGERED = Counter(
+    "perennial_retrains_triggered_total",
+    "Trainings started by a ModelDeployment, by trigger reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+RETRAINS_SUPPRESSED = Counter(
+    "perennial_retrains_suppressed_total",
+    "Retrain triggers that did not start a training, by trigger reason and why (counted once per episode).",
+    ["reason", "suppression"],
+    registry=REGISTRY,
+)
+PROMOTIONS = Counter(
+    "perennial_promotions_total",
+    "Promotion decisions on finished trainings, by result.",
+    ["result"],
+    registry=REGISTRY,
+)
+ROLLOUTS = Counter(
+    "perennial_rollouts_total",
+    "Serving rollouts, by result: Started, Succeeded, RolledBack.",
+    ["result"],
+    registry=REGISTRY,
+)
+MODEL_INFO = Gauge(
+    "perennial_model_info",
+    "Always 1 for the version each ModelDeployment serves.",
+    ["namespace", "model", "version"],
+    registry=REGISTRY,
+)
+
+for _reason in TRIGGER_REASONS:
+    RETRAINS_TRIGGERED.labels(reason=_reason)
+    for _suppression in SUPPRESSION_REASONS:
+        RETRAINS_SUPPRESSED.labels(reason=_reason, suppression=_suppression)
+for _result in PROMOTION_RESULTS:
+    PROMOTIONS.labels(result=_result)
+for _result in ROLLOUT_RESULTS:
+    ROLLOUTS.labels(result=_result)
+
+_served: dict[tuple[str, str], str] = {}
+
+
+def set_model_info(namespace: str, model: str, version: str) -> None:
+    """Point perennial_model_info at the serving version (one series per model)."""
+    previous = _served.get((namespace, model))
+    if previous == version:
+        return
+    if previous is not None:
+        MODEL_INFO.remove(namespace, model, previous)
+    MODEL_INFO.labels(namespace=namespace, model=model, version=version).set(1)
+    _served[(namespace, model)] = version
+
+
+def forget_model(namespace: str, model: str) -> None:
+    previous = _served.pop((namespace, model), None)
+    if previous is not None:
+        MODEL_INFO.remove(namespace, model, previous)

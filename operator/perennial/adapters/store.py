@@ -18,21 +18,31 @@ def key_of(body: Mapping[str, Any]) -> Key:
     return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
 
 
+def _owner_uids(body: Mapping[str, Any]) -> set[str]:
+    return {str(o.get("uid")) for o in body.get("metadata", {}).get("ownerReferences") or []}
+
+
 class ObjectStore:
     def __init__(self) -> None:
         self._objects: dict[Key, dict[str, Any]] = {}
+        # Owner UID -> keys of its children: "this ModelDeployment's TrainingJobs" without a scan.
+        self._by_owner: dict[str, set[Key]] = {}
 
     def apply_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """Record one watch event: ADDED/MODIFIED/None (initial listing) store, DELETED forgets."""
         key = key_of(body)
         if event_type == "DELETED":
-            self._objects.pop(key, None)
+            self.forget(key)
             return
         previous = self._objects.get(key)
         # Events can arrive out of order across reconnects; never go back in time.
         if previous is not None and _older(body, previous):
             return
+        if previous is not None:
+            self._unindex(key, previous)
         self._objects[key] = dict(body)
+        for uid in _owner_uids(body):
+            self._by_owner.setdefault(uid, set()).add(key)
 
     def put(self, body: Mapping[str, Any]) -> None:
         """Record what a write returned, so the next reconcile sees it before the watch does."""
@@ -42,7 +52,20 @@ class ObjectStore:
         return self._objects.get(key)
 
     def forget(self, key: Key) -> None:
-        self._objects.pop(key, None)
+        previous = self._objects.pop(key, None)
+        if previous is not None:
+            self._unindex(key, previous)
+
+    def _unindex(self, key: Key, body: Mapping[str, Any]) -> None:
+        for uid in _owner_uids(body):
+            keys = self._by_owner.get(uid)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_owner[uid]
+
+    def owned_by(self, uid: str) -> list[dict[str, Any]]:
+        return [self._objects[key] for key in sorted(self._by_owner.get(uid, ()))]
 
     def keys(self) -> Iterator[Key]:
         return iter(list(self._objects))

@@ -186,6 +186,17 @@ class ModelVersionRecord(ApiModel):
     """The promotion decision and its evidence."""
 
 
+class RolloutStatus(ApiModel):
+    """A rollout in progress."""
+
+    version: str
+    """The version being rolled out."""
+    previous_version: str | None = None
+    """The version it replaces; the one a rollback returns to."""
+    started_at: datetime | None = None
+    """When it started; rollout.progressDeadline counts from here."""
+
+
 class ModelDeploymentStatus(ApiModel):
     """The loop's state, derived by the operator."""
 
@@ -217,3 +228,11 @@ class ModelDeploymentStatus(ApiModel):
     """Lineage, one entry a version."""
     conditions: list[Condition] | None = None
     """Ready, Training, Progressing, Degraded and RetrainSuppressed."""
+    rollout: RolloutStatus | None = None
+    """The rollout in progress, if any."""
+    last_rolled_back: str | None = None
+    """The version last rolled back (a pin to it is not retried until the pin changes)."""
+    consecutive_failures: int | None = None
+    """Failed or rejected runs in a row (the circuit opens at retraining.maxConsecutiveFailures)."""
+    training_spec_hash: str | None = None
+    """Identity of the spec.training the last run used (a change is a SpecChange trigger)."""

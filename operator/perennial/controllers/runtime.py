@@ -6,6 +6,9 @@ kopf's memo, so an operator embedded in a test process has its own.
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +18,7 @@ from perennial.adapters.events import EventRecorder
 from perennial.adapters.kube import KubeClient
 from perennial.adapters.store import ObjectStore
 from perennial.adapters.workqueue import WorkQueue
+from perennial.api.base import GROUP
 
 
 @dataclass
@@ -23,19 +27,40 @@ class Runtime:
     events: EventRecorder = field(init=False)
     trainingjobs: ObjectStore = field(default_factory=ObjectStore)
     jobs: ObjectStore = field(default_factory=ObjectStore)
-    queues: list[WorkQueue] = field(default_factory=list)
+    modeldeployments: ObjectStore = field(default_factory=ObjectStore)
+    deployments: ObjectStore = field(default_factory=ObjectStore)
+    services: ObjectStore = field(default_factory=ObjectStore)
     trainingjob_queue: WorkQueue = field(init=False)
+    modeldeployment_queue: WorkQueue = field(init=False)
+    _locks: defaultdict[Hashable, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     def __post_init__(self) -> None:
-        self.events = EventRecorder(self.client)
-        # Imported here: the controller module registers kopf handlers and imports this one.
-        from perennial.controllers import trainingjob
+        # Imported here: the controller modules register kopf handlers and import this one.
+        from perennial.controllers import modeldeployment, trainingjob
 
         async def reconcile_trainingjob(key: Any) -> float | None:
             return await trainingjob.reconcile(self, key)
 
+        async def reconcile_modeldeployment(key: Any) -> float | None:
+            return await modeldeployment.reconcile(self, key)
+
+        self.events = EventRecorder(self.client)
         self.trainingjob_queue = WorkQueue("trainingjobs", reconcile_trainingjob, workers=4)
-        self.queues = [self.trainingjob_queue]
+        self.modeldeployment_queue = WorkQueue("modeldeployments", reconcile_modeldeployment, workers=4)
+
+    @property
+    def queues(self) -> list[WorkQueue]:
+        return [self.trainingjob_queue, self.modeldeployment_queue]
+
+    def model_lock(self, key: Hashable) -> asyncio.Lock:
+        """Serialises everything that allocates versions or writes one ModelDeployment's status."""
+        return self._locks[key]
+
+    def enqueue_model_owner(self, body: Mapping[str, Any]) -> None:
+        """Queue the ModelDeployment that owns ``body`` (a TrainingJob, Deployment or Service)."""
+        for owner in body.get("metadata", {}).get("ownerReferences") or []:
+            if owner.get("kind") == "ModelDeployment" and str(owner.get("apiVersion", "")).startswith(f"{GROUP}/"):
+                self.modeldeployment_queue.add((body["metadata"]["namespace"], owner["name"]))
 
     def start(self) -> None:
         for queue in self.queues:

@@ -23,7 +23,7 @@ from perennial.adapters.store import key_of
 from perennial.api.base import GROUP, VERSION
 from perennial.api.trainingjob import TrainingJobSpec
 from perennial.controllers.runtime import Runtime, runtime_of
-from perennial.domain.conditions import ConditionState, merge_conditions
+from perennial.domain.conditions import ConditionState, merge_conditions, merge_patch
 from perennial.domain.labels import MANAGED_BY, MANAGED_BY_LABEL
 from perennial.domain.timeutil import parse_time
 from perennial.domain.training import (
@@ -49,6 +49,7 @@ async def trainingjob_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any)
     runtime = runtime_of(memo)
     body = event["object"]
     runtime.trainingjobs.apply_event(event.get("type"), body)
+    runtime.enqueue_model_owner(body)  # its ModelDeployment follows the run
     if event.get("type") != "DELETED":
         runtime.trainingjob_queue.add(key_of(body))
 
@@ -158,7 +159,11 @@ async def _write_status(
         return  # nothing new: no write, no event
     metadata = body["metadata"]
     updated = await runtime.client.patch_status(
-        TRAINING_JOBS, metadata["namespace"], metadata["name"], result.status, resource_version=None
+        TRAINING_JOBS,
+        metadata["namespace"],
+        metadata["name"],
+        merge_patch(current, result.status),
+        resource_version=None,
     )
     runtime.trainingjobs.put(updated)
     for event in result.events:

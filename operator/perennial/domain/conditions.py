@@ -56,3 +56,23 @@ def find_condition(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -
 def is_true(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> bool:
     condition = find_condition(conditions, type_)
     return condition is not None and condition.get("status") == "True"
+
+
+def merge_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``before`` into ``after``.
+
+    Removed keys become ``null`` (a merge patch cannot delete them otherwise); nested
+    objects are diffed recursively; lists and scalars are replaced whole.
+    """
+    patch: dict[str, Any] = {}
+    for key in before.keys() - after.keys():
+        patch[key] = None
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            nested = merge_patch(old, value)
+            if nested:
+                patch[key] = nested
+        elif value != old or key not in before:
+            patch[key] = value
+    return patch

@@ -1,0 +1,453 @@
+"""ModelDeployment logic: triggers and their arbitration, versions, promotion, rollout, history.
+
+Pure functions of (ModelDeployment, its TrainingJobs and Deployment, now). The controller
+feeds them what the watches saw and applies what they return; the single code path that
+starts a training (``arbitrate`` then ``training_job_for``) lives here, so the Initial,
+SpecChange, Schedule, Manual and Drift triggers all obey the same rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from perennial.api.base import API_VERSION
+from perennial.api.durations import parse_duration
+from perennial.api.modeldeployment import RETRAIN_REQUEST_ANNOTATION, ModelDeploymentSpec
+from perennial.domain import cron
+from perennial.domain.labels import MANAGED_BY_LABEL, MODEL_LABEL, VERSION_LABEL, managed_labels
+from perennial.domain.timeutil import format_time, parse_time
+
+# Trigger reasons, most important first: one run satisfies every pending trigger, and
+# the most important names it.
+INITIAL, MANUAL, SPEC_CHANGE, DRIFT, SCHEDULE = "Initial", "Manual", "SpecChange", "Drift", "Schedule"
+TRIGGER_PRIORITY = (INITIAL, MANUAL, SPEC_CHANGE, DRIFT, SCHEDULE)
+# Manual requests and spec changes are a person's explicit wish: they bypass the cooldown
+# and the circuit breaker; suspend stops only automatic triggers.
+EXPLICIT = frozenset({MANUAL, SPEC_CHANGE})
+AUTOMATIC = frozenset({INITIAL, SPEC_CHANGE, DRIFT, SCHEDULE})
+
+# Suppression reasons (condition RetrainSuppressed, Events, metrics).
+COOLDOWN, TRAINING_IN_PROGRESS, CIRCUIT_OPEN, SUSPENDED = "Cooldown", "TrainingInProgress", "CircuitOpen", "Suspended"
+SUPPRESSIONS = (COOLDOWN, TRAINING_IN_PROGRESS, CIRCUIT_OPEN, SUSPENDED)
+
+TERMINAL_RUN_PHASES = ("Succeeded", "Failed", "Rejected")
+TRAINED_STATES = ("Candidate", "Serving", "Retired", "RolledBack")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    namespace: str
+    uid: str
+    generation: int | None = None
+
+    def owner_reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "ModelDeployment",
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+@dataclass(frozen=True)
+class Trigger:
+    reason: str
+    source: str = ""
+    detail: str = ""
+
+    def to_api(self) -> dict[str, str]:
+        result = {"reason": self.reason}
+        if self.source:
+            result["source"] = self.source
+        if self.detail:
+            result["detail"] = self.detail
+        return result
+
+
+@dataclass(frozen=True)
+class Arbitration:
+    run: bool
+    suppression: str | None = None
+    message: str = ""
+
+
+def training_hash(spec: ModelDeploymentSpec) -> str:
+    """Identity of spec.training: a change (new dataset version, new image) is a SpecChange."""
+    canonical = json.dumps(spec.training.to_api(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- triggers
+def next_schedule(spec: ModelDeploymentSpec, after: datetime) -> datetime | None:
+    if not spec.retraining.schedule:
+        return None
+    return cron.parse(spec.retraining.schedule).next_after(after)
+
+
+def schedule_fires_at(spec: ModelDeploymentSpec, moment_text: str | None) -> bool:
+    """Whether ``moment_text`` is a firing time of the current schedule (false once it changes)."""
+    moment = parse_time(moment_text)
+    if moment is None or not spec.retraining.schedule:
+        return False
+    return cron.parse(spec.retraining.schedule).next_after(moment - timedelta(minutes=1)) == moment
+
+
+def pending_triggers(
+    spec: ModelDeploymentSpec,
+    annotations: Mapping[str, str],
+    status: Mapping[str, Any],
+    now: datetime,
+) -> list[Trigger]:
+    """The triggers the ModelDeployment itself raises (Drift comes from DriftPolicies), most important first."""
+    triggers: list[Trigger] = []
+    if not status.get("latestVersion"):
+        triggers.append(Trigger(INITIAL, "", "no version yet"))
+    request = annotations.get(RETRAIN_REQUEST_ANNOTATION)
+    if request and request != status.get("handledRetrainRequest"):
+        triggers.append(Trigger(MANUAL, request, f"{RETRAIN_REQUEST_ANNOTATION}={request}"))
+    recorded = status.get("trainingSpecHash")
+    if spec.retraining.on_spec_change and recorded and recorded != training_hash(spec):
+        triggers.append(Trigger(SPEC_CHANGE, "", "spec.training changed"))
+    due = parse_time(status.get("nextScheduledRetrain"))
+    if spec.retraining.schedule and due is not None and due <= now:
+        triggers.append(Trigger(SCHEDULE, spec.retraining.schedule, f"scheduled for {format_time(due)}"))
+    return triggers
+
+
+def circuit_open(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> bool:
+    return int(status.get("consecutiveFailures") or 0) >= spec.retraining.max_consecutive_failures
+
+
+def arbitrate(
+    trigger: Trigger,
+    spec: ModelDeploymentSpec,
+    status: Mapping[str, Any],
+    now: datetime,
+    *,
+    training_active: bool,
+) -> Arbitration:
+    """Whether ``trigger`` may start a training now: the one rule book for every trigger."""
+    if training_active:
+        return Arbitration(False, TRAINING_IN_PROGRESS, f"{trigger.reason}: a training is already running")
+    if trigger.reason == MANUAL:
+        return Arbitration(True)
+    if spec.suspend and trigger.reason in AUTOMATIC:
+        return Arbitration(False, SUSPENDED, f"{trigger.reason}: spec.suspend is true")
+    if trigger.reason in EXPLICIT or trigger.reason == INITIAL:
+        return Arbitration(True)
+    if circuit_open(spec, status):
+        failures = int(status.get("consecutiveFailures") or 0)
+        return Arbitration(
+            False,
+            CIRCUIT_OPEN,
+            f"{trigger.reason}: {failures} runs in a row failed or were rejected; automatic retrains stop"
+            " until a manual request or a spec change succeeds",
+        )
+    last = parse_time((status.get("lastRetrain") or {}).get("time"))
+    cooldown = parse_duration(spec.retraining.cooldown)
+    if last is not None and now - last < cooldown:
+        ready_at = format_time(last + cooldown)
+        return Arbitration(False, COOLDOWN, f"{trigger.reason}: in cooldown until {ready_at}")
+    return Arbitration(True)
+
+
+# ---------------------------------------------------------------- versions and runs
+@dataclass(frozen=True)
+class Run:
+    """What the operator knows of one TrainingJob this ModelDeployment owns."""
+
+    name: str
+    version: str
+    phase: str | None
+    metrics: Mapping[str, float]
+    model_uri: str | None
+    reason: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in TERMINAL_RUN_PHASES
+
+
+def run_from(body: Mapping[str, Any]) -> Run:
+    status = body.get("status") or {}
+    succeeded: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Succeeded"), {})
+    return Run(
+        name=body["metadata"]["name"],
+        version=str(body.get("spec", {}).get("version") or body["metadata"].get("labels", {}).get(VERSION_LABEL, "")),
+        phase=status.get("phase"),
+        metrics=dict(status.get("metrics") or {}),
+        model_uri=status.get("modelUri"),
+        reason=str(succeeded.get("reason") or ""),
+    )
+
+
+def training_job_name(model: str, version: int | str) -> str:
+    return f"{model}-v{version}"
+
+
+def next_version(status: Mapping[str, Any], known_versions: Sequence[str]) -> int:
+    """One more than any version ever allocated (status or an existing TrainingJob)."""
+    numbers = [int(v) for v in known_versions if str(v).isdigit()]
+    numbers.append(int(status.get("latestVersion") or 0))
+    numbers += [int(r["version"]) for r in status.get("versions") or [] if str(r.get("version", "")).isdigit()]
+    return max(numbers) + 1
+
+
+def training_job_for(ref: ModelRef, spec: ModelDeploymentSpec, version: int, trigger: Trigger) -> dict[str, Any]:
+    """The TrainingJob for one version: the template plus identity and the trigger (lineage)."""
+    training = spec.training.to_api()
+    training.update({"model": ref.name, "version": str(version), "trigger": trigger.to_api()})
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainingJob",
+        "metadata": {
+            "name": training_job_name(ref.name, version),
+            "namespace": ref.namespace,
+            "labels": managed_labels(model=ref.name, version=str(version)),
+            "ownerReferences": [ref.owner_reference()],
+        },
+        "spec": training,
+    }
+
+
+def version_record(
+    spec: ModelDeploymentSpec, version: int, trigger: Trigger, now: datetime, job: str
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "version": str(version),
+        "trainingJob": job,
+        "state": "Training",
+        "image": spec.training.image,
+        "trigger": trigger.to_api(),
+        "createdAt": format_time(now),
+    }
+    if spec.training.dataset is not None:
+        record["dataset"] = spec.training.dataset.to_api()
+    if spec.training.hyperparameters:
+        record["hyperparameters"] = dict(spec.training.hyperparameters)
+    return record
+
+
+# ---------------------------------------------------------------- promotion
+@dataclass(frozen=True)
+class Decision:
+    result: str  # Promoted | Candidate | NotPromoted
+    reason: str
+    compared_to: str | None = None
+
+    def to_api(self) -> dict[str, str]:
+        decision = {"result": self.result, "reason": self.reason}
+        if self.compared_to:
+            decision["comparedTo"] = self.compared_to
+        return decision
+
+
+def promotion_decision(
+    spec: ModelDeploymentSpec, challenger: Mapping[str, float], champion: Mapping[str, Any] | None
+) -> Decision:
+    """Whether a validated version should serve: ``requireImprovement`` against the serving version."""
+    requirement = spec.promotion.require_improvement
+    compared_to = str(champion["version"]) if champion else None
+    evidence = "validated"
+    if requirement is not None and champion is not None:
+        metric, delta = requirement.metric, requirement.min_delta
+        ours = challenger.get(metric)
+        theirs = (champion.get("metrics") or {}).get(metric)
+        if ours is None:
+            return Decision("NotPromoted", f"{metric} missing from the candidate's metrics", compared_to)
+        if theirs is not None:
+            if ours < theirs + delta:
+                return Decision(
+                    "NotPromoted", f"{metric} {ours:g} < serving {theirs:g} + minDelta {delta:g}", compared_to
+                )
+            evidence = f"{metric} {ours:g} >= serving {theirs:g} + minDelta {delta:g}"
+        else:
+            evidence = f"serving version has no {metric}: promoted on validation"
+    elif champion is None:
+        evidence = "validated; no version serving yet"
+    if spec.promotion.policy == "Manual":
+        return Decision("Candidate", f"{evidence}; set spec.pinnedVersion to promote (policy Manual)", compared_to)
+    return Decision("Promoted", evidence, compared_to)
+
+
+# ---------------------------------------------------------------- serving
+def selector_labels(ref: ModelRef) -> dict[str, str]:
+    return {MANAGED_BY_LABEL: "perennial", MODEL_LABEL: ref.name}
+
+
+def desired_deployment(ref: ModelRef, spec: ModelDeploymentSpec, version: str, model_uri: str) -> dict[str, Any]:
+    serving = spec.serving
+    labels = managed_labels(model=ref.name, version=version)
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": serving.image,
+        "ports": [{"name": "http", "containerPort": serving.port}],
+        "env": [{"name": serving.model_uri_env, "value": model_uri}] + [e.to_api() for e in serving.env or []],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    optional = {
+        "resources": serving.resources.to_api() if serving.resources else None,
+        "readinessProbe": serving.readiness_probe.to_api() if serving.readiness_probe else None,
+        "livenessProbe": serving.liveness_probe.to_api() if serving.liveness_probe else None,
+    }
+    container.update({k: v for k, v in optional.items() if v})
+    pod: dict[str, Any] = {
+        "containers": [container],
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    if serving.service_account_name:
+        pod["serviceAccountName"] = serving.service_account_name
+    else:
+        pod["automountServiceAccountToken"] = False
+    optional_pod = {
+        "nodeSelector": serving.node_selector,
+        "tolerations": [t.to_api() for t in serving.tolerations] if serving.tolerations else None,
+        "imagePullSecrets": [s.to_api() for s in serving.image_pull_secrets] if serving.image_pull_secrets else None,
+    }
+    pod.update({k: v for k, v in optional_pod.items() if v})
+    return _with_spec_hash(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "labels": labels,
+                "ownerReferences": [ref.owner_reference()],
+            },
+            "spec": {
+                "replicas": serving.replicas,
+                "selector": {"matchLabels": selector_labels(ref)},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+                "progressDeadlineSeconds": int(parse_duration(spec.rollout.progress_deadline).total_seconds()) or 1,
+                "template": {
+                    "metadata": {
+                        "labels": {**(serving.pod_labels or {}), **labels},
+                        "annotations": dict(serving.pod_annotations or {}),
+                    },
+                    "spec": pod,
+                },
+            },
+        }
+    )
+
+
+def desired_service(ref: ModelRef, spec: ModelDeploymentSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": ref.name,
+            "namespace": ref.namespace,
+            "labels": managed_labels(model=ref.name, version=None),
+            "ownerReferences": [ref.owner_reference()],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(ref),
+            "ports": [{"name": "http", "port": spec.serving.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+SPEC_HASH_ANNOTATION = "perennial.dev/spec-hash"
+
+
+def _with_spec_hash(desired: dict[str, Any]) -> dict[str, Any]:
+    """Stamp what the operator asked for, so an update is needed exactly when the ask changes
+    (comparing with the live object would fight the API server's defaulting)."""
+    canonical = json.dumps(desired, sort_keys=True, separators=(",", ":"))
+    desired["metadata"].setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = hashlib.sha256(
+        canonical.encode()
+    ).hexdigest()[:16]
+    return desired
+
+
+def needs_update(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    want = desired["metadata"].get("annotations", {}).get(SPEC_HASH_ANNOTATION)
+    have = (current.get("metadata", {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+    return bool(want != have)
+
+
+def deployed_version(deployment: Mapping[str, Any] | None) -> str | None:
+    if deployment is None:
+        return None
+    labels = deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+    version = labels.get(VERSION_LABEL)
+    return str(version) if version else None
+
+
+@dataclass(frozen=True)
+class DeploymentHealth:
+    replicas: int
+    ready_replicas: int
+    available: bool  # Available condition True
+    rolled_out: bool  # every replica runs the current template and is available
+
+
+def deployment_health(deployment: Mapping[str, Any] | None) -> DeploymentHealth:
+    if deployment is None:
+        return DeploymentHealth(0, 0, False, False)
+    spec, status = deployment.get("spec", {}), deployment.get("status", {})
+    desired = int(spec.get("replicas", 1))
+    generation = int(deployment.get("metadata", {}).get("generation", 0))
+    observed = int(status.get("observedGeneration", -1))
+    updated = int(status.get("updatedReplicas", 0))
+    available_replicas = int(status.get("availableReplicas", 0))
+    total = int(status.get("replicas", 0))
+    available = any(c.get("type") == "Available" and c.get("status") == "True" for c in status.get("conditions") or [])
+    rolled_out = observed >= generation and updated >= desired and available_replicas >= desired and total <= desired
+    return DeploymentHealth(desired, int(status.get("readyReplicas", 0)), available, rolled_out)
+
+
+def rollout_overdue(rollout: Mapping[str, Any], spec: ModelDeploymentSpec, now: datetime) -> bool:
+    started = parse_time(rollout.get("startedAt"))
+    return started is not None and now - started > parse_duration(spec.rollout.progress_deadline)
+
+
+def rollout_seconds_left(rollout: Mapping[str, Any], spec: ModelDeploymentSpec, now: datetime) -> float | None:
+    started = parse_time(rollout.get("startedAt"))
+    if started is None:
+        return None
+    left = started + parse_duration(spec.rollout.progress_deadline) - now
+    return max(0.0, left.total_seconds())
+
+
+# ---------------------------------------------------------------- history
+def history_to_delete(runs: Sequence[Run], limit: int, protected_versions: set[str]) -> list[str]:
+    """Finished TrainingJobs beyond the newest ``limit``; serving, pinned and rolling versions are never cut."""
+    finished = sorted(
+        (r for r in runs if r.finished and r.version not in protected_versions and r.version.isdigit()),
+        key=lambda r: int(r.version),
+        reverse=True,
+    )
+    return [r.name for r in finished[limit:]]
+
+
+def seconds_until(moment: datetime | None, now: datetime) -> float | None:
+    if moment is None:
+        return None
+    return max(0.0, (moment - now).total_seconds())
+
+
+def earliest(*delays: float | None) -> float | None:
+    present = [d for d in delays if d is not None]
+    return min(present) if present else None
+
+
+def cooldown_ends(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> datetime | None:
+    last = parse_time((status.get("lastRetrain") or {}).get("time"))
+    return last + parse_duration(spec.retraining.cooldown) if last else None
