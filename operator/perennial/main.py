@@ -15,7 +15,7 @@ import kopf
 from perennial import settings as settings_module
 from perennial.adapters.http_server import OperatorHTTPServer
 from perennial.adapters.kube import Credentials, KubeClient
-from perennial.controllers import modeldeployment, trainingjob  # noqa: F401 - registers their handlers
+from perennial.controllers import driftpolicy, modeldeployment, trainingjob  # noqa: F401 - registers handlers
 from perennial.controllers.runtime import Runtime
 
 GROUP = "perennial.dev"
@@ -70,7 +70,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     info = _connection(settings)
     if info is None:
         raise kopf.PermanentError("no cluster credentials: set KUBECONFIG or run in a pod")
-    runtime = Runtime(client=KubeClient(_credentials(info)))
+    runtime = Runtime(client=KubeClient(_credentials(info)), settings=config)
     runtime.start()
     memo.runtime = runtime
     _http_server = OperatorHTTPServer(config.metrics_address, config.metrics_port)

@@ -33,6 +33,8 @@ class RunningOperator:
     metrics_url: str
     healthz_url: str
     log_path: Path | None = None
+    pid: int | None = None
+    """The operator's process id when it runs as a subprocess (a test may SIGKILL it)."""
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
@@ -74,7 +76,6 @@ def subprocess_operator(kubeconfig: Path, namespaces: list[str], log_path: Path)
     port = free_port()
     env = {**os.environ, **operator_environment(kubeconfig, namespaces, port)}
     console_script = Path(sys.executable).parent / "perennial"
-    running = RunningOperator(f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{port}/healthz", log_path)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(console_script), "run"],
@@ -83,6 +84,9 @@ def subprocess_operator(kubeconfig: Path, namespaces: list[str], log_path: Path)
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
+    running = RunningOperator(
+        f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{port}/healthz", log_path, pid=process.pid
+    )
     try:
 
         def ready() -> bool:

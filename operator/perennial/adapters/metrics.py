@@ -162,3 +162,50 @@ def forget_model(namespace: str, model: str) -> None:
     previous = _served.pop((namespace, model), None)
     if previous is not None:
         MODEL_INFO.remove(namespace, model, previous)
+
+
+# ---------------------------------------------------------------- drift
+DRIFT_EVALUATIONS = Counter(
+    "perennial_drift_evaluations_total",
+    "DriftPolicy evaluations, by result (error: the policy is not Ready: target, Prometheus or a query).",
+    ["result"],
+    registry=REGISTRY,
+)
+DRIFT_EVALUATION_DURATION = Histogram(
+    "perennial_drift_evaluation_duration_seconds",
+    "Time one DriftPolicy evaluation took, Prometheus queries included.",
+    registry=REGISTRY,
+)
+DRIFT_METRIC_VALUE = Gauge(
+    "perennial_drift_metric_value",
+    "The last value of each DriftPolicy metric (a PromQL value or a distribution statistic).",
+    ["namespace", "policy", "metric"],
+    registry=REGISTRY,
+)
+DRIFT_BREACHES = Counter(
+    "perennial_drift_breaches_total",
+    "Metrics that became breached (outside their bounds for `for`).",
+    registry=REGISTRY,
+)
+DRIFT_TRIGGERS = Counter(
+    "perennial_drift_triggers_total",
+    "Drift triggers by action and result: Retrain/Started, Retrain/Suppressed (by the target), Observe/Observed.",
+    ["action", "result"],
+    registry=REGISTRY,
+)
+for _result in RESULTS:
+    DRIFT_EVALUATIONS.labels(result=_result)
+for _action, _result in (("Retrain", "Started"), ("Retrain", "Suppressed"), ("Observe", "Observed")):
+    DRIFT_TRIGGERS.labels(action=_action, result=_result)
+
+_drift_series: dict[tuple[str, str], set[str]] = {}
+
+
+def set_drift_value(namespace: str, policy: str, metric: str, value: float) -> None:
+    DRIFT_METRIC_VALUE.labels(namespace=namespace, policy=policy, metric=metric).set(value)
+    _drift_series.setdefault((namespace, policy), set()).add(metric)
+
+
+def forget_policy(namespace: str, policy: str) -> None:
+    for metric in _drift_series.pop((namespace, policy), set()):
+        DRIFT_METRIC_VALUE.remove(namespace, policy, metric)

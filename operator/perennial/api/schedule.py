@@ -6,7 +6,7 @@ from __future__ import annotations
 def _field(number: str, names: str = "") -> str:
     """One cron field: `*`, a value or range (with names), an optional /step, comma lists."""
     value = f"({number}{'|' + names if names else ''})"
-    item = rf"(\*|{value}(-{value})?)(/[0-9]{{1,2}})?"
+    item = rf"(\*|{value}(-{value})?)(/[1-9][0-9]?)?"
     return rf"{item}(,{item})*"
 
 

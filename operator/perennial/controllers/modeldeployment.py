@@ -40,6 +40,7 @@ from perennial.api.modeldeployment import RETRAIN_REQUEST_ANNOTATION, ModelDeplo
 from perennial.controllers.runtime import Runtime, runtime_of
 from perennial.domain import modeldeployment as md
 from perennial.domain.conditions import ConditionState, find_condition, merge_conditions, merge_patch
+from perennial.domain.cron import InvalidScheduleError
 from perennial.domain.labels import MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL
 from perennial.domain.timeutil import format_time, parse_time
 
@@ -294,8 +295,19 @@ def _schedule_bookkeeping(work: Pass) -> None:
     if not work.spec.retraining.schedule:
         work.status.pop("nextScheduledRetrain", None)
         return
-    if not md.schedule_fires_at(work.spec, work.status.get("nextScheduledRetrain")):
-        _advance_schedule(work)  # new, or the schedule changed
+    try:
+        fires = md.schedule_fires_at(work.spec, work.status.get("nextScheduledRetrain"))
+        if not fires:
+            _advance_schedule(work)  # new, or the schedule changed
+    except InvalidScheduleError as error:
+        # The format passed the CRD, the meaning did not (a reversed range, Feb 30).
+        work.status.pop("nextScheduledRetrain", None)
+        message = f"spec.retraining.schedule: {error}; no scheduled retrains until it is fixed"
+        previous = find_condition(work.status.get("conditions"), "RetrainSuppressed") or {}
+        if previous.get("message") != message:
+            work.condition("RetrainSuppressed", "True", "InvalidSchedule", message)
+            work.event("Warning", "InvalidSchedule", message)
+        return
     due = parse_time(work.status.get("nextScheduledRetrain"))
     work.later(md.seconds_until(due, work.now))
 

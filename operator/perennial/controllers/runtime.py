@@ -16,27 +16,33 @@ import kopf
 
 from perennial.adapters.events import EventRecorder
 from perennial.adapters.kube import KubeClient
+from perennial.adapters.prometheus import PrometheusClient
 from perennial.adapters.store import ObjectStore
 from perennial.adapters.workqueue import WorkQueue
 from perennial.api.base import GROUP
+from perennial.settings import Settings
 
 
 @dataclass
 class Runtime:
     client: KubeClient
+    settings: Settings = field(default_factory=Settings)
+    prometheus: PrometheusClient = field(default_factory=PrometheusClient)
     events: EventRecorder = field(init=False)
     trainingjobs: ObjectStore = field(default_factory=ObjectStore)
     jobs: ObjectStore = field(default_factory=ObjectStore)
     modeldeployments: ObjectStore = field(default_factory=ObjectStore)
     deployments: ObjectStore = field(default_factory=ObjectStore)
     services: ObjectStore = field(default_factory=ObjectStore)
+    driftpolicies: ObjectStore = field(default_factory=ObjectStore)
     trainingjob_queue: WorkQueue = field(init=False)
     modeldeployment_queue: WorkQueue = field(init=False)
+    driftpolicy_queue: WorkQueue = field(init=False)
     _locks: defaultdict[Hashable, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     def __post_init__(self) -> None:
         # Imported here: the controller modules register kopf handlers and import this one.
-        from perennial.controllers import modeldeployment, trainingjob
+        from perennial.controllers import driftpolicy, modeldeployment, trainingjob
 
         async def reconcile_trainingjob(key: Any) -> float | None:
             return await trainingjob.reconcile(self, key)
@@ -44,13 +50,18 @@ class Runtime:
         async def reconcile_modeldeployment(key: Any) -> float | None:
             return await modeldeployment.reconcile(self, key)
 
+        async def reconcile_driftpolicy(key: Any) -> float | None:
+            return await driftpolicy.reconcile(self, key)
+
         self.events = EventRecorder(self.client)
         self.trainingjob_queue = WorkQueue("trainingjobs", reconcile_trainingjob, workers=4)
         self.modeldeployment_queue = WorkQueue("modeldeployments", reconcile_modeldeployment, workers=4)
+        # Evaluations mostly wait on Prometheus: more workers, still one in flight per policy.
+        self.driftpolicy_queue = WorkQueue("driftpolicies", reconcile_driftpolicy, workers=16)
 
     @property
     def queues(self) -> list[WorkQueue]:
-        return [self.trainingjob_queue, self.modeldeployment_queue]
+        return [self.trainingjob_queue, self.modeldeployment_queue, self.driftpolicy_queue]
 
     def model_lock(self, key: Hashable) -> asyncio.Lock:
         """Serialises everything that allocates versions or writes one ModelDeployment's status."""
@@ -70,6 +81,7 @@ class Runtime:
         for queue in self.queues:
             await queue.stop()
         await self.client.close()
+        await self.prometheus.close()
 
 
 def runtime_of(memo: kopf.Memo) -> Runtime:

@@ -51,7 +51,8 @@ class Schedule:
     def next_after(self, moment: datetime) -> datetime:
         """The first firing strictly after ``moment`` (UTC, whole minutes)."""
         candidate = moment.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-        limit = candidate + timedelta(days=366 * 5)  # e.g. "0 0 29 2 *" fires once in 4 years
+        # "0 0 29 2 *" fires once in 4 years, and once in 8 across a century like 2100.
+        limit = candidate + timedelta(days=366 * 9)
         while candidate < limit:
             if candidate.month not in self.months:
                 year, month = (
@@ -72,14 +73,18 @@ class Schedule:
 def _values(field: str, low: int, high: int, names: dict[str, int]) -> tuple[frozenset[int], bool]:
     values: set[int] = set()
     for item in field.split(","):
-        body, _, step_text = item.partition("/")
+        body, slash, step_text = item.partition("/")
+        if slash and not step_text.isdigit():
+            raise InvalidScheduleError(f"a step needs a number after '/' in {item!r}")
         step = int(step_text) if step_text else 1
         if step < 1:
             raise InvalidScheduleError(f"step must be at least 1 in {item!r}")
         if body == "*":
             start, end = low, high
         else:
-            first, _, last = body.partition("-")
+            first, dash, last = body.partition("-")
+            if not first or (dash and not last):
+                raise InvalidScheduleError(f"incomplete range {item!r}")
             start = names[first] if first in names else int(first)
             end = (names[last] if last in names else int(last)) if last else (high if step_text else start)
         if not (low <= start <= high and low <= end <= high) or start > end:

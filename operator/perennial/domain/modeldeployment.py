@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -196,7 +197,8 @@ def training_job_name(model: str, version: int | str) -> str:
 def next_version(status: Mapping[str, Any], known_versions: Sequence[str]) -> int:
     """One more than any version ever allocated (status or an existing TrainingJob)."""
     numbers = [int(v) for v in known_versions if str(v).isdigit()]
-    numbers.append(int(status.get("latestVersion") or 0))
+    latest = str(status.get("latestVersion") or "0")
+    numbers.append(int(latest) if latest.isdigit() else 0)
     numbers += [int(r["version"]) for r in status.get("versions") or [] if str(r.get("version", "")).isdigit()]
     return max(numbers) + 1
 
@@ -264,7 +266,8 @@ def promotion_decision(
         if ours is None:
             return Decision("NotPromoted", f"{metric} missing from the candidate's metrics", compared_to)
         if theirs is not None:
-            if ours < theirs + delta:
+            # A tolerance, so 0.95 vs 0.93 + 0.02 (= 0.9500000000000001) counts as enough.
+            if ours < theirs + delta and not math.isclose(ours, theirs + delta, rel_tol=1e-9, abs_tol=1e-12):
                 return Decision(
                     "NotPromoted", f"{metric} {ours:g} < serving {theirs:g} + minDelta {delta:g}", compared_to
                 )

@@ -1,0 +1,244 @@
+"""Drift: Prometheus results to numbers, distribution tests, and the breach/episode/cooldown rules.
+
+Pure functions with an injected clock. The statistics work on binned data — cumulative
+histogram buckets (``le``) as Prometheus histograms export them — and compare the
+*current* window (p) with the *baseline* (q):
+
+- PSI (population stability index): sum over bins of (p - q) * ln(p / q).
+  Rules of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift.
+- KS: the Kolmogorov-Smirnov statistic, max |CDF_p - CDF_q| over the bucket boundaries.
+- JS: Jensen-Shannon divergence with base-2 logarithms, in [0, 1].
+- Hellinger: Hellinger distance sqrt(1 - sum sqrt(p * q)), in [0, 1].
+
+Empty bins would make PSI (and the logarithms) infinite, so probabilities are smoothed
+with ``EPSILON`` before PSI and JS; KS and Hellinger need no smoothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+EPSILON = 1e-4
+TESTS = ("psi", "ks", "js", "hellinger")
+
+
+class DriftDataError(ValueError):
+    """The data cannot give a value: the message says why, for status and Events."""
+
+
+class NoDataError(DriftDataError):
+    """Too little or no data: never a breach."""
+
+
+# ---------------------------------------------------------------- Prometheus results
+def single_value(result: Mapping[str, Any]) -> float:
+    """The one number of an instant query result (``data`` of /api/v1/query)."""
+    kind = result.get("resultType")
+    payload = result.get("result")
+    if kind == "scalar":
+        value = float(payload[1])  # type: ignore[index]
+    elif kind == "vector":
+        series = list(payload or [])
+        if not series:
+            raise NoDataError("NoData: the query returned no series")
+        if len(series) > 1:
+            raise DriftDataError(
+                f"the query returned {len(series)} series; aggregate it to one (e.g. max(...), avg(...))"
+            )
+        value = float(series[0]["value"][1])
+    elif kind == "matrix":
+        raise DriftDataError("the query returned a range vector; use an instant expression (e.g. avg_over_time)")
+    else:
+        raise DriftDataError(f"the query returned a {kind}; it must yield a number")
+    if math.isnan(value):
+        raise NoDataError("NoData: the query returned NaN")
+    return value
+
+
+def _le(text: str) -> float:
+    return math.inf if text in ("+Inf", "Inf", "inf") else float(text)
+
+
+def buckets(result: Mapping[str, Any]) -> list[tuple[float, float]]:
+    """Cumulative (le, count) pairs from a vector with one series per ``le``, sorted by ``le``."""
+    if result.get("resultType") != "vector":
+        raise DriftDataError("a distribution query must return an instant vector with one series per le")
+    pairs: dict[float, float] = {}
+    for series in result.get("result") or []:
+        le = series.get("metric", {}).get("le")
+        if le is None:
+            raise DriftDataError("a distribution series has no le label; aggregate with sum by (le) (...)")
+        bound = _le(str(le))
+        if bound in pairs:
+            raise DriftDataError(f"several series for le={le}; aggregate with sum by (le) (...)")
+        count = float(series["value"][1])
+        pairs[bound] = 0.0 if math.isnan(count) else count
+    if not pairs:
+        raise NoDataError("NoData: the distribution query returned no buckets")
+    if math.inf not in pairs:
+        raise DriftDataError('the buckets lack le="+Inf", which holds the total count')
+    return sorted(pairs.items())
+
+
+def bin_counts(cumulative: Sequence[tuple[float, float]]) -> list[float]:
+    """Per-bin counts from cumulative ones; a decrease (a counter artefact) counts as zero."""
+    counts, previous = [], 0.0
+    for _, total in cumulative:
+        counts.append(max(0.0, total - previous))
+        previous = max(previous, total)
+    return counts
+
+
+def align(
+    current: Sequence[tuple[float, float]], baseline: Sequence[tuple[float, float]]
+) -> tuple[list[float], list[float], list[float]]:
+    """Both histograms on their common boundaries (cumulative counts are exact there).
+
+    Mismatched boundaries are coarsened to the ones both have; fewer than two common
+    boundaries (only +Inf) leaves nothing to compare.
+    """
+    current_map, baseline_map = dict(current), dict(baseline)
+    common = sorted(set(current_map) & set(baseline_map))
+    if len(common) < 2:
+        raise DriftDataError("current and baseline share no bucket boundary besides +Inf")
+    return (
+        common,
+        bin_counts([(le, current_map[le]) for le in common]),
+        bin_counts([(le, baseline_map[le]) for le in common]),
+    )
+
+
+def _probabilities(counts: Sequence[float], smooth: bool) -> list[float]:
+    total = sum(counts)
+    probabilities = [c / total for c in counts]
+    if not smooth:
+        return probabilities
+    smoothed = [max(p, EPSILON) for p in probabilities]
+    norm = sum(smoothed)
+    return [p / norm for p in smoothed]
+
+
+def psi(current: Sequence[float], baseline: Sequence[float]) -> float:
+    p, q = _probabilities(current, True), _probabilities(baseline, True)
+    return sum((pi - qi) * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
+
+
+def ks(current: Sequence[float], baseline: Sequence[float]) -> float:
+    p, q = _probabilities(current, False), _probabilities(baseline, False)
+    distance, cdf_p, cdf_q = 0.0, 0.0, 0.0
+    for pi, qi in zip(p, q, strict=True):
+        cdf_p += pi
+        cdf_q += qi
+        distance = max(distance, abs(cdf_p - cdf_q))
+    return distance
+
+
+def js(current: Sequence[float], baseline: Sequence[float]) -> float:
+    p, q = _probabilities(current, True), _probabilities(baseline, True)
+    m = [(pi + qi) / 2 for pi, qi in zip(p, q, strict=True)]
+
+    def kl(a: Sequence[float], b: Sequence[float]) -> float:
+        return sum(ai * math.log2(ai / bi) for ai, bi in zip(a, b, strict=True) if ai > 0)
+
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def hellinger(current: Sequence[float], baseline: Sequence[float]) -> float:
+    p, q = _probabilities(current, False), _probabilities(baseline, False)
+    overlap = sum(math.sqrt(pi * qi) for pi, qi in zip(p, q, strict=True))
+    return math.sqrt(max(0.0, 1.0 - overlap))
+
+
+STATISTICS = {"psi": psi, "ks": ks, "js": js, "hellinger": hellinger}
+
+
+def distribution_statistic(
+    test: str,
+    current: Sequence[tuple[float, float]],
+    baseline: Sequence[tuple[float, float]],
+    min_samples: int,
+) -> float:
+    """The named test between two cumulative histograms, or NoData below ``min_samples``."""
+    for name, histogram in (("current", current), ("baseline", baseline)):
+        total = histogram[-1][1]
+        if total < min_samples:
+            raise NoDataError(f"NoData: {name} window has {total:g} observations, fewer than minSamples {min_samples}")
+    _, p, q = align(current, baseline)
+    return STATISTICS[test](p, q)
+
+
+# ---------------------------------------------------------------- breaches, episodes, cooldown
+@dataclass(frozen=True)
+class Bounds:
+    min: float | None
+    max: float | None
+    for_: timedelta
+
+    def contains(self, value: float) -> bool:
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def describe(self, value: float) -> str:
+        if self.min is not None and value < self.min:
+            return f"{value:.4g} < min {self.min:g}"
+        if self.max is not None and value > self.max:
+            return f"{value:.4g} > max {self.max:g}"
+        return f"{value:.4g} within bounds"
+
+
+@dataclass(frozen=True)
+class MetricState:
+    """One metric after one evaluation (status.metrics[])."""
+
+    name: str
+    value: float | None
+    bounds: Bounds
+    breached: bool
+    breached_since: datetime | None
+    error: str | None = None
+
+    @property
+    def detail(self) -> str:
+        return f"{self.name}={self.bounds.describe(self.value)}" if self.value is not None else self.name
+
+
+def next_metric_state(
+    name: str,
+    bounds: Bounds,
+    value: float | None,
+    error: str | None,
+    previous_since: datetime | None,
+    now: datetime,
+) -> MetricState:
+    """Out of bounds continuously for ``for`` -> breached. No data or an error resets the clock."""
+    if value is None:
+        return MetricState(name, None, bounds, False, None, error)
+    if bounds.contains(value):
+        return MetricState(name, value, bounds, False, None)
+    since = previous_since or now
+    return MetricState(name, value, bounds, now - since >= bounds.for_, since)
+
+
+def drifting(states: Sequence[MetricState], when: str) -> bool:
+    breached = [s.breached for s in states]
+    if not breached:
+        return False
+    return all(breached) if when == "AllMetrics" else any(breached)
+
+
+def may_trigger(last_trigger: datetime | None, cooldown: timedelta, now: datetime) -> bool:
+    """At most one trigger per cooldown, within an episode and across episodes."""
+    return last_trigger is None or now - last_trigger >= cooldown
+
+
+def baseline_time(promoted_at: datetime | None, window: timedelta, now: datetime) -> datetime:
+    """When to evaluate a ``sincePromotion`` baseline: the end of the window after promotion."""
+    if promoted_at is None:
+        raise NoDataError("NoData: the target serves no promoted version yet, so there is no baseline")
+    end = promoted_at + window
+    if end > now:
+        raise NoDataError(f"NoData: the baseline window after promotion ends at {end.isoformat()}")
+    return end
