@@ -46,20 +46,23 @@ def _healthy(url: str) -> bool:
         return bool(response.status == 200)
 
 
-def operator_environment(kubeconfig: Path, namespaces: list[str], port: int) -> dict[str, str]:
+def operator_environment(
+    kubeconfig: Path, namespaces: list[str], port: int, prometheus_url: str = ""
+) -> dict[str, str]:
     return {
         "KUBECONFIG": str(kubeconfig),
         "PERENNIAL_NAMESPACES": ",".join(namespaces),
         "PERENNIAL_METRICS_ADDRESS": "127.0.0.1",
         "PERENNIAL_METRICS_PORT": str(port),
         "PERENNIAL_LOG_LEVEL": "DEBUG",
+        "PERENNIAL_PROMETHEUS_URL": prometheus_url,
     }
 
 
 @contextmanager
-def in_process(kubeconfig: Path, namespaces: list[str]) -> Iterator[RunningOperator]:
+def in_process(kubeconfig: Path, namespaces: list[str], prometheus_url: str = "") -> Iterator[RunningOperator]:
     port = free_port()
-    env = operator_environment(kubeconfig, namespaces, port)
+    env = operator_environment(kubeconfig, namespaces, port, prometheus_url)
     args = ["run", "--standalone", "-m", "perennial.main"]
     for namespace in namespaces:
         args += ["--namespace", namespace]
@@ -72,9 +75,11 @@ def in_process(kubeconfig: Path, namespaces: list[str]) -> Iterator[RunningOpera
 
 
 @contextmanager
-def subprocess_operator(kubeconfig: Path, namespaces: list[str], log_path: Path) -> Iterator[RunningOperator]:
+def subprocess_operator(
+    kubeconfig: Path, namespaces: list[str], log_path: Path, prometheus_url: str = ""
+) -> Iterator[RunningOperator]:
     port = free_port()
-    env = {**os.environ, **operator_environment(kubeconfig, namespaces, port)}
+    env = {**os.environ, **operator_environment(kubeconfig, namespaces, port, prometheus_url)}
     console_script = Path(sys.executable).parent / "perennial"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

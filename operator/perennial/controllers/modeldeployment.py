@@ -87,7 +87,6 @@ class Pass:
     status: dict[str, Any]
     events: list[tuple[str, str, str]] = field(default_factory=list)
     requeue_after: float | None = None
-    deployment_available: bool = False
 
     def event(self, type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))
@@ -445,7 +444,6 @@ async def _converge_serving(runtime: Runtime, work: Pass) -> None:
     key = (work.ref.namespace, work.ref.name)
     deployment = runtime.deployments.get(key)
     if target is None:
-        work.status["replicas"], work.status["readyReplicas"] = 0, 0
         return  # nothing validated yet: no Deployment runs a model that does not exist
     if runtime.services.get(key) is None:
         service = await _create_or_get(runtime, SERVICES, work.ref.namespace, md.desired_service(work.ref, work.spec))
@@ -471,10 +469,6 @@ async def _converge_serving(runtime: Runtime, work: Pass) -> None:
                 )
         else:
             work.later(md.rollout_seconds_left(rollout, work.spec, work.now))
-    work.status["replicas"] = health.replicas
-    work.status["readyReplicas"] = health.ready_replicas
-    work.status["ready"] = f"{health.ready_replicas}/{health.replicas}"
-    work.deployment_available = health.available
 
 
 async def _apply_deployment(
@@ -563,8 +557,13 @@ def _summarise(runtime: Runtime, work: Pass) -> None:
     serving = status.get("servingVersion")
     rollout = status.get("rollout")
     active = status.get("activeTrainingJob")
-    available = work.deployment_available
-    ready = bool(serving) and available
+    # From the cache, which holds what this pass wrote: every caller (the reconcile and the
+    # Drift entry point) reports the same availability.
+    health = md.deployment_health(runtime.deployments.get((work.ref.namespace, work.ref.name)))
+    status["replicas"] = health.replicas
+    status["readyReplicas"] = health.ready_replicas
+    status["ready"] = f"{health.ready_replicas}/{health.replicas}"
+    ready = bool(serving) and health.available
     if ready:
         work.condition("Ready", "True", "Serving", f"version {serving} is serving and available")
     elif serving:

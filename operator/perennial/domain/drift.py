@@ -183,10 +183,16 @@ class Bounds:
 
     def describe(self, value: float) -> str:
         if self.min is not None and value < self.min:
-            return f"{value:.4g} < min {self.min:g}"
+            return f"{_shown(value, self.min)} < min {self.min:g}"
         if self.max is not None and value > self.max:
-            return f"{value:.4g} > max {self.max:g}"
+            return f"{_shown(value, self.max)} > max {self.max:g}"
         return f"{value:.4g} within bounds"
+
+
+def _shown(value: float, bound: float) -> str:
+    """Four significant digits, unless that would print the value as the bound it crossed."""
+    short = f"{value:.4g}"
+    return short if float(short) != bound else repr(value)
 
 
 @dataclass(frozen=True)

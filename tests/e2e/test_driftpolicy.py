@@ -1,0 +1,620 @@
+"""DriftPolicy end to end: metrics in a real Prometheus decide when a ModelDeployment retrains.
+
+Each test runs a prometheus_client exporter in the test process on loopback, with its own
+registry and a ``job`` label unique to the test, and adds it to the local Prometheus's
+scrape targets (scraped every 2s); the policies' PromQL selects only that job's series.
+The in-process operator queries that Prometheus (PERENNIAL_PROMETHEUS_URL). Policies use
+the minimum interval, 10s, so every wait is bounded by a few evaluations.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from http.server import HTTPServer
+from typing import Any
+
+import pytest
+from kubernetes import client
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client.exposition import MetricsHandler
+from prometheus_client.parser import text_string_to_metric_families
+
+from perennial.domain import drift
+from tests.support.cluster import ClusterInfo, ScrapeTargets
+from tests.support.operator import RunningOperator, free_port
+from tests.support.resources import GROUP, VERSION, apply, condition, events_for, get_custom, wait_for_status
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.usefixtures("operator_in_process"), pytest.mark.timeout(180)]
+
+TARGET = "churn"
+POLICY = "churn-drift"
+INTERVAL = 10.0  # seconds: the minimum a DriftPolicy accepts, used by every policy here
+HEALTHY, DRIFTED = 0.05, 0.31
+HISTOGRAM_BUCKETS = (1.0, 2.0, 5.0, 10.0)
+
+
+# ---------------------------------------------------------------- the exporter
+@dataclass(frozen=True)
+class Exporter:
+    """A Prometheus exporter scraped under ``job``; tests register their metrics in ``registry``."""
+
+    registry: CollectorRegistry
+    job: str
+    address: str
+
+
+@pytest.fixture
+def exporter(namespace: str, scrape_targets: ScrapeTargets) -> Iterator[Exporter]:
+    registry = CollectorRegistry()
+    port = free_port()
+    server = HTTPServer(("127.0.0.1", port), MetricsHandler.factory(registry))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    job = f"drift-{namespace}"
+    scrape_targets.add(job, f"127.0.0.1:{port}")
+    try:
+        yield Exporter(registry, job, f"127.0.0.1:{port}")
+    finally:
+        scrape_targets.remove(job)
+        server.shutdown()
+        server.server_close()
+
+
+def feature_psi(exporter: Exporter, value: float) -> Gauge:
+    gauge = Gauge("churn_feature_psi", "PSI of the churn model's input features.", registry=exporter.registry)
+    gauge.set(value)
+    return gauge
+
+
+def psi_query(exporter: Exporter) -> str:
+    return f'max(churn_feature_psi{{job="{exporter.job}"}})'
+
+
+# ---------------------------------------------------------------- Prometheus, read directly
+def prometheus(cluster: ClusterInfo, query: str) -> dict[str, Any]:
+    """The whole /api/v1/query answer, errors (HTTP 400 with JSON) included."""
+    url = f"{cluster.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        body = json.loads(error.read())
+    return body
+
+
+def wait_scraped(cluster: ClusterInfo, query: str, expected: float) -> None:
+    """Until Prometheus answers ``query`` with one sample equal to ``expected``."""
+
+    def probe() -> bool:
+        result = prometheus(cluster, query)["data"]["result"]
+        return len(result) == 1 and float(result[0]["value"][1]) == expected
+
+    wait_until(probe, timeout=30, what=f"Prometheus: {query} == {expected}")
+
+
+# ---------------------------------------------------------------- manifests
+def mdep() -> dict[str, Any]:
+    """The target: trains in 1s to auc 0.93; its own cooldown (1s) never holds a retrain back."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": TARGET},
+        "spec": {
+            "training": {
+                "image": "registry.example/churn-trainer:2.3.0",
+                "output": {"modelUri": "s3://models/{namespace}/{model}/{version}"},
+                "validation": [{"metric": "auc", "min": 0.9}],
+                "podAnnotations": {
+                    "sim.perennial.dev/result": json.dumps({"metrics": {"auc": 0.93}}),
+                    "sim.perennial.dev/duration": "1s",
+                },
+            },
+            "serving": {"image": "registry.example/churn-server:1.9.0"},
+            "retraining": {"cooldown": "1s"},
+        },
+    }
+
+
+def dpol(metrics: list[dict[str, Any]], *, name: str = POLICY, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DriftPolicy",
+        "metadata": {"name": name},
+        "spec": {"targetRef": {"name": TARGET}, "interval": f"{INTERVAL:g}s", "metrics": metrics, **spec},
+    }
+
+
+def psi_metric(exporter: Exporter, **bounds: Any) -> dict[str, Any]:
+    return {"name": "feature_psi", "query": psi_query(exporter), "max": 0.2, **bounds}
+
+
+# ---------------------------------------------------------------- reading state
+def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    """A condition, or {} (for predicates; ``condition`` asserts it exists)."""
+    return next((dict(c) for c in status.get("conditions") or [] if c.get("type") == type_), {})
+
+
+def is_(status: dict[str, Any], type_: str, value: str, reason: str | None = None) -> bool:
+    found = cond(status, type_)
+    return found.get("status") == value and (reason is None or found.get("reason") == reason)
+
+
+def metric0(status: dict[str, Any]) -> dict[str, Any]:
+    return dict((status.get("metrics") or [{}])[0])
+
+
+def evaluated_at(status: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(status["lastEvaluationTime"]).replace("Z", "+00:00"))
+
+
+def timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def policy_status(api: client.ApiClient, namespace: str, name: str = POLICY) -> dict[str, Any]:
+    status: dict[str, Any] = get_custom(api, namespace, "driftpolicies", name).get("status") or {}
+    return status
+
+
+def wait_policy(
+    api: client.ApiClient,
+    namespace: str,
+    predicate: Callable[[dict[str, Any]], bool],
+    *,
+    what: str,
+    timeout: float = 45,
+    name: str = POLICY,
+    seen: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Poll the policy's status until ``predicate`` holds; every status read goes to ``seen``."""
+
+    def observed(status: dict[str, Any]) -> bool:
+        if seen is not None and status:
+            seen.append(status)
+        return predicate(status)
+
+    return wait_for_status(api, namespace, "driftpolicies", name, observed, what=what, timeout=timeout)
+
+
+def evaluations_after(
+    api: client.ApiClient, namespace: str, status: dict[str, Any], count: int, *, name: str = POLICY
+) -> dict[str, Any]:
+    """Wait until the policy was evaluated ``count`` more intervals after ``status``."""
+    start = evaluated_at(status)
+    return wait_policy(
+        api,
+        namespace,
+        lambda s: bool(s.get("lastEvaluationTime")) and evaluated_at(s) - start >= timedelta(seconds=count * INTERVAL),
+        what=f"{count} more evaluation(s)",
+        timeout=count * (INTERVAL * 1.1 + 2) + 15,
+        name=name,
+    )
+
+
+def mdep_status(api: client.ApiClient, namespace: str) -> dict[str, Any]:
+    status: dict[str, Any] = get_custom(api, namespace, "modeldeployments", TARGET).get("status") or {}
+    return status
+
+
+def served(version: str) -> Callable[[dict[str, Any]], bool]:
+    def predicate(status: dict[str, Any]) -> bool:
+        return (
+            status.get("servingVersion") == version
+            and status.get("phase") == "Serving"
+            and not status.get("activeTrainingJob")
+            and is_(status, "Ready", "True")
+        )
+
+    return predicate
+
+
+def serve_v1(cluster: ClusterInfo, api: client.ApiClient, namespace: str) -> None:
+    """Create the target and wait until version 1 serves: a retrain can start from then on."""
+    apply(cluster, namespace, mdep())
+    wait_for_status(api, namespace, "modeldeployments", TARGET, served("1"), what="v1 served", timeout=90)
+
+
+def training_jobs(api: client.ApiClient, namespace: str) -> dict[str, dict[str, Any]]:
+    listed = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs")
+    return {item["metadata"]["name"]: item for item in listed["items"]}
+
+
+def policy_events(api: client.ApiClient, namespace: str, name: str = POLICY) -> list[tuple[str, str, str]]:
+    return events_for(api, namespace, name, kind="DriftPolicy")
+
+
+def wait_event(api: client.ApiClient, namespace: str, reason: str, name: str = POLICY) -> tuple[str, str, str]:
+    def probe() -> tuple[str, str, str] | None:
+        return next((e for e in policy_events(api, namespace, name) if e[1] == reason), None)
+
+    return wait_until(probe, timeout=30, what=f"an Event {reason} on DriftPolicy {name}")
+
+
+def breached_exactly_when_due(seen: Sequence[dict[str, Any]], value: float, hold: timedelta) -> None:
+    """Every evaluation seen with ``value`` out of bounds is breached iff it was out for ``hold``."""
+    for status in seen:
+        entry = metric0(status)
+        if entry.get("value") != value:
+            continue
+        assert entry.get("breachedSince"), f"out of bounds without breachedSince: {entry}"
+        out_for = evaluated_at(status) - timestamp(entry["breachedSince"])
+        assert entry["breached"] is (out_for >= hold), f"breached={entry['breached']} after {out_for}: {status}"
+
+
+# ---------------------------------------------------------------- 1. a sustained breach retrains once
+def test_value_out_of_bounds_for_its_duration_triggers_exactly_one_retrain(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+) -> None:
+    gauge = feature_psi(exporter, HEALTHY)
+    serve_v1(perennial_crds, api_client, namespace)
+    wait_scraped(perennial_crds, psi_query(exporter), HEALTHY)
+    apply(perennial_crds, namespace, dpol([psi_metric(exporter, **{"for": "15s"})]))
+
+    healthy = wait_policy(
+        api_client,
+        namespace,
+        lambda s: metric0(s).get("value") == HEALTHY and is_(s, "Ready", "True"),
+        what="evaluated within bounds",
+    )
+    assert is_(healthy, "Drifting", "False", "WithinBounds"), healthy
+    assert metric0(healthy) == {"name": "feature_psi", "value": HEALTHY, "max": 0.2, "breached": False}
+
+    gauge.set(DRIFTED)
+    seen: list[dict[str, Any]] = []
+    first_out = wait_policy(
+        api_client,
+        namespace,
+        lambda s: metric0(s).get("value") == DRIFTED,
+        what=f"an evaluation reading {DRIFTED}",
+        seen=seen,
+    )
+    # Out of bounds, but not for 15s yet: the clock runs, nothing is breached.
+    assert metric0(first_out)["breached"] is False, first_out
+    assert metric0(first_out)["breachedSince"], first_out
+    assert is_(first_out, "Drifting", "False"), first_out
+    assert not first_out.get("triggerCount")
+
+    drifting = wait_policy(
+        api_client, namespace, lambda s: is_(s, "Drifting", "True"), what="Drifting", timeout=45, seen=seen
+    )
+    breached_exactly_when_due(seen, DRIFTED, timedelta(seconds=15))
+    entry = metric0(drifting)
+    assert entry["breached"] is True
+    assert entry["value"] == DRIFTED
+    assert entry["breachedSince"] == metric0(first_out)["breachedSince"], "the breach clock restarted"
+    assert timestamp(drifting["lastTriggerTime"]) - timestamp(entry["breachedSince"]) >= timedelta(seconds=15)
+    assert drifting["triggerCount"] == 1
+    assert drifting["lastTrainingJob"] == "churn-v2"
+    assert cond(drifting, "Drifting")["reason"] == "MetricsBreached"
+    assert is_(drifting, "Ready", "True"), drifting
+
+    trigger = get_custom(api_client, namespace, "trainingjobs", "churn-v2")["spec"]["trigger"]
+    assert trigger["reason"] == "Drift"
+    assert trigger["source"] == POLICY
+    assert "feature_psi" in trigger["detail"]
+    assert "0.31" in trigger["detail"]
+    assert "max 0.2" in trigger["detail"]
+    last_retrain = wait_for_status(
+        api_client,
+        namespace,
+        "modeldeployments",
+        TARGET,
+        lambda s: (s.get("lastRetrain") or {}).get("reason") == "Drift",
+        what="lastRetrain Drift",
+        timeout=15,
+    )["lastRetrain"]
+    assert last_retrain["source"] == POLICY
+    assert wait_event(api_client, namespace, "RetrainTriggered")[0] == "Normal"
+    assert wait_event(api_client, namespace, "MetricBreached")[0] == "Warning"
+
+    # Still breached at the next evaluation: no second retrain in this episode.
+    later = evaluations_after(api_client, namespace, drifting, 1)
+    assert is_(later, "Drifting", "True")
+    assert later["triggerCount"] == 1
+    assert training_jobs(api_client, namespace).keys() == {"churn-v1", "churn-v2"}
+
+
+# ---------------------------------------------------------------- 2. cooldown
+def test_staying_breached_through_the_cooldown_triggers_no_second_retrain(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+) -> None:
+    feature_psi(exporter, DRIFTED)
+    serve_v1(perennial_crds, api_client, namespace)
+    wait_scraped(perennial_crds, psi_query(exporter), DRIFTED)
+    apply(perennial_crds, namespace, dpol([psi_metric(exporter)], trigger={"cooldown": "1h"}))
+
+    wait_policy(api_client, namespace, lambda s: s.get("triggerCount") == 1, what="the first trigger")
+    # v2 is trained and served, and the target's own 1s cooldown is long over: from now on
+    # only the policy's cooldown can hold a retrain back.
+    wait_for_status(api_client, namespace, "modeldeployments", TARGET, served("2"), what="v2 served", timeout=60)
+    start = policy_status(api_client, namespace)
+    seen: list[dict[str, Any]] = []
+    wait_policy(
+        api_client,
+        namespace,
+        lambda s: evaluated_at(s) - evaluated_at(start) >= timedelta(seconds=2 * INTERVAL),
+        what="two more evaluations",
+        timeout=2 * (INTERVAL * 1.1 + 2) + 15,
+        seen=seen,
+    )
+    assert all(metric0(s)["breached"] is True for s in seen), "the gauge stayed high: every evaluation breaches"
+    final = policy_status(api_client, namespace)
+    assert is_(final, "Drifting", "True"), final
+    assert final["triggerCount"] == 1
+    assert final["lastTrainingJob"] == "churn-v2"
+    assert training_jobs(api_client, namespace).keys() == {"churn-v1", "churn-v2"}
+    assert mdep_status(api_client, namespace)["latestVersion"] == "2"
+
+
+# ---------------------------------------------------------------- 3. recovery
+def test_recovery_clears_drifting(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+) -> None:
+    gauge = feature_psi(exporter, DRIFTED)
+    serve_v1(perennial_crds, api_client, namespace)
+    wait_scraped(perennial_crds, psi_query(exporter), DRIFTED)
+    apply(perennial_crds, namespace, dpol([psi_metric(exporter)]))
+    wait_policy(
+        api_client,
+        namespace,
+        lambda s: is_(s, "Drifting", "True") and s.get("triggerCount") == 1,
+        what="Drifting after the first trigger",
+    )
+
+    gauge.set(HEALTHY)
+    recovered = wait_policy(api_client, namespace, lambda s: is_(s, "Drifting", "False"), what="Drifting False")
+    assert cond(recovered, "Drifting")["reason"] == "WithinBounds"
+    assert metric0(recovered) == {"name": "feature_psi", "value": HEALTHY, "max": 0.2, "breached": False}
+    assert is_(recovered, "Ready", "True")
+    assert recovered["triggerCount"] == 1
+    assert wait_event(api_client, namespace, "DriftRecovered")[0] == "Normal"
+
+
+# ---------------------------------------------------------------- 4. Observe is a dry run
+def test_observe_never_creates_a_training_job(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+) -> None:
+    feature_psi(exporter, DRIFTED)
+    serve_v1(perennial_crds, api_client, namespace)
+    wait_scraped(perennial_crds, psi_query(exporter), DRIFTED)
+    apply(perennial_crds, namespace, dpol([psi_metric(exporter)], trigger={"action": "Observe"}))
+
+    observed = wait_policy(api_client, namespace, lambda s: s.get("triggerCount") == 1, what="an observed trigger")
+    assert is_(observed, "Drifting", "True"), observed
+    assert observed["lastTriggerTime"]
+    assert "lastTrainingJob" not in observed
+    kind, _, message = wait_event(api_client, namespace, "WouldRetrain")
+    assert kind == "Normal"
+    assert TARGET in message
+    assert "feature_psi" in message
+
+    later = evaluations_after(api_client, namespace, observed, 1)
+    assert later["triggerCount"] == 1
+    assert training_jobs(api_client, namespace).keys() == {"churn-v1"}
+    target = mdep_status(api_client, namespace)
+    assert target["latestVersion"] == "1"
+    assert target["lastRetrain"]["reason"] == "Initial"
+
+
+# ---------------------------------------------------------------- 5. distribution tests
+REFERENCE_COUNTS = (400, 300, 200, 80, 20)  # per bin: <=1, <=2, <=5, <=10, +Inf
+SHIFTED_COUNTS = (100, 200, 300, 250, 150)
+BIN_SAMPLES = (0.5, 1.5, 3.0, 7.0, 20.0)  # one value inside each bin
+
+
+def observe(histogram: Histogram, counts: Sequence[int]) -> None:
+    for value, count in zip(BIN_SAMPLES, counts, strict=True):
+        for _ in range(count):
+            histogram.observe(value)
+
+
+def as_vector(counts: Sequence[int]) -> dict[str, Any]:
+    """``counts`` as Prometheus answers ``sum by (le) (x_bucket)``: cumulative, one series per le."""
+    les = [f"{bound:g}" for bound in HISTOGRAM_BUCKETS] + ["+Inf"]
+    cumulative = [sum(counts[: i + 1]) for i in range(len(counts))]
+    return {
+        "resultType": "vector",
+        "result": [{"metric": {"le": le}, "value": [0, str(total)]} for le, total in zip(les, cumulative, strict=True)],
+    }
+
+
+def tenure_histograms(exporter: Exporter, current: Sequence[int], reference: Sequence[int]) -> None:
+    registry = exporter.registry
+    observe(Histogram("churn_tenure", "Tenure now.", buckets=HISTOGRAM_BUCKETS, registry=registry), current)
+    observe(Histogram("churn_tenure_reference", "Tenure.", buckets=HISTOGRAM_BUCKETS, registry=registry), reference)
+
+
+def tenure_metric(exporter: Exporter, min_samples: int) -> dict[str, Any]:
+    return {
+        "name": "tenure_shift",
+        "distribution": {
+            "test": "psi",
+            "current": f'sum by (le) (churn_tenure_bucket{{job="{exporter.job}"}})',
+            "baseline": {"query": f'sum by (le) (churn_tenure_reference_bucket{{job="{exporter.job}"}})'},
+            "minSamples": min_samples,
+        },
+        "max": 0.25,
+    }
+
+
+def wait_histograms_scraped(cluster: ClusterInfo, exporter: Exporter, current: int, reference: int) -> None:
+    for name, total in (("churn_tenure", current), ("churn_tenure_reference", reference)):
+        wait_scraped(cluster, f'sum({name}_count{{job="{exporter.job}"}})', float(total))
+
+
+def test_distribution_shift_is_detected_with_the_expected_psi(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+) -> None:
+    tenure_histograms(exporter, SHIFTED_COUNTS, REFERENCE_COUNTS)
+    _, p, q = drift.align(drift.buckets(as_vector(SHIFTED_COUNTS)), drift.buckets(as_vector(REFERENCE_COUNTS)))
+    expected = drift.psi(p, q)
+    assert expected > 0.25, "the shift must be a major one for this test"
+    serve_v1(perennial_crds, api_client, namespace)
+    wait_histograms_scraped(perennial_crds, exporter, sum(SHIFTED_COUNTS), sum(REFERENCE_COUNTS))
+    apply(perennial_crds, namespace, dpol([tenure_metric(exporter, 100)]))
+
+    drifting = wait_policy(api_client, namespace, lambda s: s.get("triggerCount") == 1, what="a retrain")
+    entry = metric0(drifting)
+    assert entry["name"] == "tenure_shift"
+    assert entry["value"] == pytest.approx(expected, abs=1e-6)
+    assert entry["breached"] is True
+    assert "error" not in entry
+    assert is_(drifting, "Drifting", "True"), drifting
+    assert is_(drifting, "Ready", "True"), drifting
+    assert drifting["lastTrainingJob"] == "churn-v2"
+    trigger = get_custom(api_client, namespace, "trainingjobs", "churn-v2")["spec"]["trigger"]
+    assert (trigger["reason"], trigger["source"]) == ("Drift", POLICY)
+    assert "tenure_shift" in trigger["detail"]
+    assert "max 0.25" in trigger["detail"]
+
+
+def test_distribution_below_min_samples_is_no_data_and_never_a_breach(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+) -> None:
+    few_current, few_reference = (5, 10, 15, 10, 10), (20, 15, 10, 3, 2)  # 50 each, and clearly shifted
+    tenure_histograms(exporter, few_current, few_reference)
+    serve_v1(perennial_crds, api_client, namespace)
+    wait_histograms_scraped(perennial_crds, exporter, sum(few_current), sum(few_reference))
+    apply(perennial_crds, namespace, dpol([tenure_metric(exporter, 100)]))
+
+    status = wait_policy(api_client, namespace, lambda s: bool(metric0(s).get("error")), what="a metric error")
+    entry = metric0(status)
+    assert "NoData" in entry["error"]
+    assert "minSamples" in entry["error"]
+    assert entry["breached"] is False
+    assert "value" not in entry
+    assert "breachedSince" not in entry
+    assert is_(status, "Drifting", "False", "NoData"), status
+    assert not status.get("triggerCount")
+    assert training_jobs(api_client, namespace).keys() == {"churn-v1"}
+
+
+# ---------------------------------------------------------------- 6. Prometheus unreachable
+def test_unreachable_prometheus_is_not_ready_and_never_retrains(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+) -> None:
+    feature_psi(exporter, DRIFTED)  # the real data would breach
+    serve_v1(perennial_crds, api_client, namespace)
+    nowhere = f"http://127.0.0.1:{free_port()}"  # a loopback port nobody listens on
+    apply(
+        perennial_crds,
+        namespace,
+        dpol([psi_metric(exporter)], prometheus={"url": nowhere, "timeout": "2s"}),
+    )
+
+    status = wait_policy(api_client, namespace, lambda s: is_(s, "Ready", "False"), what="Ready False")
+    ready = condition(status, "Ready")
+    assert ready["reason"] == "PrometheusUnreachable"
+    assert nowhere in ready["message"]
+    entry = metric0(status)
+    assert "unreachable" in entry["error"].lower()
+    assert nowhere in entry["error"]
+    assert entry["breached"] is False
+    assert "value" not in entry
+    assert is_(status, "Drifting", "False"), status
+
+    later = evaluations_after(api_client, namespace, status, 1)
+    assert cond(later, "Ready")["reason"] == "PrometheusUnreachable"
+    assert not later.get("triggerCount")
+    assert training_jobs(api_client, namespace).keys() == {"churn-v1"}
+
+
+# ---------------------------------------------------------------- 7. the target appears later
+def test_missing_target_is_not_ready_until_it_is_created(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+) -> None:
+    feature_psi(exporter, HEALTHY)
+    wait_scraped(perennial_crds, psi_query(exporter), HEALTHY)
+    apply(perennial_crds, namespace, dpol([psi_metric(exporter)]))
+
+    status = wait_policy(api_client, namespace, lambda s: is_(s, "Ready", "False"), what="Ready False")
+    ready = condition(status, "Ready")
+    assert ready["reason"] == "TargetNotFound"
+    assert TARGET in ready["message"]
+    assert metric0(status).get("error")
+    assert not status.get("triggerCount")
+
+    apply(perennial_crds, namespace, mdep())
+    ready_now = wait_policy(
+        api_client,
+        namespace,
+        lambda s: is_(s, "Ready", "True"),
+        what="Ready once the target exists",
+        timeout=2 * (INTERVAL * 1.1) + 5,
+    )
+    assert metric0(ready_now) == {"name": "feature_psi", "value": HEALTHY, "max": 0.2, "breached": False}
+    assert is_(ready_now, "Drifting", "False", "WithinBounds"), ready_now
+
+
+# ---------------------------------------------------------------- 8. bad queries
+def test_query_errors_are_explained(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+) -> None:
+    segments = Gauge("churn_feature_psi", "PSI by segment.", ["segment"], registry=exporter.registry)
+    for segment in ("new", "loyal", "lapsed"):
+        segments.labels(segment=segment).set(DRIFTED)
+    wait_scraped(perennial_crds, f'count(churn_feature_psi{{job="{exporter.job}"}})', 3.0)
+    apply(perennial_crds, namespace, mdep())
+    broken = f'max(churn_feature_psi{{job="{exporter.job}"}}'  # the closing parenthesis is missing
+    several = f'churn_feature_psi{{job="{exporter.job}"}}'
+    apply(perennial_crds, namespace, dpol([{"name": "feature_psi", "query": broken, "max": 0.2}], name="syntax"))
+    apply(perennial_crds, namespace, dpol([{"name": "feature_psi", "query": several, "max": 0.2}], name="series"))
+
+    answer = prometheus(perennial_crds, broken)
+    assert answer["status"] == "error", answer
+    syntax = wait_policy(api_client, namespace, lambda s: is_(s, "Ready", "False"), what="Ready False", name="syntax")
+    ready = condition(syntax, "Ready")
+    assert ready["reason"] == "QueryError"
+    assert answer["error"] in ready["message"], "Prometheus's own message"
+    assert answer["error"] in metric0(syntax)["error"]
+    assert metric0(syntax)["breached"] is False
+
+    series = wait_policy(api_client, namespace, lambda s: is_(s, "Ready", "False"), what="Ready False", name="series")
+    ready = condition(series, "Ready")
+    assert ready["reason"] == "QueryError"
+    for text in (ready["message"], metric0(series)["error"]):
+        assert "3 series" in text
+        assert "aggregate" in text
+    assert metric0(series)["breached"] is False
+    assert "value" not in metric0(series)
+    assert not series.get("triggerCount")
+
+
+# ---------------------------------------------------------------- 9. the operator's own metrics
+def operator_sample(operator: RunningOperator, name: str, labels: dict[str, str]) -> float | None:
+    for family in text_string_to_metric_families(operator.metrics_text()):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+def test_drift_values_and_triggers_are_in_the_operator_metrics(
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    exporter: Exporter,
+    operator_in_process: RunningOperator,
+) -> None:
+    started = {"action": "Retrain", "result": "Started"}
+    before = operator_sample(operator_in_process, "perennial_drift_triggers_total", started) or 0.0
+    feature_psi(exporter, DRIFTED)
+    serve_v1(perennial_crds, api_client, namespace)
+    wait_scraped(perennial_crds, psi_query(exporter), DRIFTED)
+    apply(perennial_crds, namespace, dpol([psi_metric(exporter)]))
+    wait_policy(api_client, namespace, lambda s: s.get("lastTrainingJob") == "churn-v2", what="a retrain")
+
+    series = {"namespace": namespace, "policy": POLICY, "metric": "feature_psi"}
+    assert operator_sample(operator_in_process, "perennial_drift_metric_value", series) == DRIFTED
+    after = operator_sample(operator_in_process, "perennial_drift_triggers_total", started)
+    assert after is not None
+    assert after >= 1
+    assert after - before >= 1
