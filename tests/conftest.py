@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -22,6 +23,7 @@ from tests.support.cluster import ClusterInfo, ScrapeTargets, bring_down, bring_
 from tests.support.waiting import wait_until
 
 TIERS = ("unit", "integration", "e2e")
+_MEASUREMENTS: list[str] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,6 +32,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for tier in TIERS:
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Measurements tests report (not assert): printed at the end of every run."""
+    if _MEASUREMENTS:
+        terminalreporter.section("measurements")
+        for line in _MEASUREMENTS:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def report_measurement(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Record a number for the end-of-run "measurements" section."""
+
+    def report(text: str) -> None:
+        _MEASUREMENTS.append(f"{request.node.name}: {text}")
+
+    return report
 
 
 class _ClusterSession:
