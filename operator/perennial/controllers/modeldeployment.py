@@ -450,25 +450,26 @@ async def _converge_serving(runtime: Runtime, work: Pass) -> None:
         runtime.services.put(service)
     deployment = await _apply_deployment(runtime, work, deployment, target)
 
-    health = md.deployment_health(deployment)
-    if rollout:
-        if md.deployed_version(deployment) == rollout["version"] and health.rolled_out:
-            _complete_rollout(work, rollout)
-        elif md.rollout_overdue(rollout, work.spec, work.now):
-            if work.spec.rollout.auto_rollback and rollout.get("previousVersion"):
-                _roll_back(work, rollout)
-                deployment = await _apply_deployment(runtime, work, deployment, rollout["previousVersion"])
-                health = md.deployment_health(deployment)
-            else:
-                work.condition(
-                    "Degraded",
-                    "True",
-                    "RolloutStuck",
-                    f"version {rollout['version']} is not Available after {work.spec.rollout.progress_deadline}"
-                    + ("" if rollout.get("previousVersion") else "; there is no previous version to roll back to"),
-                )
-        else:
-            work.later(md.rollout_seconds_left(rollout, work.spec, work.now))
+    if not rollout:
+        return
+    step = md.rollout_step(
+        rollout, work.spec, md.deployed_version(deployment), md.deployment_health(deployment), work.now
+    )
+    if step.action == md.COMPLETE:
+        _complete_rollout(work, rollout)
+    elif step.action == md.ROLL_BACK:
+        _roll_back(work, rollout)
+        await _apply_deployment(runtime, work, deployment, rollout["previousVersion"])
+    elif step.action == md.STUCK:
+        work.condition(
+            "Degraded",
+            "True",
+            "RolloutStuck",
+            f"version {rollout['version']} is not Available after {work.spec.rollout.progress_deadline}"
+            + ("" if rollout.get("previousVersion") else "; there is no previous version to roll back to"),
+        )
+    else:
+        work.later(step.seconds_left)
 
 
 async def _apply_deployment(

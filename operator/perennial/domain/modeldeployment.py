@@ -429,6 +429,34 @@ def rollout_seconds_left(rollout: Mapping[str, Any], spec: ModelDeploymentSpec, 
     return max(0.0, left.total_seconds())
 
 
+COMPLETE, ROLL_BACK, STUCK, WAIT = "Complete", "RollBack", "Stuck", "Wait"
+
+
+@dataclass(frozen=True)
+class RolloutStep:
+    action: str  # Complete | RollBack | Stuck | Wait
+    seconds_left: float | None = None
+
+
+def rollout_step(
+    rollout: Mapping[str, Any],
+    spec: ModelDeploymentSpec,
+    deployed: str | None,
+    health: DeploymentHealth,
+    now: datetime,
+) -> RolloutStep:
+    """The rollout state machine: done once the new version runs everywhere and is available;
+    past ``progressDeadline`` it rolls back (with ``autoRollback`` and a previous version) or is
+    stuck; otherwise it waits, and says how long until the deadline."""
+    if deployed == rollout.get("version") and health.rolled_out:
+        return RolloutStep(COMPLETE)
+    if rollout_overdue(rollout, spec, now):
+        if spec.rollout.auto_rollback and rollout.get("previousVersion"):
+            return RolloutStep(ROLL_BACK)
+        return RolloutStep(STUCK)
+    return RolloutStep(WAIT, rollout_seconds_left(rollout, spec, now))
+
+
 # ---------------------------------------------------------------- history
 def history_to_delete(runs: Sequence[Run], limit: int, protected_versions: set[str]) -> list[str]:
     """Finished TrainingJobs beyond the newest ``limit``; serving, pinned and rolling versions are never cut."""
