@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= full
 PYTEST_ARGS ?=
+# Parallel test processes: the e2e tests mostly wait on timers, not on the two cores.
+TEST_WORKERS ?= 4
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +33,7 @@ test: lint ## lint, then every test tier against one shared local cluster
 	@# Build (or find cached) binaries first: a cold build takes minutes, and belongs to
 	@# no single test's timeout.
 	$(BIN)/python -m localcluster build --profile full >/dev/null
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: test-unit test-integration test-e2e
 test-unit: install ## pure logic only, no cluster

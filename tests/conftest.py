@@ -23,7 +23,6 @@ from tests.support.cluster import ClusterInfo, ScrapeTargets, bring_down, bring_
 from tests.support.waiting import wait_until
 
 TIERS = ("unit", "integration", "e2e")
-_MEASUREMENTS: list[str] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,10 +34,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Measurements tests report (not assert): printed at the end of every run."""
-    if _MEASUREMENTS:
+    """Measurements tests report (not assert), printed at the end of every run.
+
+    They travel as user_properties of the test reports, so they reach this summary from
+    pytest-xdist workers too.
+    """
+    lines = [
+        f"{report.nodeid}: {value}"
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", [])
+        if name == "measurement"
+    ]
+    if lines:
         terminalreporter.section("measurements")
-        for line in _MEASUREMENTS:
+        for line in lines:
             terminalreporter.write_line(line)
 
 
@@ -47,7 +58,7 @@ def report_measurement(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Record a number for the end-of-run "measurements" section."""
 
     def report(text: str) -> None:
-        _MEASUREMENTS.append(f"{request.node.name}: {text}")
+        request.node.user_properties.append(("measurement", text))
 
     return report
 
@@ -69,7 +80,10 @@ class _ClusterSession:
         return self.infos[profile]
 
     def close(self) -> None:
-        if self.started_here and os.environ.get("PERENNIAL_KEEP_CLUSTER") != "1":
+        # Under pytest-xdist every worker has its own session: none may stop the cluster
+        # the others still use (`.ci/run` stops it at the end).
+        parallel_worker = "PYTEST_XDIST_WORKER" in os.environ
+        if self.started_here and not parallel_worker and os.environ.get("PERENNIAL_KEEP_CLUSTER") != "1":
             bring_down()
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shlex
 import subprocess
 import sys
-import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,21 +81,31 @@ def bring_down() -> None:
 
 
 class ScrapeTargets:
-    """Adds exporters to the local Prometheus through its file_sd targets file."""
+    """Adds exporters to the local Prometheus through its file_sd targets file.
 
-    _lock = threading.Lock()
+    Test workers run in parallel processes: every read-modify-write holds a file lock.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with (self.path.parent / "targets.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def add(self, job: str, address: str) -> None:
-        with self._lock:
+        with self._locked():
             groups = json.loads(self.path.read_text() or "[]")
             groups.append({"targets": [address], "labels": {"job": job}})
             self._write(groups)
 
     def remove(self, job: str) -> None:
-        with self._lock:
+        with self._locked():
             groups = [g for g in json.loads(self.path.read_text() or "[]") if g["labels"].get("job") != job]
             self._write(groups)
 
