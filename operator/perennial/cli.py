@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
+import logging
+import os
 import sys
+from datetime import UTC, datetime
 
 from perennial import __version__
 from perennial.settings import InvalidSettingsError, Settings, from_environment
@@ -23,19 +27,22 @@ def _run(config: Settings) -> int:
     import kopf
 
     import perennial.main  # noqa: F401 - registers the handlers
+    from perennial.adapters import logs
 
-    kopf.configure(
-        debug=config.log_level == "DEBUG",
-        verbose=config.log_level in ("DEBUG", "INFO"),
-        quiet=config.log_level == "ERROR",
-        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
-    )
-    kopf.run(
-        # One replica by design (Deployment strategy Recreate): no peering objects needed.
-        standalone=True,
-        clusterwide=config.clusterwide,
-        namespaces=list(config.namespaces),
-    )
+    # Our own setup rather than kopf.configure(): the level is exactly PERENNIAL_LOG_LEVEL,
+    # and in JSON every line (kopf's and ours) is one object, with the object it is about.
+    logs.configure(config.log_level, config.log_format)
+    try:
+        kopf.run(
+            # One replica by design (Deployment strategy Recreate): no peering objects needed.
+            standalone=True,
+            clusterwide=config.clusterwide,
+            namespaces=list(config.namespaces),
+        )
+    except Exception:
+        # Logged, not printed: a JSON log pipeline gets the traceback as one line too.
+        logging.getLogger("perennial").critical("perennial stopped on an unexpected error", exc_info=True)
+        return 1
     return 0
 
 
@@ -56,7 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = from_environment()
     except InvalidSettingsError as error:
-        print(f"perennial: invalid setting: {error}", file=sys.stderr)
+        if os.environ.get("PERENNIAL_LOG_FORMAT", "").strip().lower() == "json":
+            # Even the refusal to start is one JSON line for a JSON log pipeline.
+            line = {
+                "timestamp": datetime.now(UTC).isoformat(),
+                "severity": "fatal",
+                "logger": "perennial",
+                "message": f"invalid setting: {error}",
+            }
+            print(json.dumps(line), file=sys.stderr)
+        else:
+            print(f"perennial: invalid setting: {error}", file=sys.stderr)
         return 2
     return _run(config)
 

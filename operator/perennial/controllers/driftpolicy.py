@@ -221,8 +221,13 @@ class Evaluation:
         message = f"{self.spec.trigger.when}: {detail}"
         last_trigger = parse_time(self.status.get("lastTriggerTime"))
         cooldown = parse_duration(self.spec.trigger.cooldown)
-        if not drift.may_trigger(last_trigger, cooldown, self.now) or target is None:
+        if target is None:
             self.condition("Drifting", "True", "MetricsBreached", message)
+            return
+        if not drift.may_trigger(last_trigger, cooldown, self.now):
+            assert last_trigger is not None
+            until = format_time(last_trigger + cooldown)
+            self.condition("Drifting", "True", "MetricsBreached", f"{message}; policy cooldown until {until}")
             return
         if self.spec.trigger.action == "Observe":
             self._triggered(None)
