@@ -415,12 +415,11 @@ def _apply_pin(work: Pass) -> None:
     record = work.record(pinned)
     if not _pinnable(record):
         serving = work.status.get("servingVersion") or "nothing"
-        work.condition(
-            "Degraded",
-            "True",
-            "PinnedVersionUnknown",
-            f"spec.pinnedVersion {pinned} is not a trained version in status.versions; {serving} keeps serving",
-        )
+        message = f"spec.pinnedVersion {pinned} is not a trained version in status.versions; {serving} keeps serving"
+        previous = find_condition(work.status.get("conditions"), "Degraded") or {}
+        if previous.get("reason") != "PinnedVersionUnknown" or previous.get("message") != message:
+            work.event("Warning", "PinnedVersionUnknown", message)
+        work.condition("Degraded", "True", "PinnedVersionUnknown", message)
         return
     assert record is not None
     degraded = find_condition(work.status.get("conditions"), "Degraded")
@@ -570,7 +569,16 @@ def _summarise(runtime: Runtime, work: Pass) -> None:
     elif serving:
         work.condition("Ready", "False", "Unavailable", f"version {serving}'s Deployment is not available")
     else:
-        work.condition("Ready", "False", "NoVersion", "no validated version serves yet")
+        candidates = [r["version"] for r in work.records() if r.get("state") == "Candidate"]
+        if candidates and not active:
+            work.condition(
+                "Ready",
+                "False",
+                "AwaitingPromotion",
+                f"version {candidates[-1]} is a Candidate: set spec.pinnedVersion to serve it",
+            )
+        else:
+            work.condition("Ready", "False", "NoVersion", "no validated version serves yet")
     if rollout:
         work.condition("Progressing", "True", "RollingOut", f"rolling out version {rollout['version']}")
     else:
