@@ -7,6 +7,8 @@ one process never collide and /metrics shows exactly what Perennial exports.
 from __future__ import annotations
 
 import platform
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,6 +25,8 @@ from perennial import __version__
 
 # `*_created` series double the exposition and no alert or dashboard uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+T = TypeVar("T")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
@@ -209,3 +213,15 @@ def set_drift_value(namespace: str, policy: str, metric: str, value: float) -> N
 def forget_policy(namespace: str, policy: str) -> None:
     for metric in _drift_series.pop((namespace, policy), set()):
         DRIFT_METRIC_VALUE.remove(namespace, policy, metric)
+
+
+async def measured_reconcile(kind: str, reconcile: Awaitable[T]) -> T:
+    """Run one reconcile, counting it by result and timing it."""
+    with RECONCILE_DURATION.labels(kind=kind).time():
+        try:
+            result = await reconcile
+        except Exception:
+            RECONCILES.labels(kind=kind, result="error").inc()
+            raise
+    RECONCILES.labels(kind=kind, result="success").inc()
+    return result

@@ -52,14 +52,7 @@ async def driftpolicy_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any)
 
 
 async def reconcile(runtime: Runtime, key: Hashable) -> float | None:
-    with metrics.RECONCILE_DURATION.labels(kind=KIND).time():
-        try:
-            requeue = await _reconcile(runtime, key)
-        except Exception:
-            metrics.RECONCILES.labels(kind=KIND, result="error").inc()
-            raise
-        metrics.RECONCILES.labels(kind=KIND, result="success").inc()
-        return requeue
+    return await metrics.measured_reconcile(KIND, _reconcile(runtime, key))
 
 
 def _jittered(seconds: float) -> float:
@@ -79,6 +72,7 @@ async def _reconcile(runtime: Runtime, key: Hashable) -> float | None:
     interval = parse_duration(spec.interval).total_seconds()
     if spec.suspend:
         _set(status, now, generation, "Drifting", "False", "Suspended", "spec.suspend is true: not evaluating")
+        status["observedGeneration"] = generation
         await _write(runtime, body, before, status)
         return None
     last = parse_time(status.get("lastEvaluationTime"))

@@ -133,14 +133,7 @@ def _open_pass(runtime: Runtime, key: Hashable) -> Pass | None:
 
 
 async def reconcile(runtime: Runtime, key: Hashable) -> float | None:
-    with metrics.RECONCILE_DURATION.labels(kind=KIND).time():
-        try:
-            requeue = await _reconcile(runtime, key)
-        except Exception:
-            metrics.RECONCILES.labels(kind=KIND, result="error").inc()
-            raise
-        metrics.RECONCILES.labels(kind=KIND, result="success").inc()
-        return requeue
+    return await metrics.measured_reconcile(KIND, _reconcile(runtime, key))
 
 
 async def _reconcile(runtime: Runtime, key: Hashable) -> float | None:

@@ -65,14 +65,7 @@ async def job_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None
 
 async def reconcile(runtime: Runtime, key: Hashable) -> float | None:
     """Converge one TrainingJob; returns seconds until it wants another look, or None."""
-    with metrics.RECONCILE_DURATION.labels(kind=KIND).time():
-        try:
-            requeue = await _reconcile(runtime, key)
-        except Exception:
-            metrics.RECONCILES.labels(kind=KIND, result="error").inc()
-            raise
-        metrics.RECONCILES.labels(kind=KIND, result="success").inc()
-        return requeue
+    return await metrics.measured_reconcile(KIND, _reconcile(runtime, key))
 
 
 async def _reconcile(runtime: Runtime, key: Hashable) -> float | None:

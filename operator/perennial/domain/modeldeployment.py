@@ -14,13 +14,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from perennial.api.base import API_VERSION
 from perennial.api.durations import parse_duration
 from perennial.api.modeldeployment import RETRAIN_REQUEST_ANNOTATION, ModelDeploymentSpec
 from perennial.domain import cron
-from perennial.domain.labels import MANAGED_BY_LABEL, MODEL_LABEL, VERSION_LABEL, managed_labels
+from perennial.domain.labels import MANAGED_BY_LABEL, MODEL_LABEL, VERSION_LABEL, OwnerRef, managed_labels
 from perennial.domain.timeutil import format_time, parse_time
 
 # Trigger reasons, most important first: one run satisfies every pending trigger, and
@@ -41,21 +41,8 @@ TRAINED_STATES = ("Candidate", "Serving", "Retired", "RolledBack")
 
 
 @dataclass(frozen=True)
-class ModelRef:
-    name: str
-    namespace: str
-    uid: str
-    generation: int | None = None
-
-    def owner_reference(self) -> dict[str, Any]:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": "ModelDeployment",
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
+class ModelRef(OwnerRef):
+    kind: ClassVar[str] = "ModelDeployment"
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
-from perennial.api.base import API_VERSION
 from perennial.api.durations import format_duration, parse_duration
 from perennial.api.trainingjob import TrainingJobSpec, ValidationRule
 from perennial.domain.conditions import ConditionState, find_condition, merge_conditions
-from perennial.domain.labels import MANAGED_BY, managed_labels
+from perennial.domain.labels import MANAGED_BY, OwnerRef, managed_labels
 from perennial.domain.timeutil import format_time, parse_time
 
 TRAINER_CONTAINER = "trainer"
@@ -39,23 +38,8 @@ TERMINAL_PHASES = ("Succeeded", "Failed", "Rejected")
 
 
 @dataclass(frozen=True)
-class TrainingJobRef:
-    """Identity of a TrainingJob: what children need to point back at it."""
-
-    name: str
-    namespace: str
-    uid: str
-    generation: int | None = None
-
-    def owner_reference(self) -> dict[str, Any]:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": "TrainingJob",
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
+class TrainingJobRef(OwnerRef):
+    kind: ClassVar[str] = "TrainingJob"
 
 
 def version_of(ref: TrainingJobRef, spec: TrainingJobSpec) -> str:
