@@ -49,6 +49,10 @@ test-e2e: install ## against the `full` profile
 crds: install ## regenerate crds/ from the pydantic models in operator/perennial/api
 	$(BIN)/python -m perennial.api.crdgen crds
 
+.PHONY: monitoring
+monitoring: install ## regenerate monitoring/prometheusrule.yaml from monitoring/alerts.yaml
+	$(BIN)/python -m monitoring.generate
+
 .PHONY: lint
 lint: install ## ruff, mypy and the import-layering contracts
 	$(BIN)/ruff check .
@@ -73,3 +77,34 @@ run: install ## run the operator locally against the local cluster
 	PERENNIAL_METRICS_ADDRESS=$${PERENNIAL_METRICS_ADDRESS:-127.0.0.1} \
 	PERENNIAL_PROMETHEUS_URL=$${PERENNIAL_PROMETHEUS_URL:-$${PROMETHEUS_URL:-}} \
 	exec $(BIN)/perennial run
+
+# ---------------------------------------------------------------- delivery
+# The chart is the source: manifests/ and the chart's crds/ are generated (a test fails
+# when they are stale). helm comes from the local cluster's build cache.
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' operator/perennial/__init__.py)
+IMAGE ?= perennial:$(VERSION)
+KIND_CLUSTER ?= perennial
+
+.PHONY: manifests policy image kind-load
+manifests: install ## regenerate manifests/ and charts/perennial/crds/ from the chart and crds/
+	$(BIN)/python -m localcluster build --profile full >/dev/null
+	$(BIN)/python -m tests.support.delivery generate
+policy: install ## manifest policy check (Checkov) over manifests/, the rendered chart and the Dockerfile
+	$(BIN)/python -m localcluster build --profile full >/dev/null
+	$(BIN)/python -m tests.support.delivery policy
+image: ## build the operator image (needs Docker): IMAGE=perennial:<version>
+	docker build -t $(IMAGE) .
+kind-load: image ## build the image and load it into the kind cluster (KIND_CLUSTER=perennial)
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+
+# ---------------------------------------------------------------- Argo CD
+# Health checks in Argo CD's resource_customizations layout; argocd-cm.yaml is generated
+# from them (a test fails when it is stale). The harness runs them in gopher-lua, as Argo CD.
+.PHONY: argocd-cm argocd-testdata argocd-test
+argocd-cm: install ## regenerate argocd/argocd-cm.yaml from argocd/resource_customizations/*/*/health.lua
+	$(BIN)/python argocd/generate_cm.py
+argocd-testdata: install ## recapture the health checks' testdata from live scenarios on the local cluster
+	$(BIN)/python -m localcluster build --profile full >/dev/null
+	$(BIN)/python -m tests.support.argocd_capture
+argocd-test: ## run the health checks' tests in gopher-lua (Go harness in argocd/harness)
+	cd argocd/harness && CGO_ENABLED=0 go test -count=1 ./...

@@ -19,6 +19,7 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -218,11 +219,15 @@ def capture_trainingjobs(c: Capture) -> None:
     c.save("TrainingJob", "tj-conflict", "degraded-job-conflict", "A Job of its name exists that it does not own.")
 
 
+# One serving replica, labelled so a Stage can select serving pods and leave trainer pods alone.
+SERVER: dict[str, Any] = {"replicas": 1, "podLabels": {"component": "server"}}
+
+
 def capture_modeldeployments(c: Capture) -> None:
     quick = {"sim.perennial.dev/duration": "2s", "sim.perennial.dev/result": GOOD_RESULT}
     c.apply(modeldeployment("churn", {"sim.perennial.dev/duration": "6s", "sim.perennial.dev/result": GOOD_RESULT}))
-    c.apply(modeldeployment("md-rollback", quick, rollout={"progressDeadline": "15s"}, serving={"replicas": 1}))
-    c.apply(modeldeployment("md-unavailable", quick, serving={"replicas": 1}))
+    c.apply(modeldeployment("md-rollback", quick, rollout={"progressDeadline": "15s"}, serving=SERVER))
+    c.apply(modeldeployment("md-unavailable", quick, serving=SERVER))
     c.apply(modeldeployment("md-failed", {"sim.perennial.dev/exit-code": "1"}, training={"backoffLimit": 0}))
     (manual,) = _example("modeldeployment-manual.yaml")
     manual["spec"]["training"]["podAnnotations"] = {
@@ -258,7 +263,9 @@ def capture_modeldeployments(c: Capture) -> None:
 
     # A rollout that never becomes Available: Rolling, then rolled back.
     c.wait("ModelDeployment", "md-rollback", lambda s: s.get("phase") == "Serving", "serving v1")
-    with c.stage("unready-v2", {"perennial.dev/model": "md-rollback", "perennial.dev/version": "2"}):
+    with c.stage(
+        "unready-v2", {**SERVER["podLabels"], "perennial.dev/model": "md-rollback", "perennial.dev/version": "2"}
+    ):
         c.cluster.kubectl_run(
             "annotate",
             "--overwrite",
@@ -268,9 +275,7 @@ def capture_modeldeployments(c: Capture) -> None:
             "perennial.dev/retrain-request=second",
         )
         c.wait("ModelDeployment", "md-rollback", lambda s: s.get("phase") == "Rolling", "rolling out v2")
-        c.save(
-            "ModelDeployment", "md-rollback", "progressing-rolling", "Version 2 rolls out; version 1 still serves."
-        )
+        c.save("ModelDeployment", "md-rollback", "progressing-rolling", "Version 2 rolls out; version 1 still serves.")
         c.wait(
             "ModelDeployment",
             "md-rollback",
@@ -287,8 +292,12 @@ def capture_modeldeployments(c: Capture) -> None:
 
     # The serving version's pods stop being Ready.
     c.wait("ModelDeployment", "md-unavailable", lambda s: s.get("phase") == "Serving", "serving v1")
-    with c.stage("unready-v1", {"perennial.dev/model": "md-unavailable", "perennial.dev/version": "1"}):
-        c.cluster.kubectl_run("delete", "pods", "-n", c.namespace, "-l", "perennial.dev/model=md-unavailable")
+    with c.stage(
+        "unready-v1", {**SERVER["podLabels"], "perennial.dev/model": "md-unavailable", "perennial.dev/version": "1"}
+    ):
+        c.cluster.kubectl_run(
+            "delete", "pods", "-n", c.namespace, "-l", "component=server,perennial.dev/model=md-unavailable"
+        )
         c.wait(
             "ModelDeployment",
             "md-unavailable",
@@ -305,9 +314,7 @@ def capture_modeldeployments(c: Capture) -> None:
 
 def capture_driftpolicies(c: Capture) -> None:
     c.apply(_example("churn.yaml")[1])
-    c.apply(
-        driftpolicy("dp-drifting", "churn", metrics=one_metric("vector(0.31)"), trigger={"action": "Observe"})
-    )
+    c.apply(driftpolicy("dp-drifting", "churn", metrics=one_metric("vector(0.31)"), trigger={"action": "Observe"}))
     c.apply(driftpolicy("dp-no-target", "no-such-model"))
     c.apply(driftpolicy("dp-bad-query", "churn", metrics=one_metric("max(")))
     c.apply(driftpolicy("dp-suspended", "churn", suspend=True))
@@ -321,23 +328,22 @@ def capture_driftpolicies(c: Capture) -> None:
     c.wait("DriftPolicy", "dp-bad-query", lambda s: _condition_is(s, "Ready", "False", "QueryError"), "query error")
     c.save("DriftPolicy", "dp-bad-query", "degraded-query-error", "Prometheus rejects the query max(.")
 
-    # Suspended policies: the operator records the suspension on the Drifting condition.
-    def suspended(kind: str, name: str) -> None:
-        wait_until(
-            lambda: _condition_is(c.get(kind, name).get("status") or {}, "Drifting", "False", "Suspended")
-            and all(
-                cond.get("observedGeneration") == c.get(kind, name)["metadata"]["generation"]
-                for cond in c.get(kind, name)["status"]["conditions"]
-                if cond["reason"] == "Suspended"
-            ),
-            timeout=60,
-            what=f"{name} suspended",
-        )
+    # Suspended policies: the operator records the suspension on the Drifting condition
+    # only (status.observedGeneration stays behind), so wait on that condition.
+    def suspended(name: str) -> None:
+        def probe() -> bool:
+            body = c.get("DriftPolicy", name)
+            drifting = _conditions(body.get("status") or {}).get("Drifting") or {}
+            return drifting.get("reason") == "Suspended" and (
+                drifting.get("observedGeneration") == body["metadata"]["generation"]
+            )
 
-    suspended("DriftPolicy", "dp-suspended")
+        wait_until(probe, timeout=60, what=f"DriftPolicy {name}: suspended")
+
+    suspended("dp-suspended")
     c.save("DriftPolicy", "dp-suspended", "suspended", "Created with spec.suspend: true.")
     c.patch("DriftPolicy", "dp-drifting", {"spec": {"suspend": True}})
-    suspended("DriftPolicy", "dp-drifting")
+    suspended("dp-drifting")
     c.save("DriftPolicy", "dp-drifting", "suspended-after-evaluations", "Evaluated for a while, then suspended.")
 
 
@@ -359,8 +365,9 @@ def capture(cluster: ClusterInfo, out: Path, log_path: Path) -> list[Path]:
     c = Capture(cluster, namespace, out)
     try:
         wait_until(
-            lambda: cluster.kubectl_run("get", "serviceaccount", "default", "-n", namespace, check=False).returncode
-            == 0,
+            lambda: (
+                cluster.kubectl_run("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0
+            ),
             timeout=60,
             what="the default ServiceAccount",
         )
@@ -383,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=CUSTOMIZATIONS, help="where <Kind>/testdata/ go")
     args = parser.parse_args(argv)
     cluster = bring_up("full")
-    log_path = Path(args.out) / ".capture-operator.log"
+    log_path = Path(tempfile.gettempdir()) / "perennial-argocd-capture-operator.log"
     for kind in PLURALS:
         shutil.rmtree(args.out / kind / "testdata", ignore_errors=True)
     try:

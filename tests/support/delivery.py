@@ -5,11 +5,12 @@ into the chart's ``crds/`` (Helm installs them from there) and into ``manifests/
 (kustomize cannot reach outside its directory), renders the chart with its default
 values plus ``namespace.create=true`` (a plain install has no ``--create-namespace``),
 and writes one file per chart template and a ``kustomization.yaml`` listing them all.
-``tests/e2e/test_delivery.py`` regenerates into a temporary directory and fails when
-anything on disk differs, so the chart and ``manifests/`` never drift apart.
+``tests/e2e/test_delivery.py`` renders the same in memory and fails when anything on
+disk differs, so the chart and ``manifests/`` never drift apart. (It lives here, beside
+the tests that use it, so ruff and mypy check it like the rest.)
 
 ``python -m tests.support.delivery policy`` runs the manifest policy check (Checkov) over
-``manifests/`` and the chart rendered with default and non-default values.
+``manifests/``, the chart rendered with ``ci/alt-values.yaml``, and the Dockerfile.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 
 from localcluster import versions
 from localcluster.build import binary_paths, cache_root
+
+from tests.support.cluster import ClusterInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "perennial"
@@ -149,16 +152,19 @@ def on_disk(root: Path = REPO_ROOT) -> dict[str, str]:
     return files
 
 
+def _differing(wanted: Mapping[str, str], present: Mapping[str, str]) -> list[str]:
+    return sorted(path for path in wanted.keys() | present.keys() if wanted.get(path) != present.get(path))
+
+
 def stale_files(root: Path = REPO_ROOT) -> list[str]:
     """Generated paths whose content on disk differs, is missing, or should not exist."""
-    wanted, present = generated_files(), on_disk(root)
-    return sorted(path for path in wanted.keys() | present.keys() if wanted.get(path) != present.get(path))
+    return _differing(generated_files(), on_disk(root))
 
 
 def generate(root: Path = REPO_ROOT) -> list[str]:
     """Write the generated files (removing stale ones); return what changed."""
     files = generated_files()
-    changed = stale_files(root)
+    changed = _differing(files, on_disk(root))
     for directory in GENERATED_DIRS:
         shutil.rmtree(root / directory, ignore_errors=True)
     for relative, text in files.items():
@@ -166,6 +172,24 @@ def generate(root: Path = REPO_ROOT) -> list[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return changed
+
+
+# ---------------------------------------------------------------- installing
+def install_manifests(cluster: ClusterInfo) -> tuple[str, str]:
+    """``kubectl apply -k manifests/`` as a user runs it; return (dry run, real) stderr.
+
+    The Namespace goes first for real: a server-side dry run of the namespaced objects
+    needs their namespace to exist, and then it checks each object as a real apply would
+    (schema, RBAC, admission: the namespace warns about Pod Security violations).
+    Idempotent; the objects stay for the rest of the session, as an install would.
+    """
+    cluster.kubectl_run("apply", "-f", str(MANIFESTS_DIR / "namespace.yaml"))
+    dry_run = cluster.kubectl_run("apply", "-k", str(MANIFESTS_DIR), "--dry-run=server")
+    real = cluster.kubectl_run("apply", "-k", str(MANIFESTS_DIR))
+    # Other tests share these CRDs: should manifests/crds be stale (a test reports that),
+    # crds/ stays what the session runs against.
+    cluster.kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR))
+    return dry_run.stderr, real.stderr
 
 
 # ---------------------------------------------------------------- the policy check
@@ -193,11 +217,9 @@ def checkov_path() -> Path:
     return checkov
 
 
-def run_checkov(directories: Sequence[Path]) -> subprocess.CompletedProcess[str]:
-    """Checkov's Kubernetes and Dockerfile checks over ``directories``, offline, compact output."""
-    args = [str(checkov_path()), "--framework", "kubernetes", "dockerfile"]
-    for directory in directories:
-        args += ["--directory", str(directory)]
+def run_checkov(directory: Path) -> subprocess.CompletedProcess[str]:
+    """Checkov's Kubernetes and Dockerfile checks over ``directory``: offline, failures only."""
+    args = [str(checkov_path()), "--framework", "kubernetes", "dockerfile", "--directory", str(directory)]
     args += ["--skip-check", ",".join(CHECKOV_SKIPS), "--compact", "--quiet", "--skip-download"]
     # No platform account, no network: the checks ship with the package.
     env = {**os.environ, "BC_API_KEY": "", "CHECKOV_SKIP_DOWNLOAD": "true"}
@@ -222,10 +244,16 @@ def policy_inputs(into: Path) -> list[Path]:
 
 
 def policy() -> int:
+    """Scan each input; print Checkov's summary (and any failure) per input; 1 if any failed."""
+    failed = False
     with tempfile.TemporaryDirectory() as directory:
-        result = run_checkov(policy_inputs(Path(directory)))
-    print(result.stdout.strip() or result.stderr.strip())
-    return result.returncode
+        for target in policy_inputs(Path(directory)):
+            result = run_checkov(target)
+            print(f"== checkov over {target.name}/: exit {result.returncode}")
+            print((result.stdout.strip() or result.stderr.strip()) + "\n")
+            failed = failed or result.returncode != 0
+    print(f"skipped everywhere: {', '.join(CHECKOV_SKIPS)} (reasons in tests/support/delivery.py)")
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from perennial.adapters import logs
 from perennial.adapters.kube import ApiError, KubeClient, Resource
 from perennial.domain.timeutil import format_time
 
@@ -50,6 +51,4 @@ class EventRecorder:
         try:
             await self._client.create(EVENTS, metadata["namespace"], event)
         except ApiError as error:
-            logger.warning(
-                "could not post Event %s for %s/%s: %s", reason, metadata["namespace"], metadata["name"], error
-            )
+            logger.warning("could not post Event %s: %s", reason, error, extra=logs.about(obj))

@@ -6,6 +6,7 @@ one process never collide and /metrics shows exactly what Perennial exports.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -139,6 +140,13 @@ MODEL_INFO = Gauge(
     registry=REGISTRY,
 )
 
+MODEL_READY = Gauge(
+    "perennial_model_ready",
+    "1 while a ModelDeployment's Ready condition is True (a validated version serves and is available), else 0.",
+    ["namespace", "model"],
+    registry=REGISTRY,
+)
+
 for _reason in TRIGGER_REASONS:
     RETRAINS_TRIGGERED.labels(reason=_reason)
     for _suppression in SUPPRESSION_REASONS:
@@ -162,10 +170,16 @@ def set_model_info(namespace: str, model: str, version: str) -> None:
     _served[(namespace, model)] = version
 
 
+def set_model_ready(namespace: str, model: str, ready: bool) -> None:
+    MODEL_READY.labels(namespace=namespace, model=model).set(1 if ready else 0)
+
+
 def forget_model(namespace: str, model: str) -> None:
     previous = _served.pop((namespace, model), None)
     if previous is not None:
         MODEL_INFO.remove(namespace, model, previous)
+    with contextlib.suppress(KeyError):  # never reconciled
+        MODEL_READY.remove(namespace, model)
 
 
 # ---------------------------------------------------------------- drift

@@ -11,6 +11,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 
+from perennial.adapters import logs
+
 logger = logging.getLogger(__name__)
 
 Reconcile = Callable[[Hashable], Awaitable[float | None]]  # returns "look again in N seconds" or None
@@ -18,9 +20,16 @@ Reconcile = Callable[[Hashable], Awaitable[float | None]]  # returns "look again
 
 class WorkQueue:
     def __init__(
-        self, name: str, reconcile: Reconcile, *, workers: int = 4, base_delay: float = 0.5, max_delay: float = 300.0
+        self,
+        kind: str,
+        reconcile: Reconcile,
+        *,
+        workers: int = 4,
+        base_delay: float = 0.5,
+        max_delay: float = 300.0,
     ) -> None:
-        self.name = name
+        self.kind = kind  # of the objects whose (namespace, name) keys it holds
+        self.name = f"{kind.lower()}-queue"
         self._reconcile = reconcile
         self._workers = workers
         self._base_delay = base_delay
@@ -82,8 +91,12 @@ class WorkQueue:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = min(self._max_delay, self._base_delay * 2 ** (failures - 1))
+                namespace, name = key if isinstance(key, tuple) else (None, str(key))
                 logger.exception(
-                    "%s: reconcile of %s failed (attempt %d); retrying in %.1fs", self.name, key, failures, delay
+                    "reconcile failed (attempt %d); retrying in %.1fs",
+                    failures,
+                    delay,
+                    extra=logs.about_object(self.kind, namespace, name),
                 )
                 self.add_after(key, delay)
             else:

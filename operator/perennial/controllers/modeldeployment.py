@@ -32,7 +32,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from perennial.adapters import metrics
+from perennial.adapters import logs, metrics
 from perennial.adapters.kube import DEPLOYMENTS, MODEL_DEPLOYMENTS, SERVICES, TRAINING_JOBS, ApiError
 from perennial.adapters.store import key_of
 from perennial.api.base import GROUP, VERSION
@@ -141,7 +141,8 @@ async def _reconcile(runtime: Runtime, key: Hashable) -> float | None:
         try:
             work = _open_pass(runtime, key)
         except ValidationError as error:
-            logger.error("ModelDeployment %s has a spec the CRD should have refused: %s", key, error)
+            namespace, name = key if isinstance(key, tuple) else (None, str(key))
+            logger.error("spec the CRD should have refused: %s", error, extra=logs.about_object(KIND, namespace, name))
             return None
         if work is None:
             return None
@@ -557,6 +558,7 @@ def _summarise(runtime: Runtime, work: Pass) -> None:
     status["readyReplicas"] = health.ready_replicas
     status["ready"] = f"{health.ready_replicas}/{health.replicas}"
     ready = bool(serving) and health.available
+    metrics.set_model_ready(work.ref.namespace, work.ref.name, ready)
     if ready:
         work.condition("Ready", "True", "Serving", f"version {serving} is serving and available")
     elif serving:

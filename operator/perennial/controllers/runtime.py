@@ -54,10 +54,10 @@ class Runtime:
             return await driftpolicy.reconcile(self, key)
 
         self.events = EventRecorder(self.client)
-        self.trainingjob_queue = WorkQueue("trainingjobs", reconcile_trainingjob, workers=4)
-        self.modeldeployment_queue = WorkQueue("modeldeployments", reconcile_modeldeployment, workers=4)
+        self.trainingjob_queue = WorkQueue("TrainingJob", reconcile_trainingjob, workers=4)
+        self.modeldeployment_queue = WorkQueue("ModelDeployment", reconcile_modeldeployment, workers=4)
         # Evaluations mostly wait on Prometheus: more workers, still one in flight per policy.
-        self.driftpolicy_queue = WorkQueue("driftpolicies", reconcile_driftpolicy, workers=16)
+        self.driftpolicy_queue = WorkQueue("DriftPolicy", reconcile_driftpolicy, workers=16)
 
     @property
     def queues(self) -> list[WorkQueue]:

@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from perennial.adapters import metrics
+from perennial.adapters import logs, metrics
 from perennial.adapters.kube import JOBS, PODS, SERVICES, TRAINING_JOBS, ApiError
 from perennial.adapters.store import key_of
 from perennial.api.base import GROUP, VERSION
@@ -168,7 +168,7 @@ async def _write_status(
         end = parse_time(result.status.get("completionTime"))
         if start and end:
             metrics.TRAINING_DURATION.labels(result=phase).observe((end - start).total_seconds())
-        logger.info("TrainingJob %s/%s finished: %s", metadata["namespace"], metadata["name"], phase)
+        logger.info("training run finished: %s", phase, extra=logs.about(body))
 
 
 def _conflict(ref: TrainingJobRef, current: Mapping[str, Any]) -> StatusResult:

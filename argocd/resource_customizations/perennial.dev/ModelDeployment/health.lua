@@ -1,0 +1,117 @@
+-- Argo CD health check for perennial.dev ModelDeployment: a served model and its
+-- training loop. Lua 5.1 as Argo CD runs it (gopher-lua), using no library beyond base
+-- and table, so it also works from argocd-cm without resource.customizations.useOpenLibs.
+--   no status, or status.observedGeneration < metadata.generation -> Progressing
+--   phase Failed (nothing serves, the last run failed)            -> Degraded
+--   Degraded condition True (rolled back, stuck, unknown pin)     -> Degraded
+--   a rollout in progress (phase Rolling)                          -> Progressing
+--   Ready True                                                     -> Healthy
+--   nothing serving yet: training -> Progressing; a Manual Candidate waiting for
+--   spec.pinnedVersion -> Suspended
+--   a serving version whose Deployment is not available            -> Progressing
+
+local function findCondition(status, conditionType)
+  if status.conditions == nil then
+    return nil
+  end
+  for _, condition in ipairs(status.conditions) do
+    if condition.type == conditionType then
+      return condition
+    end
+  end
+  return nil
+end
+
+local function isTrue(condition)
+  return condition ~= nil and condition.status == "True"
+end
+
+local function describe(condition, fallback)
+  if condition ~= nil and condition.message ~= nil and condition.message ~= "" then
+    return condition.message
+  end
+  if condition ~= nil and condition.reason ~= nil and condition.reason ~= "" then
+    return condition.reason
+  end
+  return fallback
+end
+
+local function explain(condition, fallback)
+  if condition ~= nil and condition.reason ~= nil and condition.reason ~= "" then
+    return condition.reason .. ": " .. describe(condition, fallback)
+  end
+  return describe(condition, fallback)
+end
+
+-- The newest generation the operator has reconciled: status.observedGeneration, or a
+-- newer one recorded on a condition (metav1.Condition.observedGeneration).
+local function observedGeneration(status)
+  local observed = -1
+  if type(status.observedGeneration) == "number" then
+    observed = status.observedGeneration
+  end
+  for _, condition in ipairs(status.conditions or {}) do
+    if type(condition.observedGeneration) == "number" and condition.observedGeneration > observed then
+      observed = condition.observedGeneration
+    end
+  end
+  return observed
+end
+
+local status = obj.status or {}
+local generation = obj.metadata.generation or 0
+local observed = observedGeneration(status)
+if observed < 0 or status.phase == nil then
+  return {status = "Progressing", message = "Waiting for the operator: no status yet"}
+end
+if observed < generation then
+  return {
+    status = "Progressing",
+    message = "Waiting for the operator: generation " .. generation .. " not observed yet (status is of generation " .. observed .. ")",
+  }
+end
+
+local versions = status.versions or {}
+local latest = versions[#versions]
+if status.phase == "Failed" then
+  local message = "nothing serves and the last training failed"
+  if latest ~= nil then
+    message = message .. ": version " .. latest.version .. " " .. (latest.state or "Failed")
+    if latest.decision ~= nil and latest.decision.reason ~= nil then
+      message = message .. " (" .. latest.decision.reason .. ")"
+    end
+  end
+  return {status = "Degraded", message = message}
+end
+
+local degraded = findCondition(status, "Degraded")
+if isTrue(degraded) then
+  return {status = "Degraded", message = explain(degraded, "Degraded")}
+end
+
+local progressing = findCondition(status, "Progressing")
+if status.phase == "Rolling" or isTrue(progressing) then
+  return {status = "Progressing", message = describe(progressing, "rolling out")}
+end
+
+local ready = findCondition(status, "Ready")
+if isTrue(ready) then
+  return {status = "Healthy", message = describe(ready, "serving")}
+end
+
+if status.servingVersion == nil or status.servingVersion == "" then
+  local training = findCondition(status, "Training")
+  if isTrue(training) then
+    return {status = "Progressing", message = "no version serves yet: " .. describe(training, "training")}
+  end
+  for i = #versions, 1, -1 do
+    if versions[i].state == "Candidate" then
+      return {
+        status = "Suspended",
+        message = "version " .. versions[i].version .. " is a Candidate: set spec.pinnedVersion to serve it",
+      }
+    end
+  end
+  return {status = "Progressing", message = explain(ready, "no version serves yet")}
+end
+return {status = "Progressing", message = explain(ready, "waiting for the serving Deployment")}

@@ -1,0 +1,1 @@
+"""Alerts and dashboard for Perennial's metrics (see the README, "Alerts and dashboard")."""

@@ -1,0 +1,54 @@
+"""Generate monitoring/prometheusrule.yaml from monitoring/alerts.yaml.
+
+``python -m monitoring.generate`` (``make monitoring``) writes it; ``--check`` exits 1 when
+it is stale. The PrometheusRule's ``spec`` is the rules file itself, indented, so comments
+and layout carry over and the two can never say different things.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ALERTS = HERE / "alerts.yaml"
+PROMETHEUS_RULE = HERE / "prometheusrule.yaml"
+
+HEADER = """\
+# GENERATED from monitoring/alerts.yaml by `python -m monitoring.generate` (make monitoring).
+# Do not edit: change alerts.yaml and regenerate (a test fails while this file is stale).
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: perennial
+  labels:
+    app.kubernetes.io/name: perennial
+    app.kubernetes.io/component: alerts
+spec:
+"""
+
+
+def render(alerts_text: str) -> str:
+    """The PrometheusRule manifest whose spec is the given rules file."""
+    return HEADER + textwrap.indent(alerts_text, "  ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m monitoring.generate", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if prometheusrule.yaml is stale; write nothing")
+    args = parser.parse_args(argv)
+    wanted = render(ALERTS.read_text())
+    if args.check:
+        if not PROMETHEUS_RULE.exists() or PROMETHEUS_RULE.read_text() != wanted:
+            print(f"{PROMETHEUS_RULE} is stale: run `python -m monitoring.generate`", file=sys.stderr)
+            return 1
+        return 0
+    PROMETHEUS_RULE.write_text(wanted)
+    print(f"wrote {PROMETHEUS_RULE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Least privilege, proven: the operator runs the whole loop as the ServiceAccount from manifests/.
+
+The operator runs as a subprocess (``perennial run``) with a kubeconfig that holds only a
+token of ``perennial-system/perennial`` (``kubectl create token``), so every request it
+makes — kopf's watches and the operator's own writes — is authorized by the ClusterRole
+in ``manifests/rbac.yaml`` and nothing else. It drives a training run, a rollout, a drift
+trigger, a second rollout and a history trim, with zero 403s. The test namespace enforces
+the restricted Pod Security level, so every pod the operator causes (training and
+serving) is admitted by the API server's own PodSecurity admission.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import delivery
+from tests.support.cluster import ClusterInfo
+from tests.support.operator import RunningOperator, subprocess_operator
+from tests.support.resources import GROUP, VERSION, apply, get_custom, wait_for_status
+from tests.support.waiting import StopWaitingError, wait_until
+
+pytestmark = pytest.mark.timeout(240)
+
+OPERATOR = f"system:serviceaccount:{delivery.NAMESPACE}:{delivery.SERVICE_ACCOUNT}"
+MODEL = "churn"
+
+
+@pytest.fixture
+def installed(perennial_crds: ClusterInfo) -> ClusterInfo:
+    delivery.install_manifests(perennial_crds)
+    return perennial_crds
+
+
+def service_account_kubeconfig(cluster: ClusterInfo, path: Path) -> Path:
+    """A kubeconfig with the admin's server and CA, and only the ServiceAccount's token."""
+    token = cluster.kubectl_run(
+        "create", "token", delivery.SERVICE_ACCOUNT, "-n", delivery.NAMESPACE, "--duration=1h"
+    ).stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    (entry,) = admin["clusters"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": entry["cluster"]}],
+        "users": [{"name": "perennial", "user": {"token": token}}],
+        "contexts": [{"name": "perennial", "context": {"cluster": "local", "user": "perennial"}}],
+        "current-context": "perennial",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def kubectl_as(cluster: ClusterInfo, kubeconfig: Path, *args: str) -> str:
+    result = subprocess.run(
+        [str(cluster.kubectl), "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def modeldeployment() -> dict[str, Any]:
+    """Trains in 1s to auc 0.93; retrains on drift at once (cooldown 1s); keeps no retired run."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": MODEL},
+        "spec": {
+            "training": {
+                "image": "registry.example/churn-trainer:2.3.0",
+                "output": {"modelUri": "s3://models/{namespace}/{model}/{version}"},
+                "validation": [{"metric": "auc", "min": 0.9}],
+                "podAnnotations": {
+                    "sim.perennial.dev/result": json.dumps({"metrics": {"auc": 0.93}}),
+                    "sim.perennial.dev/duration": "1s",
+                },
+            },
+            "serving": {"image": "registry.example/churn-server:1.9.0"},
+            "retraining": {"cooldown": "1s", "historyLimit": 0},
+        },
+    }
+
+
+def driftpolicy() -> dict[str, Any]:
+    """Always out of bounds (the query is the constant 1): one retrain, then the 6h trigger cooldown."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DriftPolicy",
+        "metadata": {"name": "churn-drift"},
+        "spec": {
+            "targetRef": {"name": MODEL},
+            "interval": "10s",
+            "metrics": [{"name": "constant", "query": "vector(1)", "max": 0.5}],
+        },
+    }
+
+
+def serving(version: str) -> Callable[[dict[str, Any]], bool]:
+    def predicate(status: dict[str, Any]) -> bool:
+        return status.get("servingVersion") == version and status.get("phase") == "Serving"
+
+    return predicate
+
+
+def failing_fast_on_403(
+    running: RunningOperator, log: Path, predicate: Callable[[dict[str, Any]], bool]
+) -> Callable[[dict[str, Any]], bool]:
+    """``predicate``, but a 403 anywhere stops the wait at once with the evidence."""
+
+    def check(status: dict[str, Any]) -> bool:
+        forbidden = {key: n for key, n in api_requests(running.metrics_text()).items() if key[1] == "403" and n}
+        if forbidden or forbidden_lines(log.read_text()):
+            raise StopWaitingError(f"403s {forbidden}:\n" + "\n".join(forbidden_lines(log.read_text())[:20]))
+        return predicate(status)
+
+    return check
+
+
+def forbidden_lines(text: str) -> list[str]:
+    """Log lines about a 403: "Forbidden"/"forbidden", or 403 as a number of its own (not in
+    a timestamp such as 12:00:01,403), or kopf's fallback when it may not list or watch."""
+    return [
+        line
+        for line in text.splitlines()
+        if re.search(r"forbidden|not enough permissions", line, re.IGNORECASE)
+        or re.search(r"(?<![\d.,:])403(?!\d)", line)
+    ]
+
+
+def api_requests(metrics_text: str) -> dict[tuple[str, str], float]:
+    """perennial_api_requests_total by (method, code)."""
+    counts: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "perennial_api_requests_total":
+                counts[(sample.labels["method"], sample.labels["code"])] = sample.value
+    return counts
+
+
+def test_operator_runs_the_loop_as_its_service_account_without_a_single_403(
+    installed: ClusterInfo, namespace: str, api_client: client.ApiClient, tmp_path: Path
+) -> None:
+    installed.kubectl_run(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted", "--overwrite"
+    )
+    kubeconfig = service_account_kubeconfig(installed, tmp_path / "operator.kubeconfig")
+    who = kubectl_as(installed, kubeconfig, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+    assert who == OPERATOR
+
+    log = tmp_path / "operator.log"
+    with subprocess_operator(kubeconfig, [namespace], log, installed.prometheus_url) as running:
+        # A training run and the first rollout.
+        apply(installed, namespace, modeldeployment())
+        wait_for_status(
+            api_client, namespace, "modeldeployments", MODEL, failing_fast_on_403(running, log, serving("1")), what="v1"
+        )
+        # A drift trigger, a retrain, a second rollout (PUT of the Deployment), and the
+        # retired v1 trimmed (historyLimit 0: DELETE of its TrainingJob).
+        apply(installed, namespace, driftpolicy())
+        status = wait_for_status(
+            api_client,
+            namespace,
+            "modeldeployments",
+            MODEL,
+            failing_fast_on_403(running, log, serving("2")),
+            what="v2 serving after the drift trigger",
+            timeout=90,
+        )
+        (record,) = [v for v in status["versions"] if v["version"] == "2"]
+        assert record["trigger"]["reason"] == "Drift"
+        custom = client.CustomObjectsApi(api_client)
+
+        def trainingjobs() -> list[str]:
+            listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs")
+            return [item["metadata"]["name"] for item in listed["items"]]
+
+        wait_until(lambda: trainingjobs() == [f"{MODEL}-v2"], timeout=30, what="the retired v1 TrainingJob deleted")
+        policy = get_custom(api_client, namespace, "driftpolicies", "churn-drift")["status"]
+        assert policy["triggerCount"] == 1
+        requests = api_requests(running.metrics_text())
+
+    # Pods were admitted under `enforce: restricted`: v2's training pod and its serving pods
+    # (v1's went with its TrainingJob and the rollout).
+    pods = client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector="perennial.dev/version=2").items
+    training = [p for p in pods if p.metadata.labels.get("perennial.dev/training-job") == f"{MODEL}-v2"]
+    serving_pods = [p for p in pods if "perennial.dev/training-job" not in p.metadata.labels]
+    assert training, [p.metadata.name for p in pods]
+    assert serving_pods, [p.metadata.name for p in pods]
+
+    forbidden = {key: count for key, count in requests.items() if key[1] == "403" and count}
+    assert not forbidden, f"403s: {forbidden}"
+    # Every verb of the role was exercised and succeeded: create, get/list, status patch, PUT, DELETE.
+    for method in ("POST", "GET", "PATCH", "PUT", "DELETE"):
+        ok = sum(count for (m, code), count in requests.items() if m == method and code.startswith("2"))
+        assert ok > 0, f"no successful {method}: {requests}"
+    lines = forbidden_lines(log.read_text())
+    assert not lines, "\n".join(lines[:20])
+
+
+ALLOWED = [
+    ("list", "trainingjobs.perennial.dev"),
+    ("watch", "modeldeployments.perennial.dev"),
+    ("get", "driftpolicies.perennial.dev"),
+    ("create", "trainingjobs.perennial.dev"),
+    ("delete", "trainingjobs.perennial.dev"),
+    ("patch", "modeldeployments.perennial.dev", "--subresource=status"),
+    ("patch", "trainingjobs.perennial.dev", "--subresource=status"),
+    ("patch", "driftpolicies.perennial.dev", "--subresource=status"),
+    ("create", "jobs.batch"),
+    ("watch", "jobs.batch"),
+    ("create", "deployments.apps"),
+    ("update", "deployments.apps"),
+    ("create", "services"),
+    ("list", "pods"),
+    ("create", "events"),
+    ("list", "namespaces"),
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+]
+
+DENIED = [
+    # No Secrets, in any form.
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("watch", "secrets"),
+    # No pods directly: Jobs and Deployments create them.
+    ("create", "pods"),
+    ("delete", "pods"),
+    ("get", "pods"),
+    ("create", "pods/exec"),
+    # Nothing it does not do: user-owned spec, deletions of children, other verbs.
+    ("update", "modeldeployments.perennial.dev"),
+    ("patch", "modeldeployments.perennial.dev"),
+    ("delete", "modeldeployments.perennial.dev"),
+    ("create", "modeldeployments.perennial.dev"),
+    ("delete", "jobs.batch"),
+    ("patch", "deployments.apps"),
+    ("delete", "deployments.apps"),
+    ("delete", "services"),
+    ("update", "events"),
+    ("get", "configmaps"),
+    ("create", "serviceaccounts/token"),
+    # Cluster-level and other API groups.
+    ("delete", "nodes"),
+    ("get", "nodes"),
+    ("create", "namespaces"),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("update", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("create", "roles.rbac.authorization.k8s.io"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("escalate", "clusterroles.rbac.authorization.k8s.io"),
+    ("bind", "clusterroles.rbac.authorization.k8s.io"),
+    ("impersonate", "users"),
+    ("impersonate", "serviceaccounts"),
+    ("create", "ingresses.networking.k8s.io"),
+    ("create", "networkpolicies.networking.k8s.io"),
+    ("get", "leases.coordination.k8s.io"),
+    ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
+    ("approve", "certificatesigningrequests.certificates.k8s.io"),
+    ("create", "statefulsets.apps"),
+    ("create", "cronjobs.batch"),
+    ("*", "*"),
+]
+
+
+def test_service_account_may_do_exactly_what_the_operator_needs(installed: ClusterInfo, namespace: str) -> None:
+    def can(verb: str, resource: str, *extra: str) -> str:
+        args = ["auth", "can-i", verb, resource, "-n", namespace, f"--as={OPERATOR}", *extra]
+        return str(installed.kubectl_run(*args, check=False).stdout.strip())
+
+    wrong = [f"{' '.join(q)}: {answer}" for q in ALLOWED if (answer := can(*q)) != "yes"]
+    wrong += [f"{' '.join(q)}: {answer}" for q in DENIED if (answer := can(*q)) != "no"]
+    assert not wrong, "\n".join(wrong)
