@@ -1,8 +1,10 @@
-"""Generate monitoring/prometheusrule.yaml from monitoring/alerts.yaml.
+"""Generate monitoring/prometheusrule.yaml, and the chart's copies, from monitoring/.
 
 ``python -m monitoring.generate`` (``make monitoring``) writes it; ``--check`` exits 1 when
 it is stale. The PrometheusRule's ``spec`` is the rules file itself, indented, so comments
-and layout carry over and the two can never say different things.
+and layout carry over and the two can never say different things. Helm reads only files
+inside a chart, so alerts.yaml and dashboard.json are also copied to
+charts/perennial/files/ (the chart's PrometheusRule and dashboard ConfigMap use them).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ALERTS = HERE / "alerts.yaml"
 PROMETHEUS_RULE = HERE / "prometheusrule.yaml"
+DASHBOARD = HERE / "dashboard.json"
+CHART_FILES = HERE.parent / "charts" / "perennial" / "files"
 
 HEADER = """\
 # GENERATED from monitoring/alerts.yaml by `python -m monitoring.generate` (make monitoring).
@@ -39,14 +43,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m monitoring.generate", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if prometheusrule.yaml is stale; write nothing")
     args = parser.parse_args(argv)
-    wanted = render(ALERTS.read_text())
+    outputs = {
+        PROMETHEUS_RULE: render(ALERTS.read_text()),
+        CHART_FILES / "alerts.yaml": ALERTS.read_text(),
+        CHART_FILES / "dashboard.json": DASHBOARD.read_text(),
+    }
     if args.check:
-        if not PROMETHEUS_RULE.exists() or PROMETHEUS_RULE.read_text() != wanted:
-            print(f"{PROMETHEUS_RULE} is stale: run `python -m monitoring.generate`", file=sys.stderr)
-            return 1
-        return 0
-    PROMETHEUS_RULE.write_text(wanted)
-    print(f"wrote {PROMETHEUS_RULE}")
+        stale = [path for path, text in outputs.items() if not path.exists() or path.read_text() != text]
+        for path in stale:
+            print(f"{path} is stale: run `python -m monitoring.generate`", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in outputs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
 
 

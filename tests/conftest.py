@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from tests.support import operator as operator_support
 from tests.support.cluster import ClusterInfo, ScrapeTargets, bring_down, bring_up, cluster_is_up, install_crds
@@ -124,10 +125,15 @@ def namespace(request: pytest.FixtureRequest, cluster: ClusterInfo, api_client: 
             what=f"ServiceAccount default in {name}",
         )
     else:
-        # The api profile has no controller-manager to create it; tests that need pods are e2e.
-        core.create_namespaced_service_account(
-            name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
-        )
+        # The api profile has no controller-manager to create it. A parallel worker may
+        # have started the full profile meanwhile, whose controller-manager did: fine too.
+        try:
+            core.create_namespaced_service_account(
+                name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
+            )
+        except ApiException as error:
+            if error.status != 409:
+                raise
     yield name
     core.delete_namespace(name, propagation_policy="Background")
 

@@ -10,6 +10,7 @@ The chart is the source; manifests/ is generated from it (``make manifests``).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -234,10 +235,32 @@ def test_service_monitor_is_rendered_only_where_its_api_is_served(cluster: Clust
     monitor = one(served, "ServiceMonitor")
     service = one(served, "Service")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s", "honorLabels": True}
+    ]
+    assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"  # job="perennial", as the alerts expect
     # Enabled by default values but no API: nothing rendered, and NOTES.txt says why.
     default = delivery.render(set_values=["serviceMonitor.enabled=true"])
     assert "kind: ServiceMonitor" not in default
+
+
+def test_chart_ships_the_alerts_and_the_dashboard_from_monitoring() -> None:
+    rendered = documents(
+        delivery.render(
+            set_values=["prometheusRule.enabled=true", "dashboard.enabled=true"],
+            api_versions=["monitoring.coreos.com/v1/PrometheusRule"],
+        )
+    )
+    rule = one(rendered, "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load((REPO_ROOT / "monitoring" / "alerts.yaml").read_text())
+    dashboard = next(o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard"))
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["perennial.json"]) == json.loads(
+        (REPO_ROOT / "monitoring" / "dashboard.json").read_text()
+    )
+    # Without the PrometheusRule API nothing is rendered for it; by default neither is shipped.
+    assert "kind: PrometheusRule" not in delivery.render(set_values=["prometheusRule.enabled=true"])
+    assert "-dashboard" not in delivery.render()
 
 
 def test_chart_default_values_pass_a_server_side_dry_run(perennial_crds: ClusterInfo) -> None:
