@@ -3,7 +3,8 @@
 The ModelDeployment controller runs against the full local cluster: the Job controller,
 the scheduler and kwok run the training pods, the Deployment controller and kwok run the
 serving pods. Training results come from pod annotations (README, "Simulation contract");
-a runtime kwok Stage keeps one version's serving pods from ever becoming Ready.
+a runtime kwok Stage keeps one version's serving pods from ever becoming Ready. The
+operator runs as its own process (`perennial run`), exactly as a user runs it.
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ def test_initial_training_serves_version_1_and_nothing_before(
     perennial_crds: ClusterInfo,
     namespace: str,
     api_client: client.ApiClient,
-    operator_in_process: operator_support.RunningOperator,
+    operator_subprocess: operator_support.RunningOperator,
 ) -> None:
     apply(perennial_crds, namespace, mdep(replicas=2, duration="3s"))
 
@@ -293,7 +294,7 @@ def test_spec_change_trains_and_rolls_out_a_better_version(
     perennial_crds: ClusterInfo,
     namespace: str,
     api_client: client.ApiClient,
-    operator_in_process: operator_support.RunningOperator,
+    operator_subprocess: operator_support.RunningOperator,
 ) -> None:
     promotion = {"requireImprovement": {"metric": "auc"}}
     apply(perennial_crds, namespace, mdep(auc=0.93, promotion=promotion))
@@ -332,7 +333,7 @@ def test_rejected_candidate_leaves_serving_untouched_and_history_is_trimmed(
     perennial_crds: ClusterInfo,
     namespace: str,
     api_client: client.ApiClient,
-    operator_in_process: operator_support.RunningOperator,
+    operator_subprocess: operator_support.RunningOperator,
 ) -> None:
     retraining = {"historyLimit": 1}
     apply(perennial_crds, namespace, mdep(auc=0.93, retraining=retraining))
@@ -373,11 +374,11 @@ def test_version_that_never_becomes_available_is_rolled_back_without_a_retrain_l
     perennial_crds: ClusterInfo,
     namespace: str,
     api_client: client.ApiClient,
-    operator_in_process: operator_support.RunningOperator,
+    operator_subprocess: operator_support.RunningOperator,
     unready_serving_v2: str,
 ) -> None:
     rolled_back = 'perennial_rollouts_total{result="RolledBack"}'
-    rollbacks_before = metric(operator_in_process, rolled_back)
+    rollbacks_before = metric(operator_subprocess, rolled_back)
     apply(perennial_crds, namespace, mdep(auc=0.93))
     wait_mdep(api_client, namespace, served("1"), what="v1 served")
 
@@ -404,7 +405,7 @@ def test_version_that_never_becomes_available_is_rolled_back_without_a_retrain_l
         timeout=30,
         what="a Warning Event RolledBack",
     )
-    assert metric(operator_in_process, rolled_back) == rollbacks_before + 1
+    assert metric(operator_subprocess, rolled_back) == rollbacks_before + 1
 
     # No retrain loop on a version that failed its rollout.
     def quiet() -> bool:
@@ -423,7 +424,7 @@ def test_manual_promotion_waits_for_a_pin_and_an_unknown_pin_keeps_serving(
     perennial_crds: ClusterInfo,
     namespace: str,
     api_client: client.ApiClient,
-    operator_in_process: operator_support.RunningOperator,
+    operator_subprocess: operator_support.RunningOperator,
 ) -> None:
     apply(perennial_crds, namespace, mdep(auc=0.93, promotion={"policy": "Manual"}))
     status = wait_mdep(
@@ -464,7 +465,7 @@ def test_unknown_pin_is_reported_with_an_event(
     perennial_crds: ClusterInfo,
     namespace: str,
     api_client: client.ApiClient,
-    operator_in_process: operator_support.RunningOperator,
+    operator_subprocess: operator_support.RunningOperator,
 ) -> None:
     apply(perennial_crds, namespace, mdep(auc=0.93))
     wait_mdep(api_client, namespace, served("1"), what="v1 served")
@@ -493,13 +494,13 @@ def test_manual_request_runs_during_cooldown_while_the_schedule_is_suppressed(
     perennial_crds: ClusterInfo,
     namespace: str,
     api_client: client.ApiClient,
-    operator_in_process: operator_support.RunningOperator,
+    operator_subprocess: operator_support.RunningOperator,
 ) -> None:
     # Start early in a minute, so v1 has finished when the schedule first fires.
     wait_until(lambda: datetime.now(UTC).second < 45, timeout=20, what="the first 45s of a minute")
     retraining = {"schedule": "* * * * *", "cooldown": "1h"}
     suppressed_metric = 'perennial_retrains_suppressed_total{reason="Schedule",suppression="Cooldown"}'
-    suppressed_before = metric(operator_in_process, suppressed_metric)
+    suppressed_before = metric(operator_subprocess, suppressed_metric)
     apply(perennial_crds, namespace, mdep(auc=0.93, retraining=retraining))
     status = wait_mdep(api_client, namespace, served("1"), what="v1 served")
     first_due = status["nextScheduledRetrain"]
@@ -518,7 +519,7 @@ def test_manual_request_runs_during_cooldown_while_the_schedule_is_suppressed(
     assert len(status["versions"]) == 1
     assert training_jobs(api_client, namespace).keys() == {"churn-v1"}
     assert any(r == "RetrainSuppressed" for _, r, _ in mdep_events(api_client, namespace))
-    assert metric(operator_in_process, suppressed_metric) == suppressed_before + 1
+    assert metric(operator_subprocess, suppressed_metric) == suppressed_before + 1
 
     perennial_crds.kubectl_run("annotate", "-n", namespace, f"mdep/{NAME}", f"{RETRAIN_REQUEST}=r1")
     status = wait_mdep(api_client, namespace, lambda s: bool(record(s, "2")), what="v2 started", timeout=30)
@@ -536,7 +537,7 @@ def test_racing_triggers_give_consecutive_versions_and_one_training_at_a_time(
     perennial_crds: ClusterInfo,
     namespace: str,
     api_client: client.ApiClient,
-    operator_in_process: operator_support.RunningOperator,
+    operator_subprocess: operator_support.RunningOperator,
 ) -> None:
     apply(perennial_crds, namespace, mdep(auc=0.93, duration="6s"))
     wait_for_status(
