@@ -627,3 +627,29 @@ def test_operator_killed_mid_training_resumes_without_duplicates(
     deployments = client.AppsV1Api(api_client).list_namespaced_deployment(namespace).items
     assert [d.metadata.name for d in deployments] == [NAME]
     assert deployments[0].spec.template.metadata.labels[VERSION_LABEL] == "1"
+
+
+def test_a_serving_change_updates_the_service_and_deployment_without_retraining(
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    operator_subprocess: operator_support.RunningOperator,
+) -> None:
+    apply(perennial_crds, namespace, mdep(replicas=1, duration="1s"))
+    wait_mdep(api_client, namespace, served("1"), what="v1 served")
+    core = client.CoreV1Api(api_client)
+    cluster_ip = core.read_namespaced_service("churn", namespace).spec.cluster_ip
+
+    perennial_crds.kubectl_run(
+        "patch", "-n", namespace, "mdep/churn", "--type=merge", "-p", '{"spec": {"serving": {"port": 9090}}}'
+    )
+
+    def moved() -> bool:
+        service = core.read_namespaced_service("churn", namespace)
+        container = deployment(api_client, namespace).spec.template.spec.containers[0]
+        return bool(service.spec.ports[0].port == 9090 and container.ports[0].container_port == 9090)
+
+    wait_until(moved, timeout=60, what="Service and Deployment on port 9090")
+    assert core.read_namespaced_service("churn", namespace).spec.cluster_ip == cluster_ip
+    assert list(training_jobs(api_client, namespace)) == ["churn-v1"]  # serving is not training: no retrain
+    assert status_of(api_client, namespace)["servingVersion"] == "1"

@@ -438,9 +438,7 @@ async def _converge_serving(runtime: Runtime, work: Pass) -> None:
     deployment = runtime.deployments.get(key)
     if target is None:
         return  # nothing validated yet: no Deployment runs a model that does not exist
-    if runtime.services.get(key) is None:
-        service = await _create_or_get(runtime, SERVICES, work.ref.namespace, md.desired_service(work.ref, work.spec))
-        runtime.services.put(service)
+    await _apply_service(runtime, work)
     deployment = await _apply_deployment(runtime, work, deployment, target)
 
     if not rollout:
@@ -463,6 +461,21 @@ async def _converge_serving(runtime: Runtime, work: Pass) -> None:
         )
     else:
         work.later(step.seconds_left)
+
+
+async def _apply_service(runtime: Runtime, work: Pass) -> None:
+    desired = md.desired_service(work.ref, work.spec)
+    current = runtime.services.get((work.ref.namespace, work.ref.name))
+    if current is None:
+        current = await _create_or_get(runtime, SERVICES, work.ref.namespace, desired)
+    elif md.needs_update(current, desired):
+        # A Service's cluster IP is immutable: carry it over into the replacement.
+        for field_name in ("clusterIP", "clusterIPs"):
+            if field_name in current.get("spec", {}):
+                desired["spec"][field_name] = current["spec"][field_name]
+        desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        current = await runtime.client.replace(SERVICES, work.ref.namespace, work.ref.name, desired)
+    runtime.services.put(current)
 
 
 async def _apply_deployment(

@@ -336,21 +336,23 @@ def desired_deployment(ref: ModelRef, spec: ModelDeploymentSpec, version: str, m
 
 
 def desired_service(ref: ModelRef, spec: ModelDeploymentSpec) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": ref.name,
-            "namespace": ref.namespace,
-            "labels": managed_labels(model=ref.name, version=None),
-            "ownerReferences": [ref.owner_reference()],
-        },
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector_labels(ref),
-            "ports": [{"name": "http", "port": spec.serving.port, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
+    return _with_spec_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "labels": managed_labels(model=ref.name, version=None),
+                "ownerReferences": [ref.owner_reference()],
+            },
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector_labels(ref),
+                "ports": [{"name": "http", "port": spec.serving.port, "targetPort": "http", "protocol": "TCP"}],
+            },
+        }
+    )
 
 
 SPEC_HASH_ANNOTATION = "perennial.dev/spec-hash"
