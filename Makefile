@@ -108,3 +108,10 @@ argocd-testdata: install ## recapture the health checks' testdata from live scen
 	$(BIN)/python -m tests.support.argocd_capture
 argocd-test: ## run the health checks' tests in gopher-lua (Go harness in argocd/harness)
 	cd argocd/harness && CGO_ENABLED=0 go test -count=1 ./...
+
+# Scale benchmark (issue 10): N ModelDeployments + DriftPolicies through the operator vs a
+# direct async client on the same API server. Appends its table to benchmarks/README.md.
+BENCH_N ?= 50 100
+.PHONY: bench
+bench: install ## scale benchmark on the full local cluster (BENCH_N="50 100 300")
+	$(BIN)/python -m benchmarks.scale $(foreach n,$(BENCH_N),--n $(n))

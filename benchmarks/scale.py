@@ -1,0 +1,819 @@
+"""Scale benchmark: the operator against a direct async client on the same API server.
+
+``python -m benchmarks.scale --n 50 --n 100`` runs, for each N, on the running (or
+started) full local cluster:
+
+1. **operator**: a fresh namespace, ``perennial run`` as a subprocess watching only it,
+   N ModelDeployments + N DriftPolicies created at once; timed until every
+   ModelDeployment serves version 1 with ``Ready=True``; then 60 s of idle with N
+   policies evaluating.
+2. **baseline**: another fresh namespace, N ModelDeployments pre-created (untimed), then
+   the same child objects created directly at full concurrency (TrainingJob, its Job,
+   the status writes, Deployment and Service), timed until every Deployment is Available
+   and every ModelDeployment's status says Ready.
+
+Write counts come from the API server's own ``apiserver_request_total`` (diffed around
+each phase). That counter is cluster-wide: ``jobs/status``, ``pods``, ``events`` and such
+include what kube-controller-manager, the scheduler and kwok write for the same objects,
+in both phases alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from localcluster.cluster import LocalCluster
+from localcluster.errors import ClusterError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GROUP = "perennial.dev"
+VERSION = "v1alpha1"
+PERENNIAL = f"/apis/{GROUP}/{VERSION}"
+SIM = {"sim.perennial.dev/result": json.dumps({"metrics": {"auc": 0.93}})}
+TRAINER = "registry.example/bench-trainer:1.0"
+SERVER = "registry.example/bench-server:1.0"
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
+# Resources whose writes the table shows (resource or resource/subresource).
+RESOURCES = (
+    "modeldeployments",
+    "modeldeployments/status",
+    "driftpolicies",
+    "driftpolicies/status",
+    "trainingjobs",
+    "trainingjobs/status",
+    "jobs",
+    "jobs/status",
+    "deployments",
+    "deployments/status",
+    "services",
+    "events",
+    "pods",
+    "pods/status",
+    "replicasets",
+)
+IDLE_SECONDS = 60.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def parse_time(text: str) -> float:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+
+
+# ---------------------------------------------------------------- API access
+class Api:
+    """A thin async client with the admin certificate; no rate limit (full concurrency)."""
+
+    def __init__(self, server: str, context: ssl.SSLContext) -> None:
+        self.server = server
+        self.context = context
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context, limit=0),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", retries: int = 5
+    ) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body)
+        for attempt in range(retries):
+            async with self.session.request(
+                method, self.server + path, data=data, headers={"Content-Type": content_type}
+            ) as response:
+                text = await response.text()
+                if response.status == 429 and attempt < retries - 1:
+                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                    continue
+                if response.status >= 400:
+                    raise RuntimeError(f"{method} {path}: {response.status} {text[:300]}")
+                result: dict[str, Any] = json.loads(text) if text else {}
+                return result
+        raise RuntimeError(f"{method} {path}: retries exhausted")
+
+    async def merge_status(self, path: str, status: Mapping[str, Any]) -> None:
+        await self.request("PATCH", path + "/status", {"status": status}, "application/merge-patch+json")
+
+    async def metrics_text(self) -> str:
+        async with self.session.get(self.server + "/metrics") as response:
+            response.raise_for_status()
+            return await response.text()
+
+
+_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+async def write_counts(api: Api) -> Counter[tuple[str, str]]:
+    """apiserver_request_total for write verbs, summed by (verb, resource[/subresource])."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for line in (await api.metrics_text()).splitlines():
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        labels = dict(_LABEL.findall(match["labels"]))
+        if labels.get("verb") not in WRITE_VERBS:
+            continue
+        resource = labels.get("resource", "")
+        if labels.get("subresource"):
+            resource += "/" + labels["subresource"]
+        counts[(labels["verb"], resource)] += int(float(match["value"]))
+    return counts
+
+
+def per_object(before: Counter[tuple[str, str]], after: Counter[tuple[str, str]], n: int) -> dict[str, float]:
+    result: dict[str, float] = {}
+    for key in sorted(set(after) | set(before)):
+        delta = after[key] - before[key]
+        verb, resource = key
+        if delta > 0 and resource in RESOURCES:
+            result[f"{verb} {resource}"] = delta / n
+    return result
+
+
+class Watcher:
+    """One list+watch of a collection; records when each object first satisfies ``done``."""
+
+    def __init__(self, api: Api, path: str, done: Callable[[dict[str, Any]], bool]) -> None:
+        self.api = api
+        self.path = path
+        self.done = done
+        self.first_seen: dict[str, float] = {}
+        self.done_at: dict[str, float] = {}
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def _observe(self, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        moment = time.monotonic()
+        self.objects[name] = obj
+        self.first_seen.setdefault(name, moment)
+        if name not in self.done_at and self.done(obj):
+            self.done_at[name] = moment
+            self.changed.set()
+
+    async def start(self) -> None:
+        listed = await self.api.request("GET", self.path)
+        for item in listed.get("items", []):
+            self._observe(item)
+        self._task = asyncio.create_task(self._run(listed["metadata"]["resourceVersion"]))
+
+    async def _run(self, resource_version: str) -> None:
+        while True:
+            url = f"{self.api.server}{self.path}?watch=1&allowWatchBookmarks=true&resourceVersion={resource_version}"
+            try:
+                async with self.api.session.get(url) as response:
+                    async for raw in response.content:
+                        event = json.loads(raw)
+                        obj = event["object"]
+                        if event["type"] == "ERROR":
+                            listed = await self.api.request("GET", self.path)
+                            for item in listed.get("items", []):
+                                self._observe(item)
+                            resource_version = listed["metadata"]["resourceVersion"]
+                            break
+                        resource_version = obj["metadata"]["resourceVersion"]
+                        if event["type"] in ("ADDED", "MODIFIED"):
+                            self._observe(obj)
+            except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError):
+                await asyncio.sleep(0.2)
+
+    async def wait_for(self, names: set[str], limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while not names <= self.done_at.keys():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = sorted(names - self.done_at.keys())
+                raise TimeoutError(f"{self.path}: {len(missing)} not done, e.g. {missing[:3]}")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(left, 1.0))
+
+    async def wait_one(self, name: str, limit: float) -> None:
+        await self.wait_for({name}, limit)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for cond in obj.get("status", {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return None
+
+
+def md_ready(obj: dict[str, Any]) -> bool:
+    ready = condition(obj, "Ready")
+    return obj.get("status", {}).get("servingVersion") == "1" and ready is not None and ready["status"] == "True"
+
+
+def job_complete(obj: dict[str, Any]) -> bool:
+    cond = condition(obj, "Complete")
+    return cond is not None and cond["status"] == "True"
+
+
+def deployment_available(obj: dict[str, Any]) -> bool:
+    cond = condition(obj, "Available")
+    status = obj.get("status", {})
+    return (
+        cond is not None
+        and cond["status"] == "True"
+        and status.get("updatedReplicas", 0) >= 1
+        and status.get("availableReplicas", 0) >= 1
+    )
+
+
+# ---------------------------------------------------------------- manifests
+def model_deployment(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "training": {
+                "image": TRAINER,
+                "dataset": {"uri": "s3://data/bench/", "version": "1"},
+                "output": {"modelUri": "s3://models/{namespace}/{model}/{version}"},
+                "validation": [{"metric": "auc", "min": 0.9}],
+                "podAnnotations": SIM,
+            },
+            "serving": {"image": SERVER, "replicas": 1},
+        },
+    }
+
+
+def drift_policy(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DriftPolicy",
+        "metadata": {"name": f"{name}-drift"},
+        "spec": {
+            "targetRef": {"name": name},
+            "interval": "1m",
+            "metrics": [{"name": "absent", "query": "max(bench_absent_metric)", "max": 1}],
+        },
+    }
+
+
+def owner(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": obj["metadata"]["name"],
+        "uid": obj["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+RESTRICTED = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def labels(model: str, version: str | None) -> dict[str, str]:
+    result = {"app.kubernetes.io/managed-by": "perennial", "perennial.dev/model": model}
+    if version is not None:
+        result["perennial.dev/version"] = version
+    return result
+
+
+def training_job(md: Mapping[str, Any]) -> dict[str, Any]:
+    name = md["metadata"]["name"]
+    spec = dict(md["spec"]["training"])
+    spec.update({"model": name, "version": "1", "trigger": {"reason": "Initial"}})
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TrainingJob",
+        "metadata": {"name": f"{name}-v1", "labels": labels(name, "1"), "ownerReferences": [owner(md)]},
+        "spec": spec,
+    }
+
+
+def batch_job(tj: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    """What the operator's desired_job builds for this TrainingJob (env, restricted pod, owner)."""
+    name = tj["metadata"]["name"]
+    model = tj["spec"]["model"]
+    uri = f"s3://models/{namespace}/{model}/1"
+    job_labels = {**labels(model, "1"), "perennial.dev/training-job": name}
+    env = [
+        {"name": "PERENNIAL_MODEL", "value": model},
+        {"name": "PERENNIAL_VERSION", "value": "1"},
+        {"name": "PERENNIAL_MODEL_URI", "value": uri},
+        {"name": "PERENNIAL_DATASET_URI", "value": "s3://data/bench/"},
+        {"name": "PERENNIAL_DATASET_VERSION", "value": "1"},
+        {"name": "PERENNIAL_HYPERPARAMETERS", "value": "{}"},
+        {"name": "PERENNIAL_TRIGGER", "value": json.dumps({"reason": "Initial"})},
+    ]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": job_labels, "ownerReferences": [owner(tj)]},
+        "spec": {
+            "backoffLimit": 2,
+            "ttlSecondsAfterFinished": 86400,
+            "completions": 1,
+            "parallelism": 1,
+            "template": {
+                "metadata": {"labels": job_labels, "annotations": dict(SIM)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": POD_SECURITY,
+                    "containers": [
+                        {
+                            "name": "trainer",
+                            "image": TRAINER,
+                            "env": env,
+                            "terminationMessagePath": "/dev/termination-log",
+                            "terminationMessagePolicy": "File",
+                            "securityContext": RESTRICTED,
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def deployment(md: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    name = md["metadata"]["name"]
+    selector = {"app.kubernetes.io/managed-by": "perennial", "perennial.dev/model": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels(name, "1"), "ownerReferences": [owner(md)]},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+            "progressDeadlineSeconds": 600,
+            "template": {
+                "metadata": {"labels": labels(name, "1")},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": POD_SECURITY,
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": SERVER,
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "env": [{"name": "MODEL_URI", "value": f"s3://models/{namespace}/{name}/1"}],
+                            "securityContext": RESTRICTED,
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def service(md: Mapping[str, Any]) -> dict[str, Any]:
+    name = md["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": labels(name, None), "ownerReferences": [owner(md)]},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app.kubernetes.io/managed-by": "perennial", "perennial.dev/model": name},
+            "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def cond(type_: str, status: str, reason: str) -> dict[str, str]:
+    return {"type": type_, "status": status, "reason": reason, "message": "", "lastTransitionTime": now_iso()}
+
+
+# ---------------------------------------------------------------- namespaces and the operator
+async def create_namespace(api: Api, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    await api.request(
+        "POST", "/api/v1/namespaces", {"metadata": {"name": name, "labels": {"perennial.dev/bench": "true"}}}
+    )
+    deadline = time.monotonic() + 60
+    while True:  # pods need the default ServiceAccount (kube-controller-manager creates it)
+        try:
+            await api.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")
+            return name
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def delete_namespace(api: Api, namespace: str) -> None:
+    """Drop Perennial finalizers (the operator is gone), then delete without waiting."""
+    for plural in ("modeldeployments", "driftpolicies", "trainingjobs"):
+        path = f"{PERENNIAL}/namespaces/{namespace}/{plural}"
+        with contextlib.suppress(RuntimeError):
+            listed = await api.request("GET", path)
+            patches = [
+                api.request(
+                    "PATCH",
+                    f"{path}/{item['metadata']['name']}",
+                    {"metadata": {"finalizers": None}},
+                    "application/merge-patch+json",
+                )
+                for item in listed.get("items", [])
+                if item["metadata"].get("finalizers")
+            ]
+            await asyncio.gather(*patches, return_exceptions=True)
+    with contextlib.suppress(RuntimeError):
+        await api.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the ")": state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Operator:
+    process: subprocess.Popen[bytes]
+    metrics_url: str
+    log_path: Path
+
+
+def spawn(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    console_script = Path(sys.executable).parent / "perennial"
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [str(console_script), "run"], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+
+async def start_operator(kubeconfig: Path, namespace: str, prometheus_url: str, log_path: Path) -> Operator:
+    port = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "PERENNIAL_NAMESPACES": namespace,
+        "PERENNIAL_METRICS_ADDRESS": "127.0.0.1",
+        "PERENNIAL_METRICS_PORT": str(port),
+        "PERENNIAL_LOG_LEVEL": "INFO",
+        "PERENNIAL_PROMETHEUS_URL": prometheus_url,
+    }
+    process = spawn(env, log_path)
+    operator = Operator(process, f"http://127.0.0.1:{port}/metrics", log_path)
+    deadline = time.monotonic() + 60
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"operator exited with {process.returncode}; log: {log_path}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return operator
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"operator /healthz not answering; log: {log_path}")
+            await asyncio.sleep(0.2)
+
+
+def stop_operator(operator: Operator) -> None:
+    if operator.process.poll() is None:
+        operator.process.send_signal(signal.SIGTERM)
+        try:
+            operator.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            operator.process.kill()
+            operator.process.wait()
+
+
+async def operator_requests(operator: Operator) -> Counter[str]:
+    """The operator's own count of API requests by method (reads included, watches excluded)."""
+    counts: Counter[str] = Counter()
+    async with aiohttp.ClientSession() as session, session.get(operator.metrics_url) as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith("perennial_api_requests_total{"):
+            labels_text, value = line.rsplit(" ", 1)
+            method = dict(_LABEL.findall(labels_text)).get("method", "?")
+            counts[method] += int(float(value))
+    return counts
+
+
+# ---------------------------------------------------------------- the two phases
+@dataclass
+class Result:
+    n: int
+    total: float = float("nan")
+    ready_p50: float = float("nan")
+    ready_p99: float = float("nan")
+    job_p50: float = float("nan")
+    job_p99: float = float("nan")
+    writes: dict[str, float] = field(default_factory=dict)
+    operator_requests: dict[str, float] = field(default_factory=dict)
+    idle_writes: dict[str, float] = field(default_factory=dict)
+    rss_mib: float = float("nan")
+    cpu_run: float = float("nan")
+    cpu_total: float = float("nan")
+    idle_cpu_pct: float = float("nan")
+    baseline_total: float = float("nan")
+    baseline_ready_p50: float = float("nan")
+    baseline_ready_p99: float = float("nan")
+    baseline_writes: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.total / self.baseline_total
+
+
+async def gather_limited(coroutines: list[Awaitable[Any]]) -> None:
+    results = await asyncio.gather(*coroutines, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(results)} requests failed, first: {errors[0]!r}")
+
+
+async def run_operator_phase(api: Api, cluster: LocalCluster, n: int, result: Result, workdir: Path) -> None:
+    namespace = await create_namespace(api, f"bench-op-{n}")
+    log_path = workdir / f"operator-{n}.log"
+    operator = None
+    md_path = f"{PERENNIAL}/namespaces/{namespace}/modeldeployments"
+    mds = Watcher(api, md_path, md_ready)
+    jobs = Watcher(api, f"/apis/batch/v1/namespaces/{namespace}/jobs", lambda _: True)
+    try:
+        operator = await start_operator(cluster.admin_kubeconfig, namespace, cluster.prometheus_url(), log_path)
+        pid = operator.process.pid
+        print(f"[N={n}] operator PID {pid} in {namespace}, log {log_path}", flush=True)
+        await mds.start()
+        await jobs.start()
+        names = [f"m{i:04d}" for i in range(n)]
+        before = await write_counts(api)
+        cpu0 = cpu_seconds(pid)
+        start = time.monotonic()
+        await gather_limited(
+            [api.request("POST", md_path, model_deployment(name)) for name in names]
+            + [
+                api.request("POST", f"{PERENNIAL}/namespaces/{namespace}/driftpolicies", drift_policy(name))
+                for name in names
+            ]
+        )
+        print(f"[N={n}] created in {time.monotonic() - start:.1f}s; waiting for Ready", flush=True)
+        await mds.wait_for(set(names), limit=120 + 3 * n)
+        result.total = time.monotonic() - start
+        result.cpu_run = cpu_seconds(pid) - cpu0
+        after = await write_counts(api)
+        result.writes = per_object(before, after, n)
+        ready = [mds.done_at[name] - start for name in names]
+        result.ready_p50, result.ready_p99 = percentile(ready, 50), percentile(ready, 99)
+        # Job created: Job creationTimestamp - ModelDeployment creationTimestamp (1 s resolution).
+        job_latency = [
+            parse_time(jobs.objects[f"{name}-v1"]["metadata"]["creationTimestamp"])
+            - parse_time(mds.objects[name]["metadata"]["creationTimestamp"])
+            for name in names
+        ]
+        result.job_p50, result.job_p99 = percentile(job_latency, 50), percentile(job_latency, 99)
+        print(f"[N={n}] all Ready after {result.total:.1f}s; idle for {IDLE_SECONDS:.0f}s", flush=True)
+        idle_before = await write_counts(api)
+        cpu1 = cpu_seconds(pid)
+        await asyncio.sleep(IDLE_SECONDS)
+        result.idle_cpu_pct = 100 * (cpu_seconds(pid) - cpu1) / IDLE_SECONDS
+        result.idle_writes = per_object(idle_before, await write_counts(api), n)
+        result.rss_mib = peak_rss_mib(pid)
+        result.cpu_total = cpu_seconds(pid)
+        result.operator_requests = {k: v / n for k, v in (await operator_requests(operator)).items()}
+    finally:
+        await mds.stop()
+        await jobs.stop()
+        if operator is not None:
+            stop_operator(operator)
+        await delete_namespace(api, namespace)
+
+
+async def baseline_one(api: Api, namespace: str, md: dict[str, Any], jobs: Watcher, deployments: Watcher) -> None:
+    name = md["metadata"]["name"]
+    md_path = f"{PERENNIAL}/namespaces/{namespace}/modeldeployments/{name}"
+    tj_path = f"{PERENNIAL}/namespaces/{namespace}/trainingjobs"
+    tj = await api.request("POST", tj_path, training_job(md))
+    tj_path += f"/{tj['metadata']['name']}"
+    await api.merge_status(
+        md_path,
+        {
+            "phase": "Training",
+            "latestVersion": "1",
+            "activeTrainingJob": tj["metadata"]["name"],
+            "conditions": [cond("Training", "True", "Initial"), cond("Ready", "False", "NothingServed")],
+        },
+    )
+    await api.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", batch_job(tj, namespace))
+    await api.merge_status(tj_path, {"phase": "Pending", "jobName": tj["metadata"]["name"], "version": "1"})
+    await jobs.wait_one(tj["metadata"]["name"], limit=600)
+    # The operator lists the run's pods once, to read the termination message.
+    await api.request("GET", f"/api/v1/namespaces/{namespace}/pods?labelSelector=job-name%3D{tj['metadata']['name']}")
+    await api.merge_status(
+        tj_path,
+        {"phase": "Succeeded", "metrics": {"auc": 0.93}, "conditions": [cond("Succeeded", "True", "AllGatesPassed")]},
+    )
+    await asyncio.gather(
+        api.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment(md, namespace)),
+        api.request("POST", f"/api/v1/namespaces/{namespace}/services", service(md)),
+    )
+    await api.merge_status(
+        md_path,
+        {
+            "phase": "Rolling",
+            "activeTrainingJob": None,
+            "conditions": [cond("Training", "False", "Succeeded"), cond("Progressing", "True", "RollingOut")],
+        },
+    )
+    await deployments.wait_one(name, limit=600)
+    await api.merge_status(
+        md_path,
+        {
+            "phase": "Serving",
+            "servingVersion": "1",
+            "conditions": [cond("Ready", "True", "Serving"), cond("Progressing", "False", "RolledOut")],
+        },
+    )
+
+
+async def run_baseline_phase(api: Api, n: int, result: Result) -> None:
+    namespace = await create_namespace(api, f"bench-base-{n}")
+    jobs = Watcher(api, f"/apis/batch/v1/namespaces/{namespace}/jobs", job_complete)
+    deployments = Watcher(api, f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment_available)
+    try:
+        md_path = f"{PERENNIAL}/namespaces/{namespace}/modeldeployments"
+        names = [f"m{i:04d}" for i in range(n)]
+        created = await asyncio.gather(*(api.request("POST", md_path, model_deployment(name)) for name in names))
+        await jobs.start()
+        await deployments.start()
+        before = await write_counts(api)
+        start = time.monotonic()
+        done: dict[str, float] = {}
+
+        async def one(md: dict[str, Any]) -> None:
+            await baseline_one(api, namespace, md, jobs, deployments)
+            done[md["metadata"]["name"]] = time.monotonic() - start
+
+        await gather_limited([one(md) for md in created])
+        result.baseline_total = time.monotonic() - start
+        result.baseline_writes = per_object(before, await write_counts(api), n)
+        result.baseline_ready_p50 = percentile(list(done.values()), 50)
+        result.baseline_ready_p99 = percentile(list(done.values()), 99)
+        print(f"[N={n}] baseline done after {result.baseline_total:.1f}s", flush=True)
+    finally:
+        await jobs.stop()
+        await deployments.stop()
+        await delete_namespace(api, namespace)
+
+
+# ---------------------------------------------------------------- reporting
+def fmt_writes(writes: Mapping[str, float]) -> str:
+    return ", ".join(f"{key} {value:.2f}" for key, value in writes.items()) or "-"
+
+
+def table(results: list[Result]) -> str:
+    header = (
+        "| N | total s | ready p50/p99 s | job p50/p99 s | peak RSS MiB | CPU s (run/total) | idle CPU % "
+        "| baseline s (p50/p99) | ratio |"
+    )
+    lines = [header, "|---" * 9 + "|"]
+    for r in results:
+        lines.append(
+            f"| {r.n} | {r.total:.1f} | {r.ready_p50:.1f} / {r.ready_p99:.1f} | {r.job_p50:.0f} / {r.job_p99:.0f} "
+            f"| {r.rss_mib:.0f} | {r.cpu_run:.1f} / {r.cpu_total:.1f} | {r.idle_cpu_pct:.1f} "
+            f"| {r.baseline_total:.1f} ({r.baseline_ready_p50:.1f} / {r.baseline_ready_p99:.1f}) | {r.ratio:.2f} |"
+        )
+    lines.append("")
+    lines.append("API writes per ModelDeployment (apiserver_request_total, cluster-wide, verb resource):")
+    lines.append("")
+    lines.append("| N | phase | writes / object |")
+    lines.append("|---|---|---|")
+    for r in results:
+        lines.append(f"| {r.n} | operator | {fmt_writes(r.writes)} |")
+        lines.append(f"| {r.n} | baseline | {fmt_writes(r.baseline_writes)} |")
+        lines.append(f"| {r.n} | operator idle {IDLE_SECONDS:.0f}s | {fmt_writes(r.idle_writes)} |")
+        ops = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r.operator_requests.items()))
+        lines.append(f"| {r.n} | operator's own requests (all, reads too) | {ops} |")
+    return "\n".join(lines)
+
+
+def versions() -> str:
+    import kopf
+    from localcluster import versions as pinned
+
+    python = ".".join(str(p) for p in sys.version_info[:3])
+    return (
+        f"Kubernetes {pinned.KUBERNETES}, etcd {pinned.ETCD}, kwok {pinned.KWOK}, "
+        f"kopf {getattr(kopf, '__version__', '?')}, Python {python}, "
+        f"{os.cpu_count()} CPUs"
+    )
+
+
+def append_to_readme(text: str) -> None:
+    readme = Path(__file__).resolve().parent / "README.md"
+    content = readme.read_text() if readme.exists() else ""
+    if "## Results on this machine" not in content:
+        content += "\n## Results on this machine\n"
+    content += f"\n### {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — {versions()}\n\n{text}\n"
+    readme.write_text(content)
+
+
+async def main_async(ns: list[int], record: bool) -> list[Result]:
+    cluster = LocalCluster()
+    cluster.up("full")
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
+    for attempt in range(10):  # a just-created CRD has no conditions yet: kubectl wait errors then
+        try:
+            cluster.kubectl(
+                "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{p}.{GROUP}" for p in _crd_plurals()]
+            )
+            break
+        except ClusterError:
+            if attempt == 9:
+                raise
+            await asyncio.sleep(1)
+    context = ssl.create_default_context(cafile=str(cluster.pki / "ca.crt"))
+    context.load_cert_chain(str(cluster.pki / "admin.crt"), str(cluster.pki / "admin.key"))
+    api = Api(cluster.api_url(), context)
+    workdir = Path(tempfile.mkdtemp(prefix="perennial-bench-"))
+    results: list[Result] = []
+    try:
+        for n in ns:
+            result = Result(n)
+            await run_operator_phase(api, cluster, n, result, workdir)
+            await run_baseline_phase(api, n, result)
+            results.append(result)
+            print(table([result]), flush=True)
+    finally:
+        await api.close()
+    print("\n" + table(results))
+    if record and results:
+        append_to_readme(table(results))
+    return results
+
+
+def _crd_plurals() -> list[str]:
+    return ["trainingjobs", "modeldeployments", "driftpolicies"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, action="append", help="number of ModelDeployments (repeatable)")
+    parser.add_argument("--no-record", action="store_true", help="do not append the table to benchmarks/README.md")
+    args = parser.parse_args()
+    asyncio.run(main_async(args.n or [50, 100], record=not args.no_record))
+
+
+if __name__ == "__main__":
+    main()
