@@ -29,7 +29,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from perennial.domain import drift
 from tests.support.cluster import ClusterInfo, ScrapeTargets
 from tests.support.operator import RunningOperator, free_port
-from tests.support.resources import GROUP, VERSION, apply, condition, events_for, get_custom, wait_for_status
+from tests.support.resources import (
+    GROUP,
+    VERSION,
+    apply,
+    condition,
+    events_for,
+    get_custom,
+    simulated_model,
+    wait_for_status,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.usefixtures("operator_in_process"), pytest.mark.timeout(180)]
@@ -103,24 +112,7 @@ def wait_scraped(cluster: ClusterInfo, query: str, expected: float) -> None:
 # ---------------------------------------------------------------- manifests
 def mdep() -> dict[str, Any]:
     """The target: trains in 1s to auc 0.93; its own cooldown (1s) never holds a retrain back."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelDeployment",
-        "metadata": {"name": TARGET},
-        "spec": {
-            "training": {
-                "image": "registry.example/churn-trainer:2.3.0",
-                "output": {"modelUri": "s3://models/{namespace}/{model}/{version}"},
-                "validation": [{"metric": "auc", "min": 0.9}],
-                "podAnnotations": {
-                    "sim.perennial.dev/result": json.dumps({"metrics": {"auc": 0.93}}),
-                    "sim.perennial.dev/duration": "1s",
-                },
-            },
-            "serving": {"image": "registry.example/churn-server:1.9.0"},
-            "retraining": {"cooldown": "1s"},
-        },
-    }
+    return simulated_model(TARGET, cooldown="1s")
 
 
 def dpol(metrics: list[dict[str, Any]], *, name: str = POLICY, **spec: Any) -> dict[str, Any]:

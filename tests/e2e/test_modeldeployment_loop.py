@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.support import operator as operator_support
 from tests.support.cluster import ClusterInfo
 from tests.support.resources import GROUP, VERSION, apply, condition, events_for, get_custom, wait_for_status
-from tests.support.waiting import wait_until
+from tests.support.waiting import holds_for, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -171,16 +170,6 @@ def training_job_status(api: client.ApiClient, namespace: str, name: str) -> dic
 
 def mdep_events(api: client.ApiClient, namespace: str) -> list[tuple[str, str, str]]:
     return events_for(api, namespace, NAME, kind="ModelDeployment")
-
-
-def holds_for(check: Callable[[], bool], *, seconds: float, what: str, interval: float = 0.5) -> None:
-    """Assert ``check()`` stays true for a bounded window, polling it (how "nothing else happens" is seen)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        assert check(), f"{what} stopped holding"
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(interval)
 
 
 def metric(operator: operator_support.RunningOperator, name: str, labels: str = "") -> float:

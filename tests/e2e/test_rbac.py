@@ -11,7 +11,6 @@ serving) is admitted by the API server's own PodSecurity admission.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support import delivery
 from tests.support.cluster import ClusterInfo
 from tests.support.operator import RunningOperator, subprocess_operator
-from tests.support.resources import GROUP, VERSION, apply, get_custom, wait_for_status
+from tests.support.resources import GROUP, VERSION, apply, get_custom, simulated_model, wait_for_status
 from tests.support.waiting import StopWaitingError, wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -71,24 +70,7 @@ def kubectl_as(cluster: ClusterInfo, kubeconfig: Path, *args: str) -> str:
 
 def modeldeployment() -> dict[str, Any]:
     """Trains in 1s to auc 0.93; retrains on drift at once (cooldown 1s); keeps no retired run."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelDeployment",
-        "metadata": {"name": MODEL},
-        "spec": {
-            "training": {
-                "image": "registry.example/churn-trainer:2.3.0",
-                "output": {"modelUri": "s3://models/{namespace}/{model}/{version}"},
-                "validation": [{"metric": "auc", "min": 0.9}],
-                "podAnnotations": {
-                    "sim.perennial.dev/result": json.dumps({"metrics": {"auc": 0.93}}),
-                    "sim.perennial.dev/duration": "1s",
-                },
-            },
-            "serving": {"image": "registry.example/churn-server:1.9.0"},
-            "retraining": {"cooldown": "1s", "historyLimit": 0},
-        },
-    }
+    return simulated_model(MODEL, cooldown="1s", historyLimit=0)
 
 
 def driftpolicy() -> dict[str, Any]:

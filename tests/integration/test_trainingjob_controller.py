@@ -6,6 +6,7 @@ whatever happens to the operator, and a Job that is not ours is never touched.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from kubernetes import client
@@ -15,7 +16,7 @@ from tests.support.cluster import ClusterInfo
 from tests.support.resources import apply, condition, events_for, wait_for_status
 from tests.support.waiting import wait_until
 
-RUN = {
+RUN: dict[str, Any] = {
     "apiVersion": "perennial.dev/v1alpha1",
     "kind": "TrainingJob",
     "metadata": {"name": "churn-v7", "labels": {"team": "ml"}},
@@ -132,7 +133,8 @@ def test_job_is_built_field_by_field_from_the_training_job(
 def test_a_named_service_account_replaces_the_no_token_default(
     perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, operator_in_process: object
 ) -> None:
-    run = {**RUN, "spec": {**RUN["spec"], "serviceAccountName": "trainer"}}  # type: ignore[dict-item]
+    run = copy.deepcopy(RUN)
+    run["spec"]["serviceAccountName"] = "trainer"
     apply(perennial_crds, namespace, run)
     job = wait_until(lambda: _job(api_client, namespace, "churn-v7"), timeout=30, what="Job churn-v7")
     assert job.spec.template.spec.service_account_name == "trainer"

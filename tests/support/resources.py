@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -58,3 +59,26 @@ def events_for(
     items = client.CoreV1Api(api).list_namespaced_event(namespace, field_selector=selector).items
     items.sort(key=lambda e: (e.first_timestamp or e.event_time or 0, e.metadata.name))
     return [(str(e.type), str(e.reason), str(e.message)) for e in items]
+
+
+def simulated_model(name: str, *, auc: float = 0.93, duration: str = "1s", **retraining: Any) -> dict[str, Any]:
+    """A ModelDeployment whose trainer "runs" ``duration`` and reports ``auc`` (the simulation
+    contract), gated at auc >= 0.9; ``retraining`` fields (cooldown, historyLimit, ...) as given."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "training": {
+                "image": "registry.example/churn-trainer:2.3.0",
+                "output": {"modelUri": "s3://models/{namespace}/{model}/{version}"},
+                "validation": [{"metric": "auc", "min": 0.9}],
+                "podAnnotations": {
+                    "sim.perennial.dev/result": json.dumps({"metrics": {"auc": auc}}),
+                    "sim.perennial.dev/duration": duration,
+                },
+            },
+            "serving": {"image": "registry.example/churn-server:1.9.0"},
+            "retraining": retraining,
+        },
+    }

@@ -44,3 +44,17 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise WaitTimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
         time.sleep(interval)
+
+
+def holds_for(check: Callable[[], bool], *, seconds: float, what: str, interval: float = 0.5) -> None:
+    """Assert ``check()`` stays true for a bounded window, polling it.
+
+    How a test sees that nothing else happens (no retrain loop, no extra version): the
+    window is the claim's scope, not a wait for something to become true.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        assert check(), f"{what} stopped holding"
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)

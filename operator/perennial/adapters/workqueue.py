@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 
 from perennial.adapters import logs
+from perennial.adapters.store import Key
 
 logger = logging.getLogger(__name__)
 
-Reconcile = Callable[[Hashable], Awaitable[float | None]]  # returns "look again in N seconds" or None
+Reconcile = Callable[[Key], Awaitable[float | None]]  # returns "look again in N seconds" or None
 
 
 class WorkQueue:
@@ -34,12 +35,12 @@ class WorkQueue:
         self._workers = workers
         self._base_delay = base_delay
         self._max_delay = max_delay
-        self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
-        self._queued: set[Hashable] = set()
-        self._processing: set[Hashable] = set()
-        self._dirty: set[Hashable] = set()
-        self._failures: dict[Hashable, int] = {}
-        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._processing: set[Key] = set()
+        self._dirty: set[Key] = set()
+        self._failures: dict[Key, int] = {}
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -53,7 +54,7 @@ class WorkQueue:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: Key) -> None:
         if key in self._processing:
             self._dirty.add(key)  # picked up again when the running reconcile ends
             return
@@ -61,7 +62,7 @@ class WorkQueue:
             self._queued.add(key)
             self._queue.put_nowait(key)
 
-    def add_after(self, key: Hashable, delay: float) -> None:
+    def add_after(self, key: Key, delay: float) -> None:
         loop = asyncio.get_running_loop()
         due = loop.time() + max(0.0, delay)
         existing = self._timers.get(key)
@@ -71,7 +72,7 @@ class WorkQueue:
             existing.cancel()
         self._timers[key] = loop.call_at(due, self._fire, key)
 
-    def _fire(self, key: Hashable) -> None:
+    def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
         self.add(key)
 
@@ -91,7 +92,7 @@ class WorkQueue:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = min(self._max_delay, self._base_delay * 2 ** (failures - 1))
-                namespace, name = key if isinstance(key, tuple) else (None, str(key))
+                namespace, name = key
                 logger.exception(
                     "reconcile failed (attempt %d); retrying in %.1fs",
                     failures,

@@ -16,7 +16,7 @@ import copy
 import logging
 import random
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ import kopf
 from perennial.adapters import metrics
 from perennial.adapters.kube import DRIFT_POLICIES
 from perennial.adapters.prometheus import PrometheusUnreachableError, QueryError
-from perennial.adapters.store import key_of
+from perennial.adapters.store import Key, key_of
 from perennial.api.base import GROUP, VERSION
 from perennial.api.driftpolicy import DriftMetric, DriftPolicySpec
 from perennial.api.durations import parse_duration
@@ -51,7 +51,7 @@ async def driftpolicy_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any)
     runtime.driftpolicy_queue.add(key_of(body))
 
 
-async def reconcile(runtime: Runtime, key: Hashable) -> float | None:
+async def reconcile(runtime: Runtime, key: Key) -> float | None:
     return await metrics.measured_reconcile(KIND, _reconcile(runtime, key))
 
 
@@ -59,8 +59,8 @@ def _jittered(seconds: float) -> float:
     return seconds + random.uniform(0, 0.1 * seconds)
 
 
-async def _reconcile(runtime: Runtime, key: Hashable) -> float | None:
-    body = runtime.driftpolicies.get(key)  # type: ignore[arg-type]
+async def _reconcile(runtime: Runtime, key: Key) -> float | None:
+    body = runtime.driftpolicies.get(key)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     metadata = body["metadata"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from perennial.adapters import logs, metrics
 from perennial.adapters.kube import DEPLOYMENTS, MODEL_DEPLOYMENTS, SERVICES, TRAINING_JOBS, ApiError
-from perennial.adapters.store import key_of
+from perennial.adapters.store import Key, key_of
 from perennial.api.base import GROUP, VERSION
 from perennial.api.modeldeployment import RETRAIN_REQUEST_ANNOTATION, ModelDeploymentSpec
 from perennial.controllers.runtime import Runtime, runtime_of
@@ -122,8 +122,8 @@ class TargetNotFoundError(LookupError):
     pass
 
 
-def _open_pass(runtime: Runtime, key: Hashable) -> Pass | None:
-    body = runtime.modeldeployments.get(key)  # type: ignore[arg-type]
+def _open_pass(runtime: Runtime, key: Key) -> Pass | None:
+    body = runtime.modeldeployments.get(key)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     metadata = body["metadata"]
@@ -132,16 +132,16 @@ def _open_pass(runtime: Runtime, key: Hashable) -> Pass | None:
     return Pass(body, ref, spec, datetime.now(UTC), copy.deepcopy(body.get("status") or {}))
 
 
-async def reconcile(runtime: Runtime, key: Hashable) -> float | None:
+async def reconcile(runtime: Runtime, key: Key) -> float | None:
     return await metrics.measured_reconcile(KIND, _reconcile(runtime, key))
 
 
-async def _reconcile(runtime: Runtime, key: Hashable) -> float | None:
+async def _reconcile(runtime: Runtime, key: Key) -> float | None:
     async with runtime.model_lock(key):
         try:
             work = _open_pass(runtime, key)
         except ValidationError as error:
-            namespace, name = key if isinstance(key, tuple) else (None, str(key))
+            namespace, name = key
             logger.error("spec the CRD should have refused: %s", error, extra=logs.about_object(KIND, namespace, name))
             return None
         if work is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ import kopf
 from perennial.adapters.events import EventRecorder
 from perennial.adapters.kube import KubeClient
 from perennial.adapters.prometheus import PrometheusClient
-from perennial.adapters.store import ObjectStore
+from perennial.adapters.store import Key, ObjectStore
 from perennial.adapters.workqueue import WorkQueue
 from perennial.api.base import GROUP
 from perennial.settings import Settings
@@ -38,7 +38,7 @@ class Runtime:
     trainingjob_queue: WorkQueue = field(init=False)
     modeldeployment_queue: WorkQueue = field(init=False)
     driftpolicy_queue: WorkQueue = field(init=False)
-    _locks: defaultdict[Hashable, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    _locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     def __post_init__(self) -> None:
         # Imported here: the controller modules register kopf handlers and import this one.
@@ -63,7 +63,7 @@ class Runtime:
     def queues(self) -> list[WorkQueue]:
         return [self.trainingjob_queue, self.modeldeployment_queue, self.driftpolicy_queue]
 
-    def model_lock(self, key: Hashable) -> asyncio.Lock:
+    def model_lock(self, key: Key) -> asyncio.Lock:
         """Serialises everything that allocates versions or writes one ModelDeployment's status."""
         return self._locks[key]
 

@@ -10,7 +10,7 @@ of a distributed run), one status patch, one Event, and one pod list when the ru
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from perennial.adapters import logs, metrics
 from perennial.adapters.kube import JOBS, PODS, SERVICES, TRAINING_JOBS, ApiError
-from perennial.adapters.store import key_of
+from perennial.adapters.store import Key, key_of
 from perennial.api.base import GROUP, VERSION
 from perennial.api.trainingjob import TrainingJobSpec
 from perennial.controllers.runtime import Runtime, runtime_of
@@ -63,13 +63,12 @@ async def job_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None
     runtime.trainingjob_queue.add((namespace, body["metadata"]["labels"][TRAINING_JOB_LABEL]))
 
 
-async def reconcile(runtime: Runtime, key: Hashable) -> float | None:
+async def reconcile(runtime: Runtime, key: Key) -> float | None:
     """Converge one TrainingJob; returns seconds until it wants another look, or None."""
     return await metrics.measured_reconcile(KIND, _reconcile(runtime, key))
 
 
-async def _reconcile(runtime: Runtime, key: Hashable) -> float | None:
-    assert isinstance(key, tuple)
+async def _reconcile(runtime: Runtime, key: Key) -> float | None:
     body = runtime.trainingjobs.get(key)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None  # gone: garbage collection removes the Job, its pods and the Service

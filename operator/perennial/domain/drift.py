@@ -40,7 +40,9 @@ def single_value(result: Mapping[str, Any]) -> float:
     kind = result.get("resultType")
     payload = result.get("result")
     if kind == "scalar":
-        value = float(payload[1])  # type: ignore[index]
+        if not isinstance(payload, list) or len(payload) != 2:
+            raise DriftDataError(f"malformed scalar result {payload!r}")
+        value = float(payload[1])
     elif kind == "vector":
         series = list(payload or [])
         if not series:
