@@ -507,7 +507,11 @@ def test_manual_request_runs_during_cooldown_while_the_schedule_is_suppressed(
     assert status["latestVersion"] == "1"
     assert len(status["versions"]) == 1
     assert training_jobs(api_client, namespace).keys() == {"churn-v1"}
-    assert any(r == "RetrainSuppressed" for _, r, _ in mdep_events(api_client, namespace))
+    wait_until(  # Events follow the status write
+        lambda: any(r == "RetrainSuppressed" for _, r, _ in mdep_events(api_client, namespace)),
+        timeout=30,
+        what="the RetrainSuppressed Event",
+    )
     assert metric(operator_subprocess, suppressed_metric) == suppressed_before + 1
 
     perennial_crds.kubectl_run("annotate", "-n", namespace, f"mdep/{NAME}", f"{RETRAIN_REQUEST}=r1")

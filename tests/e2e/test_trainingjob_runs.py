@@ -73,11 +73,20 @@ def test_successful_run_is_validated_with_its_metrics(
         "reason": "AllGatesPassed",
     }
     assert condition(status, "Running")["status"] == "False"
-    reasons = [reason for _, reason, _ in events_for(api_client, namespace, "churn-v1")]
-    assert reasons[0] == "JobCreated"
-    assert "Succeeded" in reasons
-    assert _metric(operator_in_process, "perennial_training_runs_finished_total", '{result="Succeeded"}') == (
-        finished_before + 1
+
+    # Events and metrics follow the status write: wait for them, briefly.
+    def reasons() -> list[str]:
+        return [reason for _, reason, _ in events_for(api_client, namespace, "churn-v1")]
+
+    wait_until(lambda: "Succeeded" in reasons(), timeout=30, what="the Succeeded Event")
+    assert reasons()[0] == "JobCreated"
+    wait_until(
+        lambda: (
+            _metric(operator_in_process, "perennial_training_runs_finished_total", '{result="Succeeded"}')
+            == finished_before + 1
+        ),
+        timeout=30,
+        what="perennial_training_runs_finished_total{result=Succeeded} + 1",
     )
 
 
@@ -93,8 +102,13 @@ def test_metric_below_min_rejects_the_run(
     assert (validated["status"], validated["reason"]) == ("False", "MetricBelowMin")
     assert validated["message"] == "auc=0.71 < min 0.9"
     assert condition(status, "Succeeded")["reason"] == "MetricBelowMin"
-    assert ("Warning", "Rejected", "MetricBelowMin: auc=0.71 < min 0.9") in events_for(
-        api_client, namespace, "churn-v2"
+    wait_until(
+        lambda: (
+            ("Warning", "Rejected", "MetricBelowMin: auc=0.71 < min 0.9")
+            in events_for(api_client, namespace, "churn-v2")
+        ),
+        timeout=30,
+        what="the Rejected Event",
     )
 
 
