@@ -1,16 +1,19 @@
 """Scale benchmark: the operator against a direct async client on the same API server.
 
-``python -m benchmarks.scale --n 50 --n 100`` runs, for each N, on the running (or
+``python -m benchmarks.scale --n 100 --n 300`` runs, for each N, on the running (or
 started) full local cluster:
 
 1. **operator**: a fresh namespace, ``perennial run`` as a subprocess watching only it,
    N ModelDeployments + N DriftPolicies created at once; timed until every
-   ModelDeployment serves version 1 with ``Ready=True``; then 60 s of idle with N
-   policies evaluating.
-2. **baseline**: another fresh namespace, N ModelDeployments pre-created (untimed), then
-   the same child objects created directly at full concurrency (TrainingJob, its Job,
-   the status writes, Deployment and Service), timed until every Deployment is Available
-   and every ModelDeployment's status says Ready.
+   ModelDeployment serves version 1 with ``Ready=True``; then ``--idle`` seconds (120)
+   with N policies evaluating.
+2. **baseline**: another fresh namespace; at full concurrency, the same N
+   ModelDeployments and N DriftPolicies, and per model the same children and status
+   writes created directly (TrainingJob, its Job, Deployment and Service), timed the same
+   way: from the first POST until every Deployment is Available and every
+   ModelDeployment's status says Ready.
+
+Each namespace is deleted, and waited for, before the next phase starts.
 
 Write counts come from the API server's own ``apiserver_request_total`` (diffed around
 each phase). That counter is cluster-wide: ``jobs/status``, ``pods``, ``events`` and such
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -71,8 +75,19 @@ RESOURCES = (
     "pods/status",
     "replicasets",
 )
-IDLE_SECONDS = 60.0
+IDLE_SECONDS = 120.0  # two evaluations of every policy (interval: 1m)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Options:
+    idle_seconds: float = IDLE_SECONDS
+    api_qps: float = 0.0  # the operator's PERENNIAL_API_QPS (0: no client-side limit, the default)
+    baseline: bool = True  # False: the operator phase only (quicker iterations; ratio NaN)
+    fresh_cluster: bool = False  # restart the local cluster (wiped) before every phase
+    # The `perennial` executable to run; `make bench` passes one from a virtualenv with the
+    # runtime dependencies only, as in the image.
+    operator: Path = Path(sys.executable).parent / "perennial"
 
 
 def now_iso() -> str:
@@ -446,8 +461,12 @@ async def create_namespace(api: Api, prefix: str) -> str:
             await asyncio.sleep(0.2)
 
 
-async def delete_namespace(api: Api, namespace: str) -> None:
-    """Drop Perennial finalizers (the operator is gone), then delete without waiting."""
+async def delete_namespace(api: Api, namespace: str, limit: float = 900.0) -> None:
+    """Drop Perennial finalizers (the operator is gone), delete, and wait until it is gone.
+
+    Waiting keeps the next phase's write counts clean: garbage collection of N objects
+    (and their pods and ReplicaSets) would otherwise land in them.
+    """
     for plural in ("modeldeployments", "driftpolicies", "trainingjobs"):
         path = f"{PERENNIAL}/namespaces/{namespace}/{plural}"
         with contextlib.suppress(RuntimeError):
@@ -465,6 +484,18 @@ async def delete_namespace(api: Api, namespace: str) -> None:
             await asyncio.gather(*patches, return_exceptions=True)
     with contextlib.suppress(RuntimeError):
         await api.request("DELETE", f"/api/v1/namespaces/{namespace}")
+    started = time.monotonic()
+    while True:
+        try:
+            await api.request("GET", f"/api/v1/namespaces/{namespace}", retries=1)
+        except RuntimeError as error:
+            if " 404 " in str(error):
+                print(f"  {namespace} deleted in {time.monotonic() - started:.0f}s", flush=True)
+                return
+            raise
+        if time.monotonic() - started > limit:
+            raise TimeoutError(f"namespace {namespace} still exists after {limit:.0f}s")
+        await asyncio.sleep(1.0)
 
 
 def free_port() -> int:
@@ -477,6 +508,19 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     # After the ")": state is field 3, so utime (14) and stime (15) are at 11 and 12.
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def control_plane_cpu(cluster: LocalCluster) -> dict[str, float]:
+    """CPU seconds so far of every local-cluster process (etcd, kube-apiserver, ...)."""
+    seconds = {}
+    for name, record in cluster.state.processes.items():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            seconds[name] = cpu_seconds(int(str(record["pid"])))
+    return seconds
+
+
+def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in sorted(after) if name in before}
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -493,15 +537,16 @@ class Operator:
     log_path: Path
 
 
-def spawn(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    console_script = Path(sys.executable).parent / "perennial"
+def spawn(executable: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [str(console_script), "run"], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            [str(executable), "run"], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
 
 
-async def start_operator(kubeconfig: Path, namespace: str, prometheus_url: str, log_path: Path) -> Operator:
+async def start_operator(
+    kubeconfig: Path, namespace: str, prometheus_url: str, log_path: Path, options: Options
+) -> Operator:
     port = free_port()
     env = {
         **os.environ,
@@ -511,8 +556,9 @@ async def start_operator(kubeconfig: Path, namespace: str, prometheus_url: str, 
         "PERENNIAL_METRICS_PORT": str(port),
         "PERENNIAL_LOG_LEVEL": "INFO",
         "PERENNIAL_PROMETHEUS_URL": prometheus_url,
+        "PERENNIAL_API_QPS": str(options.api_qps),
     }
-    process = spawn(env, log_path)
+    process = spawn(options.operator, env, log_path)
     operator = Operator(process, f"http://127.0.0.1:{port}/metrics", log_path)
     deadline = time.monotonic() + 60
     async with aiohttp.ClientSession() as session:
@@ -538,17 +584,37 @@ def stop_operator(operator: Operator) -> None:
             operator.process.wait()
 
 
-async def operator_requests(operator: Operator) -> Counter[str]:
-    """The operator's own count of API requests by method (reads included, watches excluded)."""
-    counts: Counter[str] = Counter()
+async def operator_samples(operator: Operator, metric: str, by: str) -> dict[str, float]:
+    """One series family of the operator's own /metrics, summed by one label."""
+    sums: dict[str, float] = {}
     async with aiohttp.ClientSession() as session, session.get(operator.metrics_url) as response:
         text = await response.text()
     for line in text.splitlines():
-        if line.startswith("perennial_api_requests_total{"):
+        if line.startswith(metric + "{"):
             labels_text, value = line.rsplit(" ", 1)
-            method = dict(_LABEL.findall(labels_text)).get("method", "?")
-            counts[method] += int(float(value))
-    return counts
+            label = dict(_LABEL.findall(labels_text)).get(by, "?")
+            sums[label] = sums.get(label, 0.0) + float(value)
+    return sums
+
+
+async def operator_counter(operator: Operator, metric: str, by: str) -> Counter[str]:
+    return Counter({k: int(v) for k, v in (await operator_samples(operator, metric, by)).items()})
+
+
+async def mean_seconds(operator: Operator, histogram: str, by: str) -> dict[str, float]:
+    """Mean of a histogram of the operator's, per label value (sum / count)."""
+    sums = await operator_samples(operator, f"{histogram}_sum", by)
+    counts = await operator_samples(operator, f"{histogram}_count", by)
+    return {k: sums[k] / counts[k] for k in sorted(sums) if counts.get(k)}
+
+
+async def operator_requests(operator: Operator) -> Counter[str]:
+    """The operator's own count of API requests by method (reads included, watches excluded)."""
+    return await operator_counter(operator, "perennial_api_requests_total", "method")
+
+
+async def drift_evaluations(operator: Operator) -> int:
+    return (await operator_counter(operator, "perennial_reconciles_total", "kind"))["DriftPolicy"]
 
 
 # ---------------------------------------------------------------- the two phases
@@ -567,6 +633,14 @@ class Result:
     cpu_run: float = float("nan")
     cpu_total: float = float("nan")
     idle_cpu_pct: float = float("nan")
+    idle_cpu_ms_per_evaluation: float = float("nan")
+    idle_seconds: float = IDLE_SECONDS
+    # Where the operator's time went during the run (its own histograms, means).
+    api_latency: dict[str, float] = field(default_factory=dict)
+    # CPU seconds each process used during the timed part of each phase.
+    machine_cpu: dict[str, float] = field(default_factory=dict)
+    baseline_machine_cpu: dict[str, float] = field(default_factory=dict)
+    queue_wait: dict[str, float] = field(default_factory=dict)
     baseline_total: float = float("nan")
     baseline_ready_p50: float = float("nan")
     baseline_ready_p99: float = float("nan")
@@ -584,7 +658,9 @@ async def gather_limited(coroutines: list[Awaitable[Any]]) -> None:
         raise RuntimeError(f"{len(errors)} of {len(results)} requests failed, first: {errors[0]!r}")
 
 
-async def run_operator_phase(api: Api, cluster: LocalCluster, n: int, result: Result, workdir: Path) -> None:
+async def run_operator_phase(
+    api: Api, cluster: LocalCluster, n: int, result: Result, workdir: Path, options: Options
+) -> None:
     namespace = await create_namespace(api, f"bench-op-{n}")
     log_path = workdir / f"operator-{n}.log"
     operator = None
@@ -592,7 +668,9 @@ async def run_operator_phase(api: Api, cluster: LocalCluster, n: int, result: Re
     mds = Watcher(api, md_path, md_ready)
     jobs = Watcher(api, f"/apis/batch/v1/namespaces/{namespace}/jobs", lambda _: True)
     try:
-        operator = await start_operator(cluster.admin_kubeconfig, namespace, cluster.prometheus_url(), log_path)
+        operator = await start_operator(
+            cluster.admin_kubeconfig, namespace, cluster.prometheus_url(), log_path, options
+        )
         pid = operator.process.pid
         print(f"[N={n}] operator PID {pid} in {namespace}, log {log_path}", flush=True)
         await mds.start()
@@ -600,6 +678,7 @@ async def run_operator_phase(api: Api, cluster: LocalCluster, n: int, result: Re
         names = [f"m{i:04d}" for i in range(n)]
         before = await write_counts(api)
         cpu0 = cpu_seconds(pid)
+        plane0 = control_plane_cpu(cluster)
         start = time.monotonic()
         await gather_limited(
             [api.request("POST", md_path, model_deployment(name)) for name in names]
@@ -612,6 +691,7 @@ async def run_operator_phase(api: Api, cluster: LocalCluster, n: int, result: Re
         await mds.wait_for(set(names), limit=120 + 3 * n)
         result.total = time.monotonic() - start
         result.cpu_run = cpu_seconds(pid) - cpu0
+        result.machine_cpu = {**cpu_delta(plane0, control_plane_cpu(cluster)), "perennial": result.cpu_run}
         after = await write_counts(api)
         result.writes = per_object(before, after, n)
         ready = [mds.done_at[name] - start for name in names]
@@ -623,11 +703,18 @@ async def run_operator_phase(api: Api, cluster: LocalCluster, n: int, result: Re
             for name in names
         ]
         result.job_p50, result.job_p99 = percentile(job_latency, 50), percentile(job_latency, 99)
-        print(f"[N={n}] all Ready after {result.total:.1f}s; idle for {IDLE_SECONDS:.0f}s", flush=True)
+        result.api_latency = await mean_seconds(operator, "perennial_api_request_duration_seconds", "method")
+        result.queue_wait = await mean_seconds(operator, "perennial_workqueue_wait_seconds", "kind")
+        idle = result.idle_seconds = options.idle_seconds
+        print(f"[N={n}] all Ready after {result.total:.1f}s; idle for {idle:.0f}s", flush=True)
         idle_before = await write_counts(api)
+        evaluations_before = await drift_evaluations(operator)
         cpu1 = cpu_seconds(pid)
-        await asyncio.sleep(IDLE_SECONDS)
-        result.idle_cpu_pct = 100 * (cpu_seconds(pid) - cpu1) / IDLE_SECONDS
+        await asyncio.sleep(idle)
+        idle_cpu = cpu_seconds(pid) - cpu1
+        evaluations = await drift_evaluations(operator) - evaluations_before
+        result.idle_cpu_pct = 100 * idle_cpu / idle
+        result.idle_cpu_ms_per_evaluation = 1000 * idle_cpu / evaluations if evaluations else float("nan")
         result.idle_writes = per_object(idle_before, await write_counts(api), n)
         result.rss_mib = peak_rss_mib(pid)
         result.cpu_total = cpu_seconds(pid)
@@ -687,26 +774,33 @@ async def baseline_one(api: Api, namespace: str, md: dict[str, Any], jobs: Watch
     )
 
 
-async def run_baseline_phase(api: Api, n: int, result: Result) -> None:
+async def run_baseline_phase(api: Api, cluster: LocalCluster, n: int, result: Result) -> None:
     namespace = await create_namespace(api, f"bench-base-{n}")
     jobs = Watcher(api, f"/apis/batch/v1/namespaces/{namespace}/jobs", job_complete)
     deployments = Watcher(api, f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment_available)
     try:
         md_path = f"{PERENNIAL}/namespaces/{namespace}/modeldeployments"
+        dp_path = f"{PERENNIAL}/namespaces/{namespace}/driftpolicies"
         names = [f"m{i:04d}" for i in range(n)]
-        created = await asyncio.gather(*(api.request("POST", md_path, model_deployment(name)) for name in names))
         await jobs.start()
         await deployments.start()
         before = await write_counts(api)
+        # Timed from the same start as the operator phase: nothing exists yet, and the N
+        # ModelDeployments and N DriftPolicies a user applies are created in the window.
+        plane0 = control_plane_cpu(cluster)
         start = time.monotonic()
         done: dict[str, float] = {}
 
-        async def one(md: dict[str, Any]) -> None:
+        async def one(name: str) -> None:
+            md = await api.request("POST", md_path, model_deployment(name))
             await baseline_one(api, namespace, md, jobs, deployments)
-            done[md["metadata"]["name"]] = time.monotonic() - start
+            done[name] = time.monotonic() - start
 
-        await gather_limited([one(md) for md in created])
+        await gather_limited(
+            [one(name) for name in names] + [api.request("POST", dp_path, drift_policy(name)) for name in names]
+        )
         result.baseline_total = time.monotonic() - start
+        result.baseline_machine_cpu = cpu_delta(plane0, control_plane_cpu(cluster))
         result.baseline_writes = per_object(before, await write_counts(api), n)
         result.baseline_ready_p50 = percentile(list(done.values()), 50)
         result.baseline_ready_p99 = percentile(list(done.values()), 99)
@@ -724,14 +818,16 @@ def fmt_writes(writes: Mapping[str, float]) -> str:
 
 def table(results: list[Result]) -> str:
     header = (
-        "| N | total s | ready p50/p99 s | job p50/p99 s | peak RSS MiB | CPU s (run/total) | idle CPU % "
+        "| N | total s | ready p50/p99 s | job p50/p99 s | peak RSS MiB | CPU s (run/total) "
+        "| idle CPU % (ms / evaluation) "
         "| baseline s (p50/p99) | ratio |"
     )
     lines = [header, "|---" * 9 + "|"]
     for r in results:
         lines.append(
             f"| {r.n} | {r.total:.1f} | {r.ready_p50:.1f} / {r.ready_p99:.1f} | {r.job_p50:.0f} / {r.job_p99:.0f} "
-            f"| {r.rss_mib:.0f} | {r.cpu_run:.1f} / {r.cpu_total:.1f} | {r.idle_cpu_pct:.1f} "
+            f"| {r.rss_mib:.0f} | {r.cpu_run:.1f} / {r.cpu_total:.1f} "
+            f"| {r.idle_cpu_pct:.1f} ({r.idle_cpu_ms_per_evaluation:.1f}) "
             f"| {r.baseline_total:.1f} ({r.baseline_ready_p50:.1f} / {r.baseline_ready_p99:.1f}) | {r.ratio:.2f} |"
         )
     lines.append("")
@@ -742,9 +838,26 @@ def table(results: list[Result]) -> str:
     for r in results:
         lines.append(f"| {r.n} | operator | {fmt_writes(r.writes)} |")
         lines.append(f"| {r.n} | baseline | {fmt_writes(r.baseline_writes)} |")
-        lines.append(f"| {r.n} | operator idle {IDLE_SECONDS:.0f}s | {fmt_writes(r.idle_writes)} |")
+        lines.append(f"| {r.n} | operator idle {r.idle_seconds:.0f}s | {fmt_writes(r.idle_writes)} |")
         ops = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r.operator_requests.items()))
         lines.append(f"| {r.n} | operator's own requests (all, reads too) | {ops} |")
+        latency = ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in r.api_latency.items())
+        waits = ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in r.queue_wait.items())
+        lines.append(f"| {r.n} | operator's mean API latency; mean work-queue wait | {latency}; {waits} |")
+    lines.append("")
+    lines.append(
+        "CPU seconds per process during the timed part of each phase (2 cores: the machine's capacity is 2 s/s):"
+    )
+    lines.append("")
+    lines.append("| N | phase | CPU s by process | total CPU s / wall s |")
+    lines.append("|---|---|---|---|")
+    for r in results:
+        for phase, cpu, wall in (
+            ("operator", r.machine_cpu, r.total),
+            ("baseline", r.baseline_machine_cpu, r.baseline_total),
+        ):
+            by_process = ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+            lines.append(f"| {r.n} | {phase} | {by_process or '-'} | {sum(cpu.values()):.1f} / {wall:.1f} |")
     return "\n".join(lines)
 
 
@@ -760,17 +873,26 @@ def versions() -> str:
     )
 
 
-def append_to_readme(text: str) -> None:
+def append_to_readme(text: str, options: Options) -> None:
     readme = Path(__file__).resolve().parent / "README.md"
     content = readme.read_text() if readme.exists() else ""
     if "## Results on this machine" not in content:
         content += "\n## Results on this machine\n"
-    content += f"\n### {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — {versions()}\n\n{text}\n"
+    limit = f"PERENNIAL_API_QPS={options.api_qps:g}" + (", a fresh cluster per phase" if options.fresh_cluster else "")
+    content += f"\n### {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — {versions()}, {limit}\n\n{text}\n"
     readme.write_text(content)
 
 
-async def main_async(ns: list[int], record: bool) -> list[Result]:
+async def ready_cluster(fresh: bool) -> tuple[LocalCluster, Api]:
+    """The full local cluster with the CRDs installed, and an admin client for it.
+
+    ``fresh``: stopped, wiped and started again first, so every phase starts from the same
+    state; an API server that has churned through earlier phases (a bigger heap, etcd
+    history) was measured to be up to 15% slower for the phase that runs on it.
+    """
     cluster = LocalCluster()
+    if fresh:
+        cluster.down()
     cluster.up("full")
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
     for attempt in range(10):  # a just-created CRD has no conditions yet: kubectl wait errors then
@@ -785,21 +907,30 @@ async def main_async(ns: list[int], record: bool) -> list[Result]:
             await asyncio.sleep(1)
     context = ssl.create_default_context(cafile=str(cluster.pki / "ca.crt"))
     context.load_cert_chain(str(cluster.pki / "admin.crt"), str(cluster.pki / "admin.key"))
-    api = Api(cluster.api_url(), context)
+    return cluster, Api(cluster.api_url(), context)
+
+
+async def main_async(ns: list[int], record: bool, options: Options) -> list[Result]:
     workdir = Path(tempfile.mkdtemp(prefix="perennial-bench-"))
     results: list[Result] = []
-    try:
-        for n in ns:
-            result = Result(n)
-            await run_operator_phase(api, cluster, n, result, workdir)
-            await run_baseline_phase(api, n, result)
-            results.append(result)
-            print(table([result]), flush=True)
-    finally:
-        await api.close()
+    for n in ns:
+        result = Result(n)
+        cluster, api = await ready_cluster(options.fresh_cluster)
+        try:
+            await run_operator_phase(api, cluster, n, result, workdir, options)
+        finally:
+            await api.close()
+        if options.baseline:
+            cluster, api = await ready_cluster(options.fresh_cluster)
+            try:
+                await run_baseline_phase(api, cluster, n, result)
+            finally:
+                await api.close()
+        results.append(result)
+        print(table([result]), flush=True)
     print("\n" + table(results))
     if record and results:
-        append_to_readme(table(results))
+        append_to_readme(table(results), options)
     return results
 
 
@@ -811,8 +942,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, action="append", help="number of ModelDeployments (repeatable)")
     parser.add_argument("--no-record", action="store_true", help="do not append the table to benchmarks/README.md")
+    parser.add_argument("--idle", type=float, default=IDLE_SECONDS, help="seconds of idle measured after all are Ready")
+    parser.add_argument(
+        "--api-qps", type=float, default=0.0, help="the operator's PERENNIAL_API_QPS (default 0: no client-side limit)"
+    )
+    parser.add_argument("--operator", type=Path, help="the perennial executable to run (default: this venv's)")
+    parser.add_argument("--no-baseline", action="store_true", help="operator phase only (implies --no-record)")
+    parser.add_argument(
+        "--fresh-cluster",
+        action="store_true",
+        help="stop, wipe and restart the local cluster before every phase (make bench does)",
+    )
     args = parser.parse_args()
-    asyncio.run(main_async(args.n or [50, 100], record=not args.no_record))
+    options = Options(
+        idle_seconds=args.idle, api_qps=args.api_qps, baseline=not args.no_baseline, fresh_cluster=args.fresh_cluster
+    )
+    if args.operator:
+        options = dataclasses.replace(options, operator=args.operator.resolve())
+    asyncio.run(main_async(args.n or [50, 100], record=not (args.no_record or args.no_baseline), options=options))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from perennial.settings import InvalidSettingsError, Settings, from_environment
 
 def _version_text() -> str:
     parts = [f"perennial {__version__}"]
-    for dependency in ("kopf", "kubernetes", "pydantic", "prometheus-client"):
+    for dependency in ("kopf", "aiohttp", "pydantic", "prometheus-client"):
         parts.append(f"{dependency} {importlib.metadata.version(dependency)}")
     parts.append(f"python {sys.version.split()[0]}")
     return "\n".join(parts)

@@ -30,6 +30,11 @@ class Settings:
     # and tests bind 127.0.0.1.
     metrics_address: str = "0.0.0.0"
     metrics_port: int = 8080
+    # Client-side limit on the operator's own API requests. 0 (the default) leaves the
+    # pacing to the API server's Priority and Fairness, as SIG API Machinery advises and
+    # controller-runtime does; in-flight requests are bounded either way (see KubeClient).
+    api_qps: float = 0.0
+    api_burst: int = 100
 
     @property
     def clusterwide(self) -> bool:
@@ -54,6 +59,18 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     prometheus_url = env.get("PERENNIAL_PROMETHEUS_URL", "").strip().rstrip("/")
     if prometheus_url and not prometheus_url.startswith(("http://", "https://")):
         raise InvalidSettingsError(f"PERENNIAL_PROMETHEUS_URL={prometheus_url!r}: use an http:// or https:// URL")
+    raw_qps = env.get("PERENNIAL_API_QPS", "0").strip()
+    try:
+        api_qps = float(raw_qps)
+    except ValueError:
+        api_qps = -1.0
+    if not 0 <= api_qps <= 10_000:
+        raise InvalidSettingsError(
+            f"PERENNIAL_API_QPS={raw_qps!r}: use requests per second, 0-10000 (0 turns the client-side limit off)"
+        )
+    raw_burst = env.get("PERENNIAL_API_BURST", "100").strip()
+    if not raw_burst.isdigit() or not 1 <= int(raw_burst) <= 100_000:
+        raise InvalidSettingsError(f"PERENNIAL_API_BURST={raw_burst!r}: use a whole number 1-100000")
     return Settings(
         namespaces=namespaces,
         prometheus_url=prometheus_url,
@@ -61,4 +78,6 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,
         metrics_address=env.get("PERENNIAL_METRICS_ADDRESS", "0.0.0.0").strip(),
         metrics_port=int(raw_port),
+        api_qps=api_qps,
+        api_burst=int(raw_burst),
     )

@@ -13,7 +13,7 @@ from kubernetes import client
 
 from tests.support import operator as operator_support
 from tests.support.cluster import ClusterInfo
-from tests.support.resources import apply, condition, events_for, wait_for_status
+from tests.support.resources import apply, condition, events_for, get_custom, wait_for_status
 from tests.support.waiting import wait_until
 
 RUN: dict[str, Any] = {
@@ -141,20 +141,31 @@ def test_a_named_service_account_replaces_the_no_token_default(
     assert job.spec.template.spec.automount_service_account_token is None
 
 
+def _settled_status(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    """The status once it records the Job and has caught up with it: unchanged over 3 s.
+
+    3 s is longer than the operator batches a Job's events (CHILD_EVENT_BATCH_SECONDS),
+    so a Job that started running meanwhile is in the status that is returned.
+    """
+    previous: dict[str, Any] | None = None
+
+    def probe() -> dict[str, Any] | None:
+        nonlocal previous
+        current: dict[str, Any] = get_custom(api, namespace, "trainingjobs", name).get("status") or {}
+        settled = current if current == previous and current.get("jobName") == name else None
+        previous = current
+        return settled
+
+    return wait_until(probe, interval=3.0, timeout=60, what=f"trainingjobs/{name}: a settled status")
+
+
 def test_restarts_never_duplicate_or_recreate_the_job(
     perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient
 ) -> None:
     with operator_support.in_process(perennial_crds.kubeconfig, [namespace]):
         apply(perennial_crds, namespace, RUN)
         first = wait_until(lambda: _job(api_client, namespace, "churn-v7"), timeout=30, what="Job churn-v7")
-        status = wait_for_status(
-            api_client,
-            namespace,
-            "trainingjobs",
-            "churn-v7",
-            lambda s: s.get("jobName") == "churn-v7",
-            what="status records the Job",
-        )
+        status = _settled_status(api_client, namespace, "churn-v7")
     # A restarted operator finds the Job and the status and changes neither.
     with operator_support.in_process(perennial_crds.kubeconfig, [namespace]) as second_run:
         wait_until(lambda: "perennial_reconciles_total" in second_run.metrics_text(), what="metrics served")

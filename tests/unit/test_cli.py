@@ -9,7 +9,7 @@ def test_version_prints_perennial_and_library_versions(capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert out.splitlines()[0] == f"perennial {__version__}"
     assert "kopf " in out
-    assert "kubernetes " in out
+    assert "aiohttp " in out
 
 
 def test_run_refuses_invalid_settings_before_touching_a_cluster(

@@ -27,9 +27,12 @@ def root_logging() -> Iterator[None]:
     """Leave the root logger as the test found it."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    quieted = {name: logging.getLogger(name).level for name in ("asyncio", "kopf.objects")}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, previous in quieted.items():
+        logging.getLogger(name).setLevel(previous)
     logging.captureWarnings(False)
 
 
@@ -92,12 +95,21 @@ def test_configure_sends_every_logger_through_one_json_handler_at_the_exact_leve
     stream = io.StringIO()
     logs.configure("INFO", "json", stream)
     logs.configure("INFO", "json", stream)  # configuring twice installs one handler
-    logging.getLogger("kopf.objects").info("Handler succeeded.", extra={"k8s_ref": {"kind": "X", "name": "n"}})
+    logging.getLogger("kopf.objects").warning("Handler failed.", extra={"k8s_ref": {"kind": "X", "name": "n"}})
     logging.getLogger("perennial.adapters.workqueue").debug("not at INFO")
     logging.getLogger("aiohttp.access").warning("a warning")
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert [line["message"] for line in lines] == ["Handler succeeded.", "a warning"]
+    assert [line["message"] for line in lines] == ["Handler failed.", "a warning"]
     assert lines[0]["object"] == {"kind": "X", "name": "n"}
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_kopfs_per_event_handler_chatter_shows_only_when_debugging() -> None:
+    for level, expected in (("INFO", []), ("DEBUG", ["Handler 'job_event' succeeded."])):
+        stream = io.StringIO()
+        logs.configure(level, "json", stream)
+        logging.getLogger("kopf.objects").info("Handler 'job_event' succeeded.")
+        assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == expected
 
 
 def test_an_unknown_format_is_refused() -> None:

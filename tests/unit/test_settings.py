@@ -45,3 +45,22 @@ def test_every_variable_is_read() -> None:
 def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:
     with pytest.raises(InvalidSettingsError, match=variable):
         from_environment({variable: value})
+
+
+def test_the_client_side_rate_limit_is_off_unless_asked_for() -> None:
+    assert from_environment({}).api_qps == 0
+    settings = from_environment({"PERENNIAL_API_QPS": "50", "PERENNIAL_API_BURST": "200"})
+    assert settings.api_qps == 50.0
+    assert settings.api_burst == 200
+
+
+@pytest.mark.parametrize("value", ["fast", "-1", "nan", "inf", "20000"])
+def test_an_invalid_api_qps_is_refused_with_its_range(value: str) -> None:
+    with pytest.raises(InvalidSettingsError, match=r"PERENNIAL_API_QPS=.*0-10000"):
+        from_environment({"PERENNIAL_API_QPS": value})
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "lots"])
+def test_an_invalid_api_burst_is_refused(value: str) -> None:
+    with pytest.raises(InvalidSettingsError, match="PERENNIAL_API_BURST"):
+        from_environment({"PERENNIAL_API_BURST": value})

@@ -1,15 +1,24 @@
-"""Kubernetes Events about Perennial objects (what `kubectl describe` shows under Events)."""
+"""Kubernetes Events about Perennial objects (what `kubectl describe` shows under Events).
+
+Events are posted in the background, as client-go's event broadcaster does: a reconcile
+hands an Event over and goes on, so a slow or throttled API server delays the Events, not
+the work they describe. The backlog is bounded; when it is full the newest Event is
+dropped and counted (``perennial_events_dropped_total``), because a model that serves
+matters more than its story being told.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from perennial.adapters import logs
-from perennial.adapters.kube import ApiError, KubeClient, Resource
+from perennial.adapters import logs, metrics
+from perennial.adapters.kube import KubeClient, Resource
 from perennial.domain.timeutil import format_time
 
 EVENTS = Resource("", "v1", "events")
@@ -17,38 +26,80 @@ COMPONENT = "perennial"
 logger = logging.getLogger(__name__)
 
 
+def event_body(obj: Mapping[str, Any], type_: str, reason: str, message: str, instance: str) -> dict[str, Any]:
+    """A core/v1 Event about ``obj``, stamped now."""
+    metadata = obj["metadata"]
+    now = format_time(datetime.now(UTC))
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": obj.get("kind"),
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "uid": metadata.get("uid"),
+            "resourceVersion": metadata.get("resourceVersion"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": instance,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
 class EventRecorder:
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: KubeClient, *, senders: int = 4, backlog: int = 10_000) -> None:
         self._client = client
         self._instance = socket.gethostname()
+        self._senders = senders
+        self._backlog: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=backlog)
+        self._tasks: list[asyncio.Task[None]] = []
 
-    async def record(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        """Post one Event; failing to post never fails the reconcile that wanted it."""
-        metadata = obj["metadata"]
-        now = format_time(datetime.now(UTC))
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion"),
-                "kind": obj.get("kind"),
-                "name": metadata["name"],
-                "namespace": metadata["namespace"],
-                "uid": metadata.get("uid"),
-                "resourceVersion": metadata.get("resourceVersion"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": self._instance,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+    def record(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Queue one Event for posting; never blocks and never fails the reconcile that wanted it."""
+        event = event_body(obj, type_, reason, message, self._instance)
         try:
-            await self._client.create(EVENTS, metadata["namespace"], event)
-        except ApiError as error:
-            logger.warning("could not post Event %s: %s", reason, error, extra=logs.about(obj))
+            self._backlog.put_nowait(event)
+        except asyncio.QueueFull:
+            metrics.EVENTS_DROPPED.inc()
+            logger.warning("Event backlog full: dropped %s", reason, extra=logs.about(obj))
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._send(), name=f"event-sender-{i}") for i in range(self._senders)]
+
+    async def stop(self, flush_timeout: float = 5.0) -> None:
+        """Post what is queued (for at most ``flush_timeout`` seconds), then stop the senders."""
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._backlog.join(), flush_timeout)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _send(self) -> None:
+        while True:
+            event = await self._backlog.get()
+            try:
+                await self._client.create(EVENTS, event["metadata"]["namespace"], event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # Caught broadly: a sender that died would silence every later Event. A lost
+                # Event is logged, never retried: Events are best effort by contract.
+                involved = event["involvedObject"]
+                logger.warning(
+                    "could not post Event %s: %s",
+                    event["reason"],
+                    error,
+                    extra=logs.about_object(str(involved["kind"]), str(involved["namespace"]), str(involved["name"])),
+                )
+            finally:
+                self._backlog.task_done()

@@ -3,7 +3,12 @@
 Watches are kopf's; this client does the writes and the rare reads a watch cannot
 answer. It authenticates with the same credentials kopf logged in with (``kopf.on.login``
 in ``perennial.main``), so the operator has one notion of "which cluster, as whom".
-A token bucket keeps the operator a good citizen under API Priority and Fairness.
+
+Pacing: at most ``max_in_flight`` requests are open at once, and a 429 (API Priority and
+Fairness turning a request away) is retried after the server's ``Retry-After``, as
+client-go does. A client-side token bucket is optional (``PERENNIAL_API_QPS``): off by
+default, because a fixed QPS caps a busy operator far below what the server would give it
+(the scale benchmark measured it: benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -148,14 +153,38 @@ def _ssl_context(credentials: Credentials) -> ssl.SSLContext | bool:
     return context
 
 
+# client-go's limit for retries on Retry-After; each wait is capped so a confused server
+# cannot park a reconcile for long.
+MAX_THROTTLED_RETRIES = 10
+MAX_RETRY_AFTER_SECONDS = 10.0
+
+
+def retry_after_seconds(status: int, header: str | None) -> float | None:
+    """How long to wait before retrying a throttled request, or None when it must not be retried.
+
+    A 429 is always retried (APF rejected it before it ran, so even a POST is safe); a 5xx
+    only when the server asked for it with ``Retry-After``, as client-go does.
+    """
+    if status != 429 and not (status >= 500 and header):
+        return None
+    try:
+        seconds = float(header) if header else 1.0
+    except ValueError:
+        seconds = 1.0  # an HTTP-date: not worth parsing for a one-second default
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
 class KubeClient:
-    def __init__(self, credentials: Credentials, *, qps: float = 50.0, burst: int = 100) -> None:
+    def __init__(
+        self, credentials: Credentials, *, qps: float = 0.0, burst: int = 100, max_in_flight: int = 32
+    ) -> None:
         self.server = credentials.server.rstrip("/")
         self._headers = {"Accept": "application/json", "User-Agent": "perennial-operator"}
         if credentials.token:
             self._headers["Authorization"] = f"Bearer {credentials.token}"
         self._ssl = _ssl_context(credentials)
-        self._limiter = TokenBucket(qps, burst)
+        self._limiter = TokenBucket(qps, burst) if qps > 0 else None
+        self._max_in_flight = max_in_flight
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -167,7 +196,7 @@ class KubeClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=32),
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._max_in_flight),
                 timeout=aiohttp.ClientTimeout(total=60),
             )
         return self._session
@@ -181,24 +210,32 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        await self._limiter.take()
         data = json.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if body is not None else None
-        started = time.monotonic()
-        async with self._client().request(
-            method, self.server + path, data=data, params=params, headers=headers
-        ) as response:
-            payload = await response.read()
-            metrics.API_REQUESTS.labels(method=method, code=str(response.status)).inc()
-            metrics.API_REQUEST_DURATION.labels(method=method).observe(time.monotonic() - started)
-            document: dict[str, Any] = json.loads(payload) if payload else {}
-            if response.status >= 400:
-                raise ApiError(
+        retries = 0
+        while True:
+            if self._limiter is not None:
+                await self._limiter.take()
+            started = time.monotonic()
+            async with self._client().request(
+                method, self.server + path, data=data, params=params, headers=headers
+            ) as response:
+                payload = await response.read()
+                metrics.API_REQUESTS.labels(method=method, code=str(response.status)).inc()
+                metrics.API_REQUEST_DURATION.labels(method=method).observe(time.monotonic() - started)
+                document: dict[str, Any] = json.loads(payload) if payload else {}
+                if response.status < 400:
+                    return document
+                error = ApiError(
                     response.status,
                     str(document.get("reason") or response.reason or ""),
                     str(document.get("message") or payload[:200].decode(errors="replace")),
                 )
-            return document
+                wait = retry_after_seconds(response.status, response.headers.get("Retry-After"))
+            if wait is None or retries == MAX_THROTTLED_RETRIES:
+                raise error
+            retries += 1
+            await asyncio.sleep(wait)
 
     async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("GET", resource.path(namespace, name))

@@ -143,3 +143,8 @@ def configure(level: str, log_format: str, stream: Any = None) -> None:
     logging.captureWarnings(True)
     # asyncio's debug chatter only when debugging; its warnings and errors always.
     logging.getLogger("asyncio").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    # kopf says "Handler 'x' succeeded" at INFO for every watch event: with all handlers
+    # being watch -> cache -> queue, that is one line per event of every watched object
+    # (tens of thousands at N=1000) and says nothing the reconciles' own lines do not.
+    # Its warnings and errors (a handler that raised) always come through.
+    logging.getLogger("kopf.objects").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

@@ -59,10 +59,28 @@ RECONCILE_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+WORKQUEUE_DEPTH = Gauge(
+    "perennial_workqueue_depth",
+    "Objects waiting in a work queue for a reconcile (client-go's workqueue_depth).",
+    ["kind"],
+    registry=REGISTRY,
+)
+WORKQUEUE_WAIT = Histogram(
+    "perennial_workqueue_wait_seconds",
+    "Time an object waited in its work queue before its reconcile started (client-go's queue_duration).",
+    ["kind"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
 API_REQUESTS = Counter(
     "perennial_api_requests_total",
     "Requests the operator made to the Kubernetes API (watches excluded), by method and HTTP code.",
     ["method", "code"],
+    registry=REGISTRY,
+)
+EVENTS_DROPPED = Counter(
+    "perennial_events_dropped_total",
+    "Kubernetes Events not posted because the operator's Event backlog was full.",
     registry=REGISTRY,
 )
 API_REQUEST_DURATION = Histogram(

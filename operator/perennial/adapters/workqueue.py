@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
-from perennial.adapters import logs
+from perennial.adapters import logs, metrics
 from perennial.adapters.store import Key
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,9 @@ class WorkQueue:
         self._base_delay = base_delay
         self._max_delay = max_delay
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
+        self._queued: dict[Key, float] = {}  # key -> when it was queued (monotonic)
+        self._depth = metrics.WORKQUEUE_DEPTH.labels(kind=kind)
+        self._wait = metrics.WORKQUEUE_WAIT.labels(kind=kind)
         self._processing: set[Key] = set()
         self._dirty: set[Key] = set()
         self._failures: dict[Key, int] = {}
@@ -59,8 +62,9 @@ class WorkQueue:
             self._dirty.add(key)  # picked up again when the running reconcile ends
             return
         if key not in self._queued:
-            self._queued.add(key)
+            self._queued[key] = time.monotonic()
             self._queue.put_nowait(key)
+            self._depth.set(len(self._queued))
 
     def add_after(self, key: Key, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -82,7 +86,8 @@ class WorkQueue:
     async def _worker(self) -> None:
         while True:
             key = await self._queue.get()
-            self._queued.discard(key)
+            self._wait.observe(time.monotonic() - self._queued.pop(key))
+            self._depth.set(len(self._queued))
             self._processing.add(key)
             try:
                 requeue_after = await self._reconcile(key)

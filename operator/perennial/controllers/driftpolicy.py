@@ -89,7 +89,7 @@ async def _reconcile(runtime: Runtime, key: Key) -> float | None:
     status["observedGeneration"] = generation
     await _write(runtime, body, before, status)
     for type_, reason, message in evaluation.events:
-        await runtime.events.record(body, type_, reason, message)
+        runtime.events.record(body, type_, reason, message)
     return _jittered(interval)
 
 

@@ -630,4 +630,4 @@ async def _write(runtime: Runtime, work: Pass, before: Mapping[str, Any]) -> Non
         )
         runtime.modeldeployments.put(updated)
     for type_, reason, message in work.events:
-        await runtime.events.record(work.body, type_, reason, message)
+        runtime.events.record(work.body, type_, reason, message)

@@ -22,6 +22,14 @@ from perennial.adapters.workqueue import WorkQueue
 from perennial.api.base import GROUP
 from perennial.settings import Settings
 
+# Events of children (a run's Job; a model's TrainingJobs, Deployment and Service) come in
+# bursts: a Job's status changes three or four times within a second of its pod starting.
+# Their owner is reconciled once, this long after the first event of a burst, and sees the
+# latest state: fewer status writes and Events for the same outcome. kube-controller-
+# manager's Job controller batches pod events the same way (syncJobBatchPeriod, 1 s). The
+# owner's own events (a user's edit) are not delayed.
+CHILD_EVENT_BATCH_SECONDS = 1.0
+
 
 @dataclass
 class Runtime:
@@ -54,8 +62,10 @@ class Runtime:
             return await driftpolicy.reconcile(self, key)
 
         self.events = EventRecorder(self.client)
-        self.trainingjob_queue = WorkQueue("TrainingJob", reconcile_trainingjob, workers=4)
-        self.modeldeployment_queue = WorkQueue("ModelDeployment", reconcile_modeldeployment, workers=4)
+        # Reconciles mostly wait on the API server: enough workers to keep its pipeline full
+        # (the client bounds requests in flight), one in flight per object.
+        self.trainingjob_queue = WorkQueue("TrainingJob", reconcile_trainingjob, workers=16)
+        self.modeldeployment_queue = WorkQueue("ModelDeployment", reconcile_modeldeployment, workers=16)
         # Evaluations mostly wait on Prometheus: more workers, still one in flight per policy.
         self.driftpolicy_queue = WorkQueue("DriftPolicy", reconcile_driftpolicy, workers=16)
 
@@ -71,15 +81,18 @@ class Runtime:
         """Queue the ModelDeployment that owns ``body`` (a TrainingJob, Deployment or Service)."""
         for owner in body.get("metadata", {}).get("ownerReferences") or []:
             if owner.get("kind") == "ModelDeployment" and str(owner.get("apiVersion", "")).startswith(f"{GROUP}/"):
-                self.modeldeployment_queue.add((body["metadata"]["namespace"], owner["name"]))
+                key = (body["metadata"]["namespace"], owner["name"])
+                self.modeldeployment_queue.add_after(key, CHILD_EVENT_BATCH_SECONDS)
 
     def start(self) -> None:
+        self.events.start()
         for queue in self.queues:
             queue.start()
 
     async def stop(self) -> None:
         for queue in self.queues:
             await queue.stop()
+        await self.events.stop()
         await self.client.close()
         await self.prometheus.close()
 

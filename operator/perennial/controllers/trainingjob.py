@@ -1,10 +1,11 @@
 """TrainingJob controller: one level-based reconcile per object, fed by watch events.
 
 Watch events of TrainingJobs and of the Jobs they own only record the object in a cache
-and queue the TrainingJob's key; the work queue runs ``reconcile`` once per key at a
-time. A reconcile costs, per transition: one create (the Job; plus the headless Service
-of a distributed run), one status patch, one Event, and one pod list when the run ends
-(to read the trainer's termination message).
+and queue the TrainingJob's key (a Job's events batched for a second, see
+``CHILD_EVENT_BATCH_SECONDS``); the work queue runs ``reconcile`` once per key at a time.
+A reconcile costs, per transition: one create (the Job; plus the headless Service of a
+distributed run), one status patch, one Event, and one pod list when the run ends (to read
+the trainer's termination message).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from perennial.adapters.kube import JOBS, PODS, SERVICES, TRAINING_JOBS, ApiErro
 from perennial.adapters.store import Key, key_of
 from perennial.api.base import GROUP, VERSION
 from perennial.api.trainingjob import TrainingJobSpec
-from perennial.controllers.runtime import Runtime, runtime_of
+from perennial.controllers.runtime import CHILD_EVENT_BATCH_SECONDS, Runtime, runtime_of
 from perennial.domain.conditions import ConditionState, merge_conditions, merge_patch
 from perennial.domain.labels import MANAGED_BY, MANAGED_BY_LABEL
 from perennial.domain.timeutil import parse_time
@@ -60,7 +61,8 @@ async def job_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None
     body = event["object"]
     runtime.jobs.apply_event(event.get("type"), body)
     namespace = body["metadata"]["namespace"]
-    runtime.trainingjob_queue.add((namespace, body["metadata"]["labels"][TRAINING_JOB_LABEL]))
+    key = (namespace, body["metadata"]["labels"][TRAINING_JOB_LABEL])
+    runtime.trainingjob_queue.add_after(key, CHILD_EVENT_BATCH_SECONDS)
 
 
 async def reconcile(runtime: Runtime, key: Key) -> float | None:
@@ -128,7 +130,7 @@ async def _find_or_create_job(
     runtime.jobs.put(job)
     if created:
         metrics.TRAINING_RUNS_STARTED.inc()
-        await runtime.events.record(body, "Normal", "JobCreated", f"created Job {ref.name}")
+        runtime.events.record(body, "Normal", "JobCreated", f"created Job {ref.name}")
     return job
 
 
@@ -159,7 +161,7 @@ async def _write_status(
     )
     runtime.trainingjobs.put(updated)
     for event in result.events:
-        await runtime.events.record(body, event.type, event.reason, event.message)
+        runtime.events.record(body, event.type, event.reason, event.message)
     phase = result.status.get("phase")
     if result.finished and current.get("phase") not in TERMINAL_PHASES and phase in TERMINAL_PHASES:
         metrics.TRAINING_RUNS_FINISHED.labels(result=phase).inc()
