@@ -846,7 +846,7 @@ def table(results: list[Result]) -> str:
         lines.append(f"| {r.n} | operator's mean API latency; mean work-queue wait | {latency}; {waits} |")
     lines.append("")
     lines.append(
-        "CPU seconds per process during the timed part of each phase (2 cores: the machine's capacity is 2 s/s):"
+        f"CPU seconds per process during the timed part of each phase ({os.cpu_count()} CPUs: as many CPU-s a second):"
     )
     lines.append("")
     lines.append("| N | phase | CPU s by process | total CPU s / wall s |")
