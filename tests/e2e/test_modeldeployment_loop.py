@@ -622,6 +622,37 @@ def test_operator_killed_mid_training_resumes_without_duplicates(
     assert deployments[0].spec.template.metadata.labels[VERSION_LABEL] == "1"
 
 
+def test_a_training_job_created_just_before_a_crash_is_adopted_not_duplicated(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, tmp_path: Path
+) -> None:
+    # The window between creating a TrainingJob and recording it in status: the first
+    # operator creates churn-v1 and is killed; the status it recorded is then removed, so
+    # the ModelDeployment looks exactly as if the crash came before the status patch.
+    custom = client.CustomObjectsApi(api_client)
+    with operator_support.subprocess_operator(perennial_crds.kubeconfig, [namespace], tmp_path / "first.log") as first:
+        assert first.pid is not None
+        apply(perennial_crds, namespace, mdep(auc=0.93, duration="4s"))
+        wait_until(lambda: "churn-v1" in training_jobs(api_client, namespace), timeout=30, what="TrainingJob churn-v1")
+        os.kill(first.pid, signal.SIGKILL)
+    custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, "modeldeployments", NAME, {"status": None})
+    assert status_of(api_client, namespace) == {}
+
+    with operator_support.subprocess_operator(perennial_crds.kubeconfig, [namespace], tmp_path / "second.log"):
+        wait_mdep(api_client, namespace, served("1"), what="the unrecorded v1 adopted and served")
+        holds_for(
+            lambda: training_jobs(api_client, namespace).keys() == {"churn-v1"},
+            seconds=3,
+            what="one TrainingJob",
+        )
+        final = status_of(api_client, namespace)
+
+    assert final["latestVersion"] == "1"
+    assert [r["version"] for r in final["versions"]] == ["1"]
+    assert record(final, "1")["trainingJob"] == "churn-v1"
+    assert record(final, "1")["trigger"]["reason"] == "Initial"
+    assert [j.metadata.name for j in client.BatchV1Api(api_client).list_namespaced_job(namespace).items] == ["churn-v1"]
+
+
 def test_a_serving_change_updates_the_service_and_deployment_without_retraining(
     perennial_crds: ClusterInfo,
     namespace: str,
