@@ -47,7 +47,6 @@ from typing import Any
 
 import aiohttp
 from localcluster.cluster import LocalCluster
-from localcluster.errors import ClusterError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GROUP = "perennial.dev"
@@ -895,16 +894,7 @@ async def ready_cluster(fresh: bool) -> tuple[LocalCluster, Api]:
         cluster.down()
     cluster.up("full")
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
-    for attempt in range(10):  # a just-created CRD has no conditions yet: kubectl wait errors then
-        try:
-            cluster.kubectl(
-                "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{p}.{GROUP}" for p in _crd_plurals()]
-            )
-            break
-        except ClusterError:
-            if attempt == 9:
-                raise
-            await asyncio.sleep(1)
+    cluster.wait_established(*[f"crd/{p}.{GROUP}" for p in _crd_plurals()])
     context = ssl.create_default_context(cafile=str(cluster.pki / "ca.crt"))
     context.load_cert_chain(str(cluster.pki / "admin.crt"), str(cluster.pki / "admin.key"))
     return cluster, Api(cluster.api_url(), context)

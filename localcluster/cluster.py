@@ -170,6 +170,29 @@ class LocalCluster:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Wait until every named CRD (``crd/<plural>.<group>``) is Established.
+
+        Not ``kubectl wait``: on a CRD created a moment ago ``status.conditions`` may still
+        be null, and kubectl wait then fails at once instead of waiting (seen in CI).
+        """
+
+        def established() -> bool:
+            try:
+                listed = json.loads(self.kubectl("get", *crds, "-o", "json"))
+            except ClusterError:
+                return False
+            items = listed.get("items", [listed])  # a List for several names
+            return len(items) == len(crds) and all(
+                any(
+                    c.get("type") == "Established" and c.get("status") == "True"
+                    for c in (item.get("status") or {}).get("conditions") or []
+                )
+                for item in items
+            )
+
+        _wait(f"{', '.join(crds)} Established", established, timeout)
+
     # ------------------------------------------------------------------ up
     def up(self, profile: str) -> Path:
         with _locked(self.dir):
@@ -378,7 +401,7 @@ class LocalCluster:
         # kwok's own Stage CRD and node Stages ship inside its module; the pod Stages
         # are ours, because they carry the simulation contract (stages/pods.yaml).
         self.kubectl("apply", "--server-side", "-f", str(module / "kustomize/crd/bases/kwok.x-k8s.io_stages.yaml"))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/stages.kwok.x-k8s.io")
+        self.wait_established("crd/stages.kwok.x-k8s.io")
         self.kubectl(
             "apply",
             "--server-side",

@@ -189,13 +189,8 @@ def run() -> int:
 
     _say("== 2/5  install the CRDs, start the operator and a drift exporter")
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/modeldeployments.perennial.dev",
-        "crd/driftpolicies.perennial.dev",
-        "crd/trainingjobs.perennial.dev",
+    cluster.wait_established(
+        "crd/modeldeployments.perennial.dev", "crd/driftpolicies.perennial.dev", "crd/trainingjobs.perennial.dev"
     )
     if NAMESPACE in cluster.kubectl("get", "namespaces", "-o", "name"):
         _say(f"  removing the previous run's namespace {NAMESPACE}")

@@ -21,7 +21,6 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any, Final
 
@@ -29,15 +28,7 @@ import pytest
 import yaml
 from _pytest.mark import ParameterSet
 
-from tests.support.cluster import ClusterInfo
-
-CRD_DIR: Final = Path(__file__).resolve().parents[2] / "crds"
-CRD_NAMES: Final = (
-    "trainingjobs.perennial.dev",
-    "modeldeployments.perennial.dev",
-    "driftpolicies.perennial.dev",
-)
-_crds_installed_in: set[Path] = set()
+from tests.support.cluster import ClusterInfo, install_crds
 
 Resource = dict[str, Any]
 Mutation = Callable[[Resource], None]
@@ -46,12 +37,7 @@ Mutation = Callable[[Resource], None]
 @pytest.fixture(autouse=True)
 def _crds_installed(cluster: ClusterInfo) -> None:
     """The CRDs under test, applied and Established once per cluster this session."""
-    if cluster.kubeconfig in _crds_installed_in:
-        return
-    cluster.kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-    for name in CRD_NAMES:
-        cluster.kubectl_run("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-    _crds_installed_in.add(cluster.kubeconfig)
+    install_crds(cluster)
 
 
 # ---------------------------------------------------------------- valid bases

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from localcluster.cluster import LocalCluster
 
+from tests.support.waiting import wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -129,5 +131,19 @@ def install_crds(cluster: ClusterInfo) -> None:
         f"crd/{path.name.removeprefix('perennial.dev_').removesuffix('.yaml')}.perennial.dev"
         for path in sorted(CRDS_DIR.glob("*.yaml"))
     ]
-    cluster.kubectl_run("wait", "--for=condition=Established", "--timeout=60s", *names)
+    # Not `kubectl wait`: on a CRD created a moment ago, status.conditions may still be
+    # null, and kubectl wait fails at once on that instead of waiting (seen in CI).
+
+    def established() -> bool:
+        listed = json.loads(cluster.kubectl_run("get", *names, "-o", "json").stdout)
+        crds = listed.get("items", [listed])  # a List for several names
+        return len(crds) == len(names) and all(
+            any(
+                c.get("type") == "Established" and c.get("status") == "True"
+                for c in (crd.get("status") or {}).get("conditions") or []
+            )
+            for crd in crds
+        )
+
+    wait_until(established, timeout=60, what="the Perennial CRDs Established")
     _crds_installed.add(cluster.kubeconfig)
