@@ -15,8 +15,6 @@ from pathlib import Path
 
 from localcluster.cluster import LocalCluster
 
-from tests.support.waiting import wait_until
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -131,19 +129,7 @@ def install_crds(cluster: ClusterInfo) -> None:
         f"crd/{path.name.removeprefix('perennial.dev_').removesuffix('.yaml')}.perennial.dev"
         for path in sorted(CRDS_DIR.glob("*.yaml"))
     ]
-    # Not `kubectl wait`: on a CRD created a moment ago, status.conditions may still be
-    # null, and kubectl wait fails at once on that instead of waiting (seen in CI).
-
-    def established() -> bool:
-        listed = json.loads(cluster.kubectl_run("get", *names, "-o", "json").stdout)
-        crds = listed.get("items", [listed])  # a List for several names
-        return len(crds) == len(names) and all(
-            any(
-                c.get("type") == "Established" and c.get("status") == "True"
-                for c in (crd.get("status") or {}).get("conditions") or []
-            )
-            for crd in crds
-        )
-
-    wait_until(established, timeout=60, what="the Perennial CRDs Established")
+    # The session's clusters are LocalCluster's (bring_up): its wait copes with a CRD
+    # whose conditions are still null, which `kubectl wait` does not.
+    LocalCluster().wait_established(*names)
     _crds_installed.add(cluster.kubeconfig)
