@@ -65,7 +65,7 @@ async def _reconcile(runtime: Runtime, key: Key) -> float | None:
         return None
     metadata = body["metadata"]
     spec = DriftPolicySpec.model_validate(body.get("spec") or {})
-    status: dict[str, Any] = copy.deepcopy(body.get("status") or {})
+    status: dict[str, Any] = body.get("status") or {}  # the cache hands out a private copy
     before = copy.deepcopy(status)
     now = datetime.now(UTC)
     generation = metadata.get("generation")

@@ -129,7 +129,8 @@ def _open_pass(runtime: Runtime, key: Key) -> Pass | None:
     metadata = body["metadata"]
     ref = md.ModelRef(metadata["name"], metadata["namespace"], metadata["uid"], metadata.get("generation"))
     spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
-    return Pass(body, ref, spec, datetime.now(UTC), copy.deepcopy(body.get("status") or {}))
+    # The cache hands out a private copy: the pass may change its status in place.
+    return Pass(body, ref, spec, datetime.now(UTC), body.get("status") or {})
 
 
 async def reconcile(runtime: Runtime, key: Key) -> float | None:
