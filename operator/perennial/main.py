@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -15,13 +17,97 @@ import kopf
 from perennial import settings as settings_module
 from perennial.adapters.http_server import OperatorHTTPServer
 from perennial.adapters.kube import Credentials, KubeClient
-from perennial.controllers import driftpolicy, modeldeployment, trainingjob  # noqa: F401 - registers handlers
-from perennial.controllers.runtime import Runtime
+from perennial.adapters.prometheus import PrometheusClient
+from perennial.adapters.store import ObjectStore
+from perennial.api.base import GROUP, VERSION
+from perennial.controllers.context import Cluster
+from perennial.controllers.driftpolicy import DriftPolicyController
+from perennial.controllers.modeldeployment import ModelDeploymentController
+from perennial.controllers.trainingjob import TrainingJobController
+from perennial.domain.labels import MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL
+from perennial.domain.training import TRAINING_JOB_LABEL
 
-GROUP = "perennial.dev"
 logger = logging.getLogger("perennial")
 
 _http_server: OperatorHTTPServer | None = None
+
+
+@dataclass
+class Operator:
+    """Everything one running operator holds: the shared caches and the three controllers."""
+
+    cluster: Cluster
+    prometheus: PrometheusClient
+    trainingjobs: TrainingJobController
+    modeldeployments: ModelDeploymentController
+    driftpolicies: DriftPolicyController
+
+    @classmethod
+    def build(cls, cluster: Cluster) -> Operator:
+        prometheus = PrometheusClient()
+        return cls(
+            cluster,
+            prometheus,
+            TrainingJobController(cluster),
+            ModelDeploymentController(cluster),
+            DriftPolicyController(cluster, prometheus),
+        )
+
+    def start(self) -> None:
+        self.cluster.events.start()
+        for controller in (self.trainingjobs, self.modeldeployments, self.driftpolicies):
+            controller.start()
+
+    async def stop(self) -> None:
+        for controller in (self.trainingjobs, self.modeldeployments, self.driftpolicies):
+            await controller.stop()
+        await self.cluster.events.stop()
+        await self.cluster.client.close()
+        await self.prometheus.close()
+
+
+def _cluster(memo: kopf.Memo) -> Cluster:
+    operator = getattr(memo, "operator", None)
+    if not isinstance(operator, Operator):
+        raise kopf.TemporaryError("the operator is still starting", delay=1)
+    return operator.cluster
+
+
+# ---------------------------------------------------------------- watches
+# One watch per kind feeds one cache (an informer); the controllers subscribed to a cache
+# queue their keys. Children are watched by the labels Perennial puts on them.
+def _feed(store: ObjectStore, event: Mapping[str, Any]) -> None:
+    store.apply_event(event.get("type"), event["object"])
+
+
+@kopf.on.event(GROUP, VERSION, "trainingjobs")
+async def trainingjob_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    _feed(_cluster(memo).trainingjobs, event)
+
+
+@kopf.on.event(GROUP, VERSION, "modeldeployments")
+async def modeldeployment_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    _feed(_cluster(memo).modeldeployments, event)
+
+
+@kopf.on.event(GROUP, VERSION, "driftpolicies")
+async def driftpolicy_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    _feed(_cluster(memo).driftpolicies, event)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY, TRAINING_JOB_LABEL: kopf.PRESENT})
+async def job_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    _feed(_cluster(memo).jobs, event)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGED_BY, MODEL_LABEL: kopf.PRESENT})
+async def deployment_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    _feed(_cluster(memo).deployments, event)
+
+
+@kopf.on.event("", "v1", "services", labels={MANAGED_BY_LABEL: MANAGED_BY, MODEL_LABEL: kopf.PRESENT})
+async def service_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    _feed(_cluster(memo).services, event)
 
 
 def _connection(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
@@ -76,10 +162,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     global _http_server
     config = settings_module.from_environment()
     # Our own prefixes, so Perennial's bookkeeping never collides with another operator's.
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    # Every handler is on.event (watch -> cache -> work queue): no finalizers, no handler
+    # progress, no diff base for kopf to keep, and Events go through Perennial's recorder.
     settings.persistence.diffbase_storage = NoDiffBaseStorage()
-    settings.posting.level = logging.INFO
+    settings.posting.enabled = False
     # Bounded watches and requests: a dead connection is noticed and re-established.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -88,9 +174,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     if info is None:
         raise kopf.PermanentError("no cluster credentials: set KUBECONFIG or run in a pod")
     client = KubeClient(_credentials(info), qps=config.api_qps, burst=config.api_burst)
-    runtime = Runtime(client=client, settings=config)
-    runtime.start()
-    memo.runtime = runtime
+    operator = Operator.build(Cluster(client=client, settings=config))
+    operator.start()
+    memo.operator = operator
     _http_server = OperatorHTTPServer(config.metrics_address, config.metrics_port)
     await _http_server.start()
     logger.info(
@@ -104,9 +190,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 @kopf.on.cleanup()
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     global _http_server
-    runtime = getattr(memo, "runtime", None)
-    if isinstance(runtime, Runtime):
-        await runtime.stop()
+    operator = getattr(memo, "operator", None)
+    if isinstance(operator, Operator):
+        await operator.stop()
     if _http_server is not None:
         await _http_server.stop()
         _http_server = None

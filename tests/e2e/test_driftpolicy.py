@@ -274,8 +274,15 @@ def test_value_out_of_bounds_for_its_duration_triggers_exactly_one_retrain(
     assert is_(first_out, "Drifting", "False"), first_out
     assert not first_out.get("triggerCount")
 
+    # Drifting asks the target in status.retrainRequest; the trigger is recorded once the
+    # target answered in its status.driftRequests (a second or so later).
     drifting = wait_policy(
-        api_client, namespace, lambda s: is_(s, "Drifting", "True"), what="Drifting", timeout=45, seen=seen
+        api_client,
+        namespace,
+        lambda s: is_(s, "Drifting", "True") and s.get("triggerCount") == 1,
+        what="Drifting, and the target's answer recorded",
+        timeout=60,
+        seen=seen,
     )
     breached_exactly_when_due(seen, DRIFTED, timedelta(seconds=15))
     entry = metric0(drifting)
@@ -287,6 +294,15 @@ def test_value_out_of_bounds_for_its_duration_triggers_exactly_one_retrain(
     assert drifting["lastTrainingJob"] == "churn-v2"
     assert cond(drifting, "Drifting")["reason"] == "MetricsBreached"
     assert is_(drifting, "Ready", "True"), drifting
+    assert "retrainRequest" not in drifting, "an answered request is cleared"
+    asked = [s["retrainRequest"] for s in seen if s.get("retrainRequest")]
+    if asked:  # the request may have been answered between two polls
+        assert asked[0]["id"] == drifting["lastTriggerTime"]
+        assert asked[0]["detail"] == "feature_psi=0.31 > max 0.2"
+    answers = mdep_status(api_client, namespace)["driftRequests"]
+    assert [(a["policy"], a["id"], a["result"], a["trainingJob"]) for a in answers] == [
+        (POLICY, drifting["lastTriggerTime"], "Started", "churn-v2")
+    ]
 
     trigger = get_custom(api_client, namespace, "trainingjobs", "churn-v2")["spec"]["trigger"]
     assert trigger["reason"] == "Drift"

@@ -146,7 +146,7 @@ def test_operator_runs_the_loop_as_its_service_account_without_a_single_403(
         wait_for_status(
             api_client, namespace, "modeldeployments", MODEL, failing_fast_on_403(running, log, serving("1")), what="v1"
         )
-        # A drift trigger, a retrain, a second rollout (PUT of the Deployment), and the
+        # A drift trigger, a retrain, a second rollout (server-side apply of the Deployment), and the
         # retired v1 trimmed (historyLimit 0: DELETE of its TrainingJob).
         apply(installed, namespace, driftpolicy())
         status = wait_for_status(
@@ -181,8 +181,9 @@ def test_operator_runs_the_loop_as_its_service_account_without_a_single_403(
 
     forbidden = {key: count for key, count in requests.items() if key[1] == "403" and count}
     assert not forbidden, f"403s: {forbidden}"
-    # Every verb of the role was exercised and succeeded: create, get/list, status patch, PUT, DELETE.
-    for method in ("POST", "GET", "PATCH", "PUT", "DELETE"):
+    # Every verb of the role was exercised and succeeded: create, get/list, status patch and
+    # server-side apply (PATCH), DELETE. No PUT: nothing is replaced whole.
+    for method in ("POST", "GET", "PATCH", "DELETE"):
         ok = sum(count for (m, code), count in requests.items() if m == method and code.startswith("2"))
         assert ok > 0, f"no successful {method}: {requests}"
     lines = forbidden_lines(log.read_text())
@@ -201,8 +202,9 @@ ALLOWED = [
     ("create", "jobs.batch"),
     ("watch", "jobs.batch"),
     ("create", "deployments.apps"),
-    ("update", "deployments.apps"),
+    ("patch", "deployments.apps"),
     ("create", "services"),
+    ("patch", "services"),
     ("list", "pods"),
     ("create", "events"),
     ("list", "namespaces"),
@@ -225,7 +227,9 @@ DENIED = [
     ("delete", "modeldeployments.perennial.dev"),
     ("create", "modeldeployments.perennial.dev"),
     ("delete", "jobs.batch"),
-    ("patch", "deployments.apps"),
+    ("patch", "jobs.batch"),
+    ("update", "deployments.apps"),
+    ("update", "services"),
     ("delete", "deployments.apps"),
     ("delete", "services"),
     ("update", "events"),

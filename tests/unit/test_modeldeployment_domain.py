@@ -1,13 +1,13 @@
 """ModelDeployment domain logic: triggers, arbitration, versions, promotion, serving, history.
 
-Pure functions only: specs are built the way a user writes them (camelCase), statuses
-and children are dicts shaped like what the API server returns, and time is a fixed
-``NOW`` (2026-11-26, a Thursday, 12:00 UTC).
+Pure functions only: specs and statuses are built the way they are written on the wire
+(camelCase, read into the typed models), children are dicts shaped like what the API
+server returns, and time is a fixed ``NOW`` (2026-11-26, a Thursday, 12:00 UTC).
 """
 
 from __future__ import annotations
 
-import itertools
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -15,13 +15,20 @@ from typing import Any
 
 import pytest
 
-from perennial.api.modeldeployment import ModelDeploymentSpec, ModelVersionRecord
+from perennial.api.modeldeployment import (
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    ModelVersionRecord,
+    RolloutStatus,
+)
 from perennial.api.trainingjob import TrainingJobSpec
 from perennial.domain.modeldeployment import (
     DeploymentHealth,
+    DriftRequest,
     ModelRef,
     Run,
     Trigger,
+    adopted_record,
     arbitrate,
     cooldown_ends,
     deployed_version,
@@ -31,6 +38,7 @@ from perennial.domain.modeldeployment import (
     history_to_delete,
     next_schedule,
     next_version,
+    own_runs,
     pending_triggers,
     promotion_decision,
     rollout_overdue,
@@ -88,6 +96,19 @@ def make_spec(
     return ModelDeploymentSpec.model_validate(document)
 
 
+def status_of(document: Mapping[str, Any]) -> ModelDeploymentStatus:
+    """A status as the API server returns it (camelCase), read into the typed model."""
+    return ModelDeploymentStatus.model_validate(document)
+
+
+def record_of(document: Mapping[str, Any]) -> ModelVersionRecord:
+    return ModelVersionRecord.model_validate(document)
+
+
+def rollout_of(document: Mapping[str, Any]) -> RolloutStatus:
+    return RolloutStatus.model_validate(document)
+
+
 def reasons(triggers: list[Trigger]) -> list[str]:
     return [t.reason for t in triggers]
 
@@ -107,27 +128,30 @@ def deploy(spec: ModelDeploymentSpec | None = None, version: str = "4") -> dict[
     return desired_deployment(REF, spec or make_spec(), version, SERVED_URI)
 
 
+BOOKKEEPING = {"perennial.dev/triggered-at": "2026-11-26T12:00:00Z"}
+
+
 # ---------------------------------------------------------------- pending triggers
 SERVING_STATUS: dict[str, Any] = {"latestVersion": "4", "servingVersion": "4"}
 
 
 def test_initial_when_no_version_exists() -> None:
-    assert reasons(pending_triggers(make_spec(), {}, {}, NOW)) == ["Initial"]
+    assert reasons(pending_triggers(make_spec(), {}, status_of({}), NOW)) == ["Initial"]
 
 
 def test_no_trigger_once_a_version_exists_and_nothing_changed() -> None:
-    assert pending_triggers(make_spec(), {}, SERVING_STATUS, NOW) == []
+    assert pending_triggers(make_spec(), {}, status_of(SERVING_STATUS), NOW) == []
 
 
 def test_manual_when_retrain_request_is_new() -> None:
-    triggers = pending_triggers(make_spec(), {RETRAIN_REQUEST: "2026-11-26-a"}, SERVING_STATUS, NOW)
+    triggers = pending_triggers(make_spec(), {RETRAIN_REQUEST: "2026-11-26-a"}, status_of(SERVING_STATUS), NOW)
 
     assert reasons(triggers) == ["Manual"]
     assert triggers[0].source == "2026-11-26-a"
 
 
 def test_manual_when_retrain_request_differs_from_the_handled_one() -> None:
-    status = {**SERVING_STATUS, "handledRetrainRequest": "2026-11-25-a"}
+    status = status_of({**SERVING_STATUS, "handledRetrainRequest": "2026-11-25-a"})
 
     triggers = pending_triggers(make_spec(), {RETRAIN_REQUEST: "2026-11-26-a"}, status, NOW)
 
@@ -136,26 +160,26 @@ def test_manual_when_retrain_request_differs_from_the_handled_one() -> None:
 
 
 def test_no_manual_when_retrain_request_was_handled() -> None:
-    status = {**SERVING_STATUS, "handledRetrainRequest": "2026-11-26-a"}
+    status = status_of({**SERVING_STATUS, "handledRetrainRequest": "2026-11-26-a"})
 
     assert pending_triggers(make_spec(), {RETRAIN_REQUEST: "2026-11-26-a"}, status, NOW) == []
 
 
 def test_no_manual_for_unrelated_annotations() -> None:
-    assert pending_triggers(make_spec(), {"note": "hello"}, SERVING_STATUS, NOW) == []
+    assert pending_triggers(make_spec(), {"note": "hello"}, status_of(SERVING_STATUS), NOW) == []
 
 
 def test_spec_change_when_training_hash_differs() -> None:
     before = make_spec(training={"dataset": {"version": "2026-11-19"}})
     after = make_spec(training={"dataset": {"version": "2026-11-26"}})
-    status = {**SERVING_STATUS, "trainingSpecHash": training_hash(before)}
+    status = status_of({**SERVING_STATUS, "trainingSpecHash": training_hash(before)})
 
     assert reasons(pending_triggers(after, {}, status, NOW)) == ["SpecChange"]
 
 
 def test_no_spec_change_when_training_hash_matches() -> None:
     spec = make_spec()
-    status = {**SERVING_STATUS, "trainingSpecHash": training_hash(spec)}
+    status = status_of({**SERVING_STATUS, "trainingSpecHash": training_hash(spec)})
 
     assert pending_triggers(spec, {}, status, NOW) == []
 
@@ -163,7 +187,7 @@ def test_no_spec_change_when_training_hash_matches() -> None:
 def test_no_spec_change_when_only_serving_changed() -> None:
     before = make_spec()
     after = make_spec(serving={"image": "registry.example/churn-server:2.0.0", "replicas": 5})
-    status = {**SERVING_STATUS, "trainingSpecHash": training_hash(before)}
+    status = status_of({**SERVING_STATUS, "trainingSpecHash": training_hash(before)})
 
     assert training_hash(after) == training_hash(before)
     assert pending_triggers(after, {}, status, NOW) == []
@@ -172,7 +196,7 @@ def test_no_spec_change_when_only_serving_changed() -> None:
 def test_no_spec_change_when_on_spec_change_is_false() -> None:
     before = make_spec()
     after = make_spec(training={"image": "registry.example/churn-trainer:3.0.0"}, retraining={"onSpecChange": False})
-    status = {**SERVING_STATUS, "trainingSpecHash": training_hash(before)}
+    status = status_of({**SERVING_STATUS, "trainingSpecHash": training_hash(before)})
 
     assert pending_triggers(after, {}, status, NOW) == []
 
@@ -180,26 +204,26 @@ def test_no_spec_change_when_on_spec_change_is_false() -> None:
 def test_no_spec_change_when_no_hash_recorded() -> None:
     spec = make_spec(training={"image": "registry.example/churn-trainer:3.0.0"})
 
-    assert pending_triggers(spec, {}, SERVING_STATUS, NOW) == []
+    assert pending_triggers(spec, {}, status_of(SERVING_STATUS), NOW) == []
 
 
 @pytest.mark.parametrize("due", [pytest.param(NOW, id="due-now"), pytest.param(NOW - timedelta(hours=5), id="overdue")])
 def test_schedule_when_due(due: datetime) -> None:
     spec = make_spec(retraining={"schedule": "0 3 * * *"})
-    status = {**SERVING_STATUS, "nextScheduledRetrain": iso(due)}
+    status = status_of({**SERVING_STATUS, "nextScheduledRetrain": iso(due)})
 
     assert reasons(pending_triggers(spec, {}, status, NOW)) == ["Schedule"]
 
 
 def test_no_schedule_before_it_is_due() -> None:
     spec = make_spec(retraining={"schedule": "0 3 * * *"})
-    status = {**SERVING_STATUS, "nextScheduledRetrain": iso(NOW + timedelta(seconds=1))}
+    status = status_of({**SERVING_STATUS, "nextScheduledRetrain": iso(NOW + timedelta(seconds=1))})
 
     assert pending_triggers(spec, {}, status, NOW) == []
 
 
 def test_no_schedule_without_a_schedule_in_the_spec() -> None:
-    status = {**SERVING_STATUS, "nextScheduledRetrain": iso(NOW - timedelta(hours=1))}
+    status = status_of({**SERVING_STATUS, "nextScheduledRetrain": iso(NOW - timedelta(hours=1))})
 
     assert pending_triggers(make_spec(), {}, status, NOW) == []
 
@@ -207,29 +231,62 @@ def test_no_schedule_without_a_schedule_in_the_spec() -> None:
 def test_no_schedule_before_the_next_firing_is_recorded() -> None:
     spec = make_spec(retraining={"schedule": "0 3 * * *"})
 
-    assert pending_triggers(spec, {}, SERVING_STATUS, NOW) == []
+    assert pending_triggers(spec, {}, status_of(SERVING_STATUS), NOW) == []
 
 
 def test_triggers_are_ordered_most_important_first() -> None:
     before = make_spec(retraining={"schedule": "0 3 * * *"})
     after = make_spec(training={"image": "registry.example/churn-trainer:3.0.0"}, retraining={"schedule": "0 3 * * *"})
-    status = {
-        "trainingSpecHash": training_hash(before),
-        "nextScheduledRetrain": iso(NOW - timedelta(minutes=1)),
-        "handledRetrainRequest": "old",
-    }
+    status = status_of(
+        {
+            "trainingSpecHash": training_hash(before),
+            "nextScheduledRetrain": iso(NOW - timedelta(minutes=1)),
+            "handledRetrainRequest": "old",
+        }
+    )
+    drift = [DriftRequest("churn-drift", "ep-3", "feature_psi=0.31 > max 0.2")]
 
-    triggers = pending_triggers(after, {RETRAIN_REQUEST: "new"}, status, NOW)
+    triggers = pending_triggers(after, {RETRAIN_REQUEST: "new"}, status, NOW, drift)
 
-    assert reasons(triggers) == ["Initial", "Manual", "SpecChange", "Schedule"]
+    assert reasons(triggers) == ["Initial", "Manual", "SpecChange", "Drift", "Schedule"]
+
+
+def test_drift_when_a_policy_asks_and_the_request_is_unanswered() -> None:
+    drift = [DriftRequest("churn-drift", "ep-3", "feature_psi=0.31 > max 0.2")]
+
+    triggers = pending_triggers(make_spec(), {}, status_of(SERVING_STATUS), NOW, drift)
+
+    assert triggers == [Trigger("Drift", "churn-drift", "feature_psi=0.31 > max 0.2", request="ep-3")]
+
+
+def test_no_drift_once_the_request_is_answered() -> None:
+    answer = {"policy": "churn-drift", "id": "ep-3", "result": "Suppressed", "reason": "Cooldown"}
+    status = status_of({**SERVING_STATUS, "driftRequests": [answer]})
+
+    assert pending_triggers(make_spec(), {}, status, NOW, [DriftRequest("churn-drift", "ep-3")]) == []
+
+
+def test_drift_again_for_a_new_request_of_the_same_policy() -> None:
+    answer = {"policy": "churn-drift", "id": "ep-3", "result": "Started", "trainingJob": "churn-v5"}
+    status = status_of({**SERVING_STATUS, "driftRequests": [answer]})
+
+    triggers = pending_triggers(make_spec(), {}, status, NOW, [DriftRequest("churn-drift", "ep-4")])
+
+    assert [(t.reason, t.source, t.request) for t in triggers] == [("Drift", "churn-drift", "ep-4")]
+
+
+def test_one_drift_trigger_per_policy_that_asks() -> None:
+    drift = [DriftRequest("churn-drift", "ep-3"), DriftRequest("latency-drift", "ep-1")]
+
+    triggers = pending_triggers(make_spec(), {}, status_of(SERVING_STATUS), NOW, drift)
+
+    assert [(t.reason, t.source) for t in triggers] == [("Drift", "churn-drift"), ("Drift", "latency-drift")]
 
 
 # ---------------------------------------------------------------- arbitration
-TRIGGER_REASONS = ("Initial", "Manual", "SpecChange", "Drift", "Schedule")
-AUTOMATIC_REASONS = {"Initial", "SpecChange", "Drift", "Schedule"}
 MAX_FAILURES = 3
 COOLDOWN = timedelta(hours=1)
-LAST_RETRAIN_IN_COOLDOWN = NOW - timedelta(minutes=30)  # cooldown ends at 12:30
+LAST_AUTOMATIC_RETRAIN_IN_COOLDOWN = NOW - timedelta(minutes=30)  # cooldown ends at 12:30
 COOLDOWN_ENDS_TEXT = "2026-11-26T12:30:00Z"
 
 
@@ -237,87 +294,86 @@ def arbitration_spec(*, suspend: bool = False) -> ModelDeploymentSpec:
     return make_spec(retraining={"cooldown": "1h", "maxConsecutiveFailures": MAX_FAILURES}, suspend=suspend)
 
 
-def arbitration_status(*, circuit_open: bool = False, in_cooldown: bool = False) -> dict[str, Any]:
-    last = LAST_RETRAIN_IN_COOLDOWN if in_cooldown else NOW - timedelta(hours=3)
-    return {
-        "latestVersion": "4",
-        "servingVersion": "4",
-        "consecutiveFailures": MAX_FAILURES if circuit_open else MAX_FAILURES - 1,
-        "lastRetrain": {"time": iso(last), "reason": "Drift", "source": "churn-drift"},
-    }
-
-
-def expected_outcome(reason: str, *, active: bool, suspend: bool, circuit_open: bool, in_cooldown: bool) -> str | None:
-    """The rule book, straight from the design: None means the trigger runs."""
-    if active:
-        return "TrainingInProgress"
-    if reason == "Manual":
-        return None
-    if suspend and reason in AUTOMATIC_REASONS:
-        return "Suspended"
-    if reason in ("Initial", "SpecChange"):
-        return None
-    if circuit_open:
-        return "CircuitOpen"
-    if in_cooldown:
-        return "Cooldown"
-    return None
-
-
-def _case_id(reason: str, active: bool, suspend: bool, circuit_open: bool, in_cooldown: bool) -> str:
-    return "-".join(
-        [
-            reason,
-            "active" if active else "idle",
-            "suspended" if suspend else "unsuspended",
-            "circuit-open" if circuit_open else "circuit-closed",
-            "in-cooldown" if in_cooldown else "cooled-down",
-        ]
+def arbitration_status(*, circuit_open: bool = False, in_cooldown: bool = False) -> ModelDeploymentStatus:
+    last = LAST_AUTOMATIC_RETRAIN_IN_COOLDOWN if in_cooldown else NOW - timedelta(hours=3)
+    return status_of(
+        {
+            "latestVersion": "4",
+            "servingVersion": "4",
+            "consecutiveFailures": MAX_FAILURES if circuit_open else MAX_FAILURES - 1,
+            "lastRetrain": {"time": iso(last), "reason": "Drift", "source": "churn-drift"},
+            "lastAutomaticRetrain": iso(last),
+        }
     )
 
 
-ARBITRATION_TABLE = [
-    pytest.param(
-        reason,
-        active,
-        suspend,
-        circuit_open,
-        in_cooldown,
-        expected_outcome(reason, active=active, suspend=suspend, circuit_open=circuit_open, in_cooldown=in_cooldown),
-        id=_case_id(reason, active, suspend, circuit_open, in_cooldown),
-    )
-    for reason, active, suspend, circuit_open, in_cooldown in itertools.product(
-        TRIGGER_REASONS, (True, False), (True, False), (True, False), (True, False)
-    )
+# The README's rule book ("The loop", step 2), one row per cell: each column holds alone,
+# everything else clear. "runs", or the suppression reason the cell names ("waits" and
+# "suppressed" under "a training running" are both TrainingInProgress).
+RUNNING, SUSPEND, CIRCUIT, IN_COOLDOWN = "a training running", "suspend", "circuit open", "within cooldown"
+RUNS = "runs"
+RULE_BOOK = [
+    # | Manual | waits (`TrainingInProgress`) | runs | runs | runs |
+    pytest.param("Manual", RUNNING, "TrainingInProgress", id="Manual-training-running"),
+    pytest.param("Manual", SUSPEND, RUNS, id="Manual-suspend"),
+    pytest.param("Manual", CIRCUIT, RUNS, id="Manual-circuit-open"),
+    pytest.param("Manual", IN_COOLDOWN, RUNS, id="Manual-in-cooldown"),
+    # | SpecChange, Initial | waits | suppressed | runs | runs |
+    pytest.param("SpecChange", RUNNING, "TrainingInProgress", id="SpecChange-training-running"),
+    pytest.param("SpecChange", SUSPEND, "Suspended", id="SpecChange-suspend"),
+    pytest.param("SpecChange", CIRCUIT, RUNS, id="SpecChange-circuit-open"),
+    pytest.param("SpecChange", IN_COOLDOWN, RUNS, id="SpecChange-in-cooldown"),
+    pytest.param("Initial", RUNNING, "TrainingInProgress", id="Initial-training-running"),
+    pytest.param("Initial", SUSPEND, "Suspended", id="Initial-suspend"),
+    pytest.param("Initial", CIRCUIT, RUNS, id="Initial-circuit-open"),
+    pytest.param("Initial", IN_COOLDOWN, RUNS, id="Initial-in-cooldown"),
+    # | Drift, Schedule | suppressed | suppressed | suppressed (`CircuitOpen`) | suppressed (`Cooldown`) |
+    pytest.param("Drift", RUNNING, "TrainingInProgress", id="Drift-training-running"),
+    pytest.param("Drift", SUSPEND, "Suspended", id="Drift-suspend"),
+    pytest.param("Drift", CIRCUIT, "CircuitOpen", id="Drift-circuit-open"),
+    pytest.param("Drift", IN_COOLDOWN, "Cooldown", id="Drift-in-cooldown"),
+    pytest.param("Schedule", RUNNING, "TrainingInProgress", id="Schedule-training-running"),
+    pytest.param("Schedule", SUSPEND, "Suspended", id="Schedule-suspend"),
+    pytest.param("Schedule", CIRCUIT, "CircuitOpen", id="Schedule-circuit-open"),
+    pytest.param("Schedule", IN_COOLDOWN, "Cooldown", id="Schedule-in-cooldown"),
 ]
 
 
-@pytest.mark.parametrize(
-    ("reason", "active", "suspend", "circuit_open", "in_cooldown", "suppression"), ARBITRATION_TABLE
-)
-def test_arbitration_rule_book(
-    reason: str, active: bool, suspend: bool, circuit_open: bool, in_cooldown: bool, suppression: str | None
-) -> None:
+@pytest.mark.parametrize(("reason", "column", "outcome"), RULE_BOOK)
+def test_arbitration_rule_book(reason: str, column: str, outcome: str) -> None:
     decision = arbitrate(
         Trigger(reason, "somebody", "some detail"),
-        arbitration_spec(suspend=suspend),
-        arbitration_status(circuit_open=circuit_open, in_cooldown=in_cooldown),
+        arbitration_spec(suspend=column == SUSPEND),
+        arbitration_status(circuit_open=column == CIRCUIT, in_cooldown=column == IN_COOLDOWN),
         NOW,
-        training_active=active,
+        training_active=column == RUNNING,
     )
 
-    assert decision.suppression == suppression
-    assert decision.run is (suppression is None)
-    if suppression is not None:
-        assert decision.message
+    if outcome == RUNS:
+        assert (decision.run, decision.suppression) == (True, None)
+    else:
+        assert (decision.run, decision.suppression) == (False, outcome)
         assert reason in decision.message
 
 
-def test_arbitration_table_covers_every_outcome() -> None:
-    outcomes = {case.values[-1] for case in ARBITRATION_TABLE}
+@pytest.mark.parametrize("reason", ["Manual", "SpecChange", "Initial", "Drift", "Schedule"])
+def test_every_trigger_runs_when_nothing_holds_it_back(reason: str) -> None:
+    decision = arbitrate(Trigger(reason), arbitration_spec(), arbitration_status(), NOW, training_active=False)
 
-    assert len(ARBITRATION_TABLE) == 80
-    assert outcomes == {None, "TrainingInProgress", "Suspended", "CircuitOpen", "Cooldown"}
+    assert (decision.run, decision.suppression) == (True, None)
+
+
+@pytest.mark.parametrize("reason", ["Manual", "SpecChange", "Initial", "Drift", "Schedule"])
+def test_a_running_training_holds_every_trigger_whatever_else_holds(reason: str) -> None:
+    decision = arbitrate(
+        Trigger(reason),
+        arbitration_spec(suspend=True),
+        arbitration_status(circuit_open=True, in_cooldown=True),
+        NOW,
+        training_active=True,
+    )
+
+    assert decision.suppression == "TrainingInProgress"
 
 
 @pytest.mark.parametrize("reason", ["Drift", "Schedule"])
@@ -344,13 +400,13 @@ def test_manual_runs_even_when_everything_else_would_stop_it() -> None:
 
 
 def test_cooldown_is_over_once_exactly_the_cooldown_has_passed() -> None:
-    status = {**arbitration_status(), "lastRetrain": {"time": iso(NOW - COOLDOWN)}}
+    status = status_of({"latestVersion": "4", "lastAutomaticRetrain": iso(NOW - COOLDOWN)})
 
     assert arbitrate(Trigger("Drift"), arbitration_spec(), status, NOW, training_active=False).run
 
 
 def test_cooldown_holds_one_second_before_it_ends() -> None:
-    status = {**arbitration_status(), "lastRetrain": {"time": iso(NOW - COOLDOWN + timedelta(seconds=1))}}
+    status = status_of({"latestVersion": "4", "lastAutomaticRetrain": iso(NOW - COOLDOWN + timedelta(seconds=1))})
 
     decision = arbitrate(Trigger("Drift"), arbitration_spec(), status, NOW, training_active=False)
 
@@ -358,13 +414,24 @@ def test_cooldown_holds_one_second_before_it_ends() -> None:
 
 
 def test_no_cooldown_without_a_previous_retrain() -> None:
-    status = {"latestVersion": "4"}
+    status = status_of({"latestVersion": "4"})
 
     assert arbitrate(Trigger("Schedule"), arbitration_spec(), status, NOW, training_active=False).run
 
 
+@pytest.mark.parametrize("last_reason", ["Initial", "Manual", "SpecChange"])
+def test_a_retrain_that_is_not_automatic_does_not_start_the_cooldown(last_reason: str) -> None:
+    # api.md: the cooldown is the least time between two automatic retrains; the Initial
+    # training (and a person's Manual request or spec change) does not start it.
+    status = status_of(
+        {"latestVersion": "4", "lastRetrain": {"time": iso(NOW - timedelta(minutes=5)), "reason": last_reason}}
+    )
+
+    assert arbitrate(Trigger("Drift", "churn-drift"), arbitration_spec(), status, NOW, training_active=False).run
+
+
 def test_circuit_opens_at_exactly_max_consecutive_failures() -> None:
-    status = {"latestVersion": "4", "consecutiveFailures": MAX_FAILURES}
+    status = status_of({"latestVersion": "4", "consecutiveFailures": MAX_FAILURES})
 
     decision = arbitrate(Trigger("Drift"), arbitration_spec(), status, NOW, training_active=False)
 
@@ -372,7 +439,7 @@ def test_circuit_opens_at_exactly_max_consecutive_failures() -> None:
 
 
 def test_circuit_closed_without_recorded_failures() -> None:
-    status = {"latestVersion": "4"}
+    status = status_of({"latestVersion": "4"})
 
     assert arbitrate(Trigger("Drift"), arbitration_spec(), status, NOW, training_active=False).run
 
@@ -393,15 +460,15 @@ def test_circuit_closed_without_recorded_failures() -> None:
     ],
 )
 def test_next_version(status: dict[str, Any], known: list[str], expected: int) -> None:
-    assert next_version(status, known) == expected
+    assert next_version(status_of(status), known) == expected
 
 
 def test_next_version_ignores_a_non_digit_latest_version() -> None:
-    assert next_version({"latestVersion": "abc"}, ["2"]) == 3
+    assert next_version(status_of({"latestVersion": "abc"}), ["2"]) == 3
 
 
 def test_training_job_identity() -> None:
-    job = training_job_for(REF, make_spec(), 5, Trigger("Initial"))
+    job = training_job_for(REF, make_spec(), 5, Trigger("Initial"), BOOKKEEPING)
 
     assert job["apiVersion"] == "perennial.dev/v1alpha1"
     assert job["kind"] == "TrainingJob"
@@ -411,15 +478,29 @@ def test_training_job_identity() -> None:
 
 
 def test_training_job_is_controlled_by_the_model_deployment() -> None:
-    job = training_job_for(REF, make_spec(), 5, Trigger("Initial"))
+    job = training_job_for(REF, make_spec(), 5, Trigger("Initial"), BOOKKEEPING)
 
     assert job["metadata"]["ownerReferences"] == [OWNER_REFERENCE]
+
+
+def test_training_job_carries_the_bookkeeping_its_trigger_consumed() -> None:
+    bookkeeping = {
+        "perennial.dev/triggered-at": "2026-11-26T12:00:00Z",
+        "perennial.dev/training-spec-hash": "0123456789abcdef",
+        "perennial.dev/handled-retrain-request": "2026-11-26-a",
+        "perennial.dev/drift-requests": '{"churn-drift": "ep-3"}',
+    }
+
+    job = training_job_for(REF, make_spec(), 5, Trigger("Manual", "2026-11-26-a"), bookkeeping)
+
+    assert job["metadata"]["annotations"] == bookkeeping
+    assert job["metadata"]["annotations"] is not bookkeeping
 
 
 def test_training_job_spec_carries_model_version_and_trigger() -> None:
     trigger = Trigger("Drift", "churn-drift", "feature_psi=0.31 > max 0.2")
 
-    spec = training_job_for(REF, make_spec(), 5, trigger)["spec"]
+    spec = training_job_for(REF, make_spec(), 5, trigger, BOOKKEEPING)["spec"]
 
     assert spec["model"] == MODEL
     assert spec["version"] == "5"
@@ -427,7 +508,7 @@ def test_training_job_spec_carries_model_version_and_trigger() -> None:
 
 
 def test_training_job_trigger_leaves_out_empty_source_and_detail() -> None:
-    spec = training_job_for(REF, make_spec(), 1, Trigger("Initial"))["spec"]
+    spec = training_job_for(REF, make_spec(), 1, Trigger("Initial"), BOOKKEEPING)["spec"]
 
     assert spec["trigger"] == {"reason": "Initial"}
 
@@ -442,7 +523,7 @@ def test_training_job_spec_is_the_training_template_in_wire_form() -> None:
         }
     )
 
-    spec = training_job_for(REF, model_spec, 5, Trigger("Initial"))["spec"]
+    spec = training_job_for(REF, model_spec, 5, Trigger("Initial"), BOOKKEEPING)["spec"]
 
     assert spec["image"] == TRAINER
     assert spec["output"] == {"modelUri": MODEL_URI_TEMPLATE}
@@ -456,7 +537,7 @@ def test_training_job_spec_is_the_training_template_in_wire_form() -> None:
 
 
 def test_training_job_spec_is_a_valid_training_job_spec() -> None:
-    spec = training_job_for(REF, make_spec(), 5, Trigger("Manual", "2026-11-26-a"))["spec"]
+    spec = training_job_for(REF, make_spec(), 5, Trigger("Manual", "2026-11-26-a"), BOOKKEEPING)["spec"]
 
     parsed = TrainingJobSpec.model_validate(spec)
 
@@ -468,7 +549,7 @@ def test_training_job_spec_is_a_valid_training_job_spec() -> None:
 def test_version_record_of_a_minimal_spec() -> None:
     record = version_record(make_spec(), 5, Trigger("Schedule", "0 3 * * 0"), NOW, "churn-v5")
 
-    assert record == {
+    assert record.to_api() == {
         "version": "5",
         "trainingJob": "churn-v5",
         "state": "Training",
@@ -488,13 +569,64 @@ def test_version_record_keeps_dataset_and_hyperparameters() -> None:
 
     record = version_record(spec, 5, Trigger("Initial"), NOW, "churn-v5")
 
-    assert record["dataset"] == {"uri": "s3://data/churn/2026-11-26/", "version": "2026-11-26"}
-    assert record["hyperparameters"] == {"learning_rate": "0.01", "max_depth": "8"}
-    ModelVersionRecord.model_validate(record)
+    assert record.to_api()["dataset"] == {"uri": "s3://data/churn/2026-11-26/", "version": "2026-11-26"}
+    assert record.to_api()["hyperparameters"] == {"learning_rate": "0.01", "max_depth": "8"}
+    ModelVersionRecord.model_validate(record.to_api())
+
+
+def test_version_record_does_not_share_the_specs_dataset() -> None:
+    spec = make_spec(training={"dataset": {"version": "2026-11-26"}})
+
+    record = version_record(spec, 5, Trigger("Initial"), NOW, "churn-v5")
+    assert record.dataset is not None
+    record.dataset.version = "changed"
+
+    assert spec.training.dataset is not None
+    assert spec.training.dataset.version == "2026-11-26"
+
+
+def test_adopted_record_takes_its_lineage_from_the_training_job() -> None:
+    body = {
+        "metadata": {
+            "name": "churn-v5",
+            "creationTimestamp": "2026-11-26T12:00:07Z",
+            "annotations": {"perennial.dev/triggered-at": "2026-11-26T12:00:00Z"},
+        },
+        "spec": {
+            "version": "5",
+            "image": TRAINER,
+            "dataset": {"version": "2026-11-26"},
+            "hyperparameters": {"learning_rate": "0.01"},
+            "trigger": {"reason": "Drift", "source": "churn-drift", "detail": "feature_psi=0.31 > max 0.2"},
+        },
+    }
+
+    assert adopted_record(run_from(body)).to_api() == {
+        "version": "5",
+        "trainingJob": "churn-v5",
+        "state": "Training",
+        "image": TRAINER,
+        "dataset": {"version": "2026-11-26"},
+        "hyperparameters": {"learning_rate": "0.01"},
+        "trigger": {"reason": "Drift", "source": "churn-drift", "detail": "feature_psi=0.31 > max 0.2"},
+        "createdAt": "2026-11-26T12:00:00Z",
+    }
+
+
+def test_adopted_record_without_annotations_dates_from_the_creation_and_defaults_to_initial() -> None:
+    body = {"metadata": {"name": "churn-v1", "creationTimestamp": "2026-11-26T12:00:07Z"}, "spec": {"version": "1"}}
+
+    assert adopted_record(run_from(body)).to_api() == {
+        "version": "1",
+        "trainingJob": "churn-v1",
+        "state": "Training",
+        "trigger": {"reason": "Initial"},
+        "createdAt": "2026-11-26T12:00:07Z",
+    }
 
 
 # ---------------------------------------------------------------- promotion
-CHAMPION = {"version": "4", "state": "Serving", "metrics": {"auc": 0.93, "loss": 0.2}}
+CHAMPION = record_of({"version": "4", "state": "Serving", "metrics": {"auc": 0.93, "loss": 0.2}})
 REQUIRE_AUC = {"requireImprovement": {"metric": "auc", "minDelta": 0.01}}  # challenger needs auc >= 0.94
 
 
@@ -516,15 +648,22 @@ def promotion_spec(*, policy: str = "Automatic", require: bool = False) -> Model
         pytest.param("Manual", True, {"auc": 0.95}, CHAMPION, "Candidate", id="improved-enough-manual"),
         pytest.param("Manual", True, {"auc": 0.90}, CHAMPION, "NotPromoted", id="worse-manual"),
         pytest.param(
-            "Automatic", True, {"auc": 0.95}, {"version": "4", "metrics": {"loss": 0.2}}, "Promoted", id="champ-no-auc"
+            "Automatic",
+            True,
+            {"auc": 0.95},
+            record_of({"version": "4", "metrics": {"loss": 0.2}}),
+            "Promoted",
+            id="champ-no-auc",
         ),
-        pytest.param("Automatic", True, {"auc": 0.95}, {"version": "4"}, "Promoted", id="champion-without-metrics"),
+        pytest.param(
+            "Automatic", True, {"auc": 0.95}, record_of({"version": "4"}), "Promoted", id="champion-without-metrics"
+        ),
         pytest.param("Automatic", True, {"auc": 0.5}, None, "Promoted", id="no-champion"),
         pytest.param("Manual", True, {"auc": 0.5}, None, "Candidate", id="no-champion-manual"),
     ],
 )
 def test_promotion_result(
-    policy: str, require: bool, challenger: dict[str, float], champion: dict[str, Any] | None, result: str
+    policy: str, require: bool, challenger: dict[str, float], champion: ModelVersionRecord | None, result: str
 ) -> None:
     decision = promotion_decision(promotion_spec(policy=policy, require=require), challenger, champion)
 
@@ -535,7 +674,7 @@ def test_promotion_result(
 def test_improvement_of_exactly_min_delta_is_enough() -> None:
     spec = make_spec(promotion={"requireImprovement": {"metric": "auc", "minDelta": 0.25}})  # exact in binary
 
-    decision = promotion_decision(spec, {"auc": 0.75}, {"version": "4", "metrics": {"auc": 0.5}})
+    decision = promotion_decision(spec, {"auc": 0.75}, record_of({"version": "4", "metrics": {"auc": 0.5}}))
 
     assert decision.result == "Promoted"
 
@@ -543,7 +682,7 @@ def test_improvement_of_exactly_min_delta_is_enough() -> None:
 def test_improvement_of_exactly_a_decimal_min_delta_is_enough() -> None:
     spec = make_spec(promotion={"requireImprovement": {"metric": "auc", "minDelta": 0.02}})
 
-    decision = promotion_decision(spec, {"auc": 0.95}, {"version": "4", "metrics": {"auc": 0.93}})
+    decision = promotion_decision(spec, {"auc": 0.95}, record_of({"version": "4", "metrics": {"auc": 0.93}}))
 
     assert decision.result == "Promoted"
 
@@ -573,7 +712,9 @@ def test_missing_metric_reason_names_the_metric() -> None:
 
 
 def test_champion_without_the_metric_is_promoted_on_validation() -> None:
-    decision = promotion_decision(promotion_spec(require=True), {"auc": 0.5}, {"version": "4", "metrics": {}})
+    champion = record_of({"version": "4", "metrics": {}})
+
+    decision = promotion_decision(promotion_spec(require=True), {"auc": 0.5}, champion)
 
     assert decision.result == "Promoted"
     assert "validation" in decision.reason
@@ -583,14 +724,14 @@ def test_decision_is_compared_to_the_champions_version() -> None:
     decision = promotion_decision(promotion_spec(require=True), {"auc": 0.95}, CHAMPION)
 
     assert decision.compared_to == "4"
-    assert decision.to_api() == {"result": "Promoted", "reason": decision.reason, "comparedTo": "4"}
+    assert decision.record().to_api() == {"result": "Promoted", "reason": decision.reason, "comparedTo": "4"}
 
 
 def test_first_version_is_compared_to_nothing() -> None:
     decision = promotion_decision(promotion_spec(require=True), {"auc": 0.95}, None)
 
     assert decision.compared_to is None
-    assert "comparedTo" not in decision.to_api()
+    assert "comparedTo" not in decision.record().to_api()
 
 
 # ---------------------------------------------------------------- serving: Deployment
@@ -682,6 +823,20 @@ def test_replicas(replicas: int | None, expected: int) -> None:
     serving = {} if replicas is None else {"replicas": replicas}
 
     assert deploy(make_spec(serving=serving))["spec"]["replicas"] == expected
+
+
+def test_with_external_scaling_the_replicas_are_left_to_their_owner() -> None:
+    deployment = deploy(make_spec(serving={"replicas": 3, "externalScaling": True}))
+
+    assert "replicas" not in deployment["spec"]
+
+
+def test_children_carry_no_spec_hash_annotation() -> None:
+    # Children are server-side applied: what differs is found by comparing fields.
+    service = desired_service(REF, make_spec())
+
+    assert "annotations" not in deploy()["metadata"]
+    assert "annotations" not in service["metadata"]
 
 
 def test_probes_pass_through_in_wire_format() -> None:
@@ -826,8 +981,8 @@ def test_health_of_no_deployment() -> None:
 
 
 # ---------------------------------------------------------------- rollout deadline
-def rollout_started(ago: timedelta) -> dict[str, Any]:
-    return {"version": "5", "previousVersion": "4", "startedAt": iso(NOW - ago)}
+def rollout_started(ago: timedelta) -> RolloutStatus:
+    return rollout_of({"version": "5", "previousVersion": "4", "startedAt": iso(NOW - ago)})
 
 
 @pytest.mark.parametrize(
@@ -857,7 +1012,7 @@ def test_rollout_uses_the_spec_deadline() -> None:
 
 
 def test_no_rollout_started_is_never_overdue() -> None:
-    rollout = {"version": "5", "previousVersion": "4"}
+    rollout = rollout_of({"version": "5", "previousVersion": "4"})
 
     assert rollout_overdue(rollout, make_spec(), NOW) is False
     assert rollout_seconds_left(rollout, make_spec(), NOW) is None
@@ -943,6 +1098,8 @@ def test_run_from_a_succeeded_training_job() -> None:
         metrics={"auc": 0.934, "loss": 0.21},
         model_uri="s3://models/churn/7",
         reason="Validated",
+        image=TRAINER,
+        annotations={},
     )
 
 
@@ -962,7 +1119,9 @@ def test_run_from_a_new_training_job() -> None:
 
     result = run_from(body)
 
-    assert result == Run(name="churn-v7", version="7", phase=None, metrics={}, model_uri=None, reason="")
+    assert result == Run(
+        name="churn-v7", version="7", phase=None, metrics={}, model_uri=None, reason="", image=TRAINER, annotations={}
+    )
     assert result.finished is False
 
 
@@ -988,6 +1147,53 @@ def test_run_is_finished_in_a_terminal_phase(phase: str | None, finished: bool) 
     assert run(1, phase).finished is finished
 
 
+def test_run_keeps_the_lineage_and_bookkeeping_of_its_training_job() -> None:
+    body = training_job_body(phase="Running")
+    body["metadata"]["creationTimestamp"] = "2026-11-26T12:00:07Z"
+    body["metadata"]["annotations"] = {"perennial.dev/drift-requests": json.dumps({"churn-drift": "ep-3"})}
+    body["spec"]["trigger"] = {"reason": "Drift", "source": "churn-drift"}
+    body["spec"]["dataset"] = {"version": "2026-11-26"}
+    body["spec"]["hyperparameters"] = {"learning_rate": "0.01"}
+
+    result = run_from(body)
+
+    assert result.trigger == {"reason": "Drift", "source": "churn-drift"}
+    assert result.dataset == {"version": "2026-11-26"}
+    assert result.hyperparameters == {"learning_rate": "0.01"}
+    assert result.created_at == datetime(2026, 11, 26, 12, 0, 7, tzinfo=UTC)
+    assert result.annotations == {"perennial.dev/drift-requests": '{"churn-drift": "ep-3"}'}
+
+
+def owned_body(
+    name: str, version: str, *, uid: str = UID, namespace: str = NAMESPACE, controller: bool = True
+) -> dict[str, Any]:
+    owner = {**OWNER_REFERENCE, "uid": uid, "controller": controller}
+    return {
+        "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner]},
+        "spec": {"version": version},
+    }
+
+
+def test_own_runs_are_the_controlled_training_jobs_by_version() -> None:
+    bodies = [owned_body("churn-v1", "1"), owned_body("churn-v2", "2")]
+
+    assert sorted(own_runs(bodies, REF)) == ["1", "2"]
+    assert own_runs(bodies, REF)["2"].name == "churn-v2"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(owned_body("churn-v3", "3", uid="another-uid"), id="another-owner"),
+        pytest.param(owned_body("churn-v3", "3", controller=False), id="not-the-controller"),
+        pytest.param(owned_body("churn-v3", "3", namespace="elsewhere"), id="another-namespace"),
+        pytest.param(owned_body("churn-experiment", "experiment"), id="version-not-a-number"),
+    ],
+)
+def test_own_runs_ignore_what_is_not_a_version_of_this_model(body: dict[str, Any]) -> None:
+    assert own_runs([body], REF) == {}
+
+
 # ---------------------------------------------------------------- schedule and cooldown helpers
 def test_next_schedule_without_a_schedule_is_none() -> None:
     assert next_schedule(make_spec(), NOW) is None
@@ -999,8 +1205,14 @@ def test_next_schedule_is_the_next_cron_firing() -> None:
     assert next_schedule(spec, NOW) == datetime(2026, 11, 29, 3, 0, tzinfo=UTC)  # the Sunday after
 
 
-def test_cooldown_ends_one_cooldown_after_the_last_retrain() -> None:
-    status = {"lastRetrain": {"time": iso(LAST_RETRAIN_IN_COOLDOWN)}}
+def test_cooldown_ends_one_cooldown_after_the_last_automatic_retrain() -> None:
+    status = status_of({"lastAutomaticRetrain": iso(LAST_AUTOMATIC_RETRAIN_IN_COOLDOWN)})
 
-    assert cooldown_ends(arbitration_spec(), status) == LAST_RETRAIN_IN_COOLDOWN + COOLDOWN
-    assert cooldown_ends(arbitration_spec(), {}) is None
+    assert cooldown_ends(arbitration_spec(), status) == LAST_AUTOMATIC_RETRAIN_IN_COOLDOWN + COOLDOWN
+    assert cooldown_ends(arbitration_spec(), status_of({})) is None
+
+
+def test_cooldown_does_not_count_from_a_retrain_that_was_not_automatic() -> None:
+    status = status_of({"lastRetrain": {"time": iso(LAST_AUTOMATIC_RETRAIN_IN_COOLDOWN), "reason": "Initial"}})
+
+    assert cooldown_ends(arbitration_spec(), status) is None

@@ -1,20 +1,23 @@
-"""TrainingJob domain logic: the desired Job and Service, metrics, gates, and status derivation.
+"""TrainingJob domain logic: the desired Job and Service, metrics, gates, and the plan of a reconcile.
 
 Pure functions only: every test builds dicts shaped like what the API server returns
 (batch/v1 Job, core/v1 Pod) and checks what the domain makes of them at a fixed ``NOW``.
+Statuses are compared in their wire form (what ``kubectl get -o yaml`` shows).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from perennial.api.trainingjob import TrainingJobSpec, ValidationRule
-from perennial.domain.conditions import find_condition
+from perennial.api.trainingjob import TrainingJobSpec, TrainingJobStatus, ValidationRule
+from perennial.controllers.execute import ChildOutcome
+from perennial.domain.plan import Count, Event, Plan
 from perennial.domain.training import (
     COMPLETION_INDEX_ANNOTATION,
     INVALID_TERMINATION_MESSAGE,
@@ -22,15 +25,19 @@ from perennial.domain.training import (
     METRIC_ABOVE_MAX,
     METRIC_BELOW_MIN,
     METRICS_MISSING,
+    InvalidSpec,
     MetricsResult,
-    Observed,
-    StatusResult,
+    ObservedRun,
     TrainingJobRef,
     check_gates,
-    derive_status,
     desired_job,
     desired_service,
     parse_termination_message,
+    plan_trainingjob,
+    pods_of_job,
+    read_spec,
+    record_child_outcome,
+    run_finished,
 )
 
 # ---------------------------------------------------------------- helpers
@@ -42,6 +49,7 @@ END = "2026-01-01T10:12:30Z"  # 12m30s after START
 NAME = "churn-v7"
 NAMESPACE = "ml"
 UID = "6f1c2a9e-0000-4000-8000-000000000001"
+JOB_UID = "0b7d4c1e-0000-4000-8000-00000000000a"
 REF = TrainingJobRef(NAME, NAMESPACE, UID, generation=1)
 IMAGE = "registry.example/churn-trainer:2.3.0"
 AUC_GATE = [{"metric": "auc", "min": 0.9}]
@@ -133,7 +141,7 @@ def job(
         "metadata": {
             "name": NAME,
             "namespace": NAMESPACE,
-            "uid": "0b7d4c1e-0000-4000-8000-00000000000a",
+            "uid": JOB_UID,
             "labels": managed_labels_for(),
             "ownerReferences": [REF.owner_reference()],
         },
@@ -173,6 +181,18 @@ def metrics_message(**metrics: Any) -> str:
     return json.dumps({"metrics": metrics})
 
 
+def job_owner(uid: str = JOB_UID) -> dict[str, Any]:
+    """The ownerReference the Job controller puts on the pods it creates."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": NAME,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 def trainer_pod(
     message: str | None,
     *,
@@ -180,8 +200,9 @@ def trainer_pod(
     index: int | None = None,
     created: str = START,
     phase: str = "Succeeded",
+    owners: Sequence[Mapping[str, Any]] = (job_owner(),),
 ) -> dict[str, Any]:
-    """A core/v1 Pod of the Job whose trainer container terminated with ``message``."""
+    """A core/v1 Pod of the Job (``owners``) whose trainer container terminated with ``message``."""
     exit_code = 0 if phase == "Succeeded" else 1
     terminated: dict[str, Any] = {
         "exitCode": exit_code,
@@ -202,6 +223,7 @@ def trainer_pod(
             "creationTimestamp": created,
             "labels": {**managed_labels_for(), "batch.kubernetes.io/job-name": NAME},
             "annotations": annotations,
+            "ownerReferences": [dict(o) for o in owners],
         },
         "status": {
             "phase": phase,
@@ -219,18 +241,44 @@ def trainer_pod(
     }
 
 
+@dataclass
+class Planned:
+    """A plan, with its status in wire form (camelCase, unset fields left out)."""
+
+    plan: Plan[TrainingJobStatus]
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.plan.status.to_api()
+
+    @property
+    def events(self) -> list[Event]:
+        return self.plan.events
+
+    @property
+    def finished(self) -> bool:
+        return run_finished(self.plan.status)
+
+
 def derive(
-    spec: TrainingJobSpec,
+    spec: TrainingJobSpec | InvalidSpec,
     current: Mapping[str, Any],
     observed_job: Mapping[str, Any] | None,
     pods: Sequence[Mapping[str, Any]] = (),
     now: datetime = NOW,
-) -> StatusResult:
-    return derive_status(REF, spec, current, Observed(observed_job, pods), now)
+    ref: TrainingJobRef = REF,
+) -> Planned:
+    """The plan for a run whose stored status is ``current`` (wire form) and whose Job is ``observed_job``."""
+    stored = TrainingJobStatus.model_validate(current)
+    return Planned(plan_trainingjob(ObservedRun(ref, spec, stored, observed_job, pods, now)))
+
+
+def condition_or_none(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), None)
 
 
 def condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
-    found = find_condition(status.get("conditions"), type_)
+    found = condition_or_none(status, type_)
     assert found is not None, f"no {type_} condition in {status.get('conditions')}"
     return found
 
@@ -848,7 +896,7 @@ def test_several_failures_give_the_first_reason_and_list_all() -> None:
     assert result.message == "auc=0.8 < min 0.9; latency_p99_ms=50 > max 40; metric recall is missing (needed [0.5, 1])"
 
 
-# ---------------------------------------------------------------- derive_status: before the Job exists
+# ---------------------------------------------------------------- plan_trainingjob: before the Job exists
 def test_without_job_or_recorded_job_the_run_is_pending() -> None:
     result = derive(make_spec(), {}, None)
 
@@ -877,7 +925,37 @@ def test_conditions_record_the_generation_and_now() -> None:
         assert c["lastTransitionTime"] == NOW_TEXT
 
 
-# ---------------------------------------------------------------- derive_status: the Job disappears
+def children(planned: Planned) -> list[tuple[str, str]]:
+    return [(m["kind"], m["metadata"]["name"]) for m in planned.plan.create]
+
+
+def test_without_a_recorded_job_the_plan_creates_the_job() -> None:
+    result = derive(make_spec(), {}, None)
+
+    assert children(result) == [("Job", NAME)]
+    assert result.plan.create[0] == desired_job(REF, make_spec())
+
+
+def test_a_distributed_run_creates_its_headless_service_before_its_job() -> None:
+    assert children(derive(make_spec(workers=3), {}, None)) == [("Service", NAME), ("Job", NAME)]
+
+
+@pytest.mark.parametrize(
+    "observed_job",
+    [job(), job(active=1, ready=1), failed_job("BackoffLimitExceeded"), complete_job()],
+    ids=["created", "running", "failed", "complete"],
+)
+def test_an_existing_job_is_never_created_again(observed_job: dict[str, Any]) -> None:
+    assert derive(make_spec(), {}, observed_job, [trainer_pod(metrics_message(auc=0.95))]).plan.create == []
+
+
+def test_creating_the_job_is_the_only_thing_the_plan_asks_of_the_api() -> None:
+    plan = derive(make_spec(), {}, None).plan
+
+    assert (plan.apply, plan.delete, plan.counts, plan.requeue_after) == ([], [], [], None)
+
+
+# ---------------------------------------------------------------- plan_trainingjob: the Job disappears
 def test_job_deleted_after_the_run_started_fails_with_job_deleted() -> None:
     result = derive(make_spec(), running_status(), None)
 
@@ -902,6 +980,12 @@ def test_job_deleted_keeps_the_start_time_and_attempts_it_had() -> None:
     assert result.status.get("attempts") == 1
 
 
+def test_a_deleted_job_is_never_recreated() -> None:
+    result = derive(make_spec(workers=2), running_status(), None)
+
+    assert result.plan.create == []
+
+
 def test_job_deleted_before_it_reported_a_start_time_fails_with_job_deleted() -> None:
     current = derive(make_spec(), {}, job(active=1, start_time=None), now=NOW - timedelta(minutes=1)).status
     assert current["jobName"] == NAME
@@ -913,7 +997,7 @@ def test_job_deleted_before_it_reported_a_start_time_fails_with_job_deleted() ->
     assert condition(result.status, "Succeeded")["reason"] == JOB_DELETED
 
 
-# ---------------------------------------------------------------- derive_status: running
+# ---------------------------------------------------------------- plan_trainingjob: running
 def test_active_job_without_ready_pods_is_pending() -> None:
     result = derive(make_spec(), {}, job(active=1, ready=0))
 
@@ -1017,7 +1101,7 @@ def test_job_terminating_its_pods_after_failure_target_is_not_pending_again() ->
     assert result.status["phase"] != "Pending"
 
 
-# ---------------------------------------------------------------- derive_status: failed
+# ---------------------------------------------------------------- plan_trainingjob: failed
 @pytest.mark.parametrize("reason", ["BackoffLimitExceeded", "DeadlineExceeded"])
 def test_failed_job_fails_the_run_with_the_jobs_reason(reason: str) -> None:
     result = derive(make_spec(validation=AUC_GATE), running_status(), failed_job(reason))
@@ -1031,7 +1115,7 @@ def test_failed_job_fails_the_run_with_the_jobs_reason(reason: str) -> None:
         FAILURE_MESSAGES[reason],
     )
     assert condition(status, "Running")["status"] == "False"
-    assert find_condition(status["conditions"], "Validated") is None
+    assert condition_or_none(status, "Validated") is None
     assert "metrics" not in status
     assert status["completionTime"] == END
     assert status["startTime"] == START
@@ -1064,7 +1148,7 @@ def test_false_job_conditions_are_not_outcomes() -> None:
     assert derive(make_spec(), {}, undecided).status["phase"] == "Running"
 
 
-# ---------------------------------------------------------------- derive_status: complete
+# ---------------------------------------------------------------- plan_trainingjob: complete
 def test_complete_job_with_good_metrics_succeeds_validated() -> None:
     spec = make_spec(validation=[{"metric": "auc", "min": 0.9}, {"metric": "latency_p99_ms", "max": 40}])
     pod = trainer_pod(metrics_message(auc=0.934, latency_p99_ms=31, loss=0.21))
@@ -1218,7 +1302,7 @@ def test_only_the_trainer_containers_message_counts() -> None:
     assert result.status["metrics"] == {"auc": 0.95}
 
 
-# ---------------------------------------------------------------- derive_status: finished runs are history
+# ---------------------------------------------------------------- plan_trainingjob: finished runs are history
 TERMINAL_STATUS: dict[str, Any] = {
     "observedGeneration": 1,
     "version": "7",
@@ -1229,10 +1313,29 @@ TERMINAL_STATUS: dict[str, Any] = {
     "duration": "12m30s",
     "attempts": 1,
     "metrics": {"auc": 0.95},
+    # As the operator writes conditions: every one has a message (possibly empty).
     "conditions": [
-        {"type": "Succeeded", "status": "True", "reason": "AllGatesPassed", "lastTransitionTime": END},
-        {"type": "Running", "status": "False", "reason": "Finished", "lastTransitionTime": END},
-        {"type": "Validated", "status": "True", "reason": "AllGatesPassed", "lastTransitionTime": END},
+        {
+            "type": "Succeeded",
+            "status": "True",
+            "reason": "AllGatesPassed",
+            "message": "auc >= 0.9 hold",
+            "lastTransitionTime": END,
+        },
+        {
+            "type": "Running",
+            "status": "False",
+            "reason": "Finished",
+            "message": "the run finished: Succeeded",
+            "lastTransitionTime": END,
+        },
+        {
+            "type": "Validated",
+            "status": "True",
+            "reason": "AllGatesPassed",
+            "message": "auc >= 0.9 hold",
+            "lastTransitionTime": END,
+        },
     ],
 }
 
@@ -1250,6 +1353,7 @@ def test_terminal_status_is_returned_unchanged(phase: str, observed_job: dict[st
 
     assert result.status == current
     assert result.events == []
+    assert result.plan.create == []
     assert result.finished
 
 
@@ -1257,12 +1361,12 @@ def test_terminal_status_takes_the_new_observed_generation() -> None:
     current = {**TERMINAL_STATUS, "phase": "Succeeded"}
     ref = TrainingJobRef(NAME, NAMESPACE, UID, generation=2)
 
-    result = derive_status(ref, make_spec(), current, Observed(None), LATER)
+    result = derive(make_spec(), current, None, now=LATER, ref=ref)
 
     assert result.status == {**current, "observedGeneration": 2}
 
 
-# ---------------------------------------------------------------- derive_status: idempotence
+# ---------------------------------------------------------------- plan_trainingjob: idempotence
 IDEMPOTENCE_CASES = {
     "pending-no-job": (make_spec(), None, []),
     "pending-job": (make_spec(), job(active=1), []),
@@ -1302,3 +1406,274 @@ def test_only_changed_conditions_get_a_new_transition_time() -> None:
 
     assert condition(running, "Succeeded")["lastTransitionTime"] == "2026-01-01T11:59:00Z"
     assert condition(running, "Running")["lastTransitionTime"] == NOW_TEXT
+
+
+# ---------------------------------------------------------------- plan_trainingjob: a Job that is not ours
+CONFLICT_MESSAGE = (
+    "a Job named churn-v7 exists but belongs to something else; it is left alone."
+    " Delete it (or rename this TrainingJob) to run."
+)
+
+
+def foreign_job() -> dict[str, Any]:
+    """A Job of the run's name that someone else made (it even carries Perennial's labels)."""
+    body = job(active=1, ready=1)
+    body["metadata"]["ownerReferences"] = []
+    return body
+
+
+def test_a_job_of_the_runs_name_that_is_not_ours_is_a_conflict() -> None:
+    result = derive(make_spec(), {}, foreign_job())
+
+    assert result.status["phase"] == "Pending"
+    succeeded = condition(result.status, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"], succeeded["message"]) == (
+        "Unknown",
+        "JobConflict",
+        CONFLICT_MESSAGE,
+    )
+    assert "jobName" not in result.status
+    assert result.plan.create == []
+    assert result.events == []
+    assert result.plan.requeue_after == 15.0
+
+
+def test_a_conflict_reported_once_is_not_reported_again() -> None:
+    first = derive(make_spec(), {}, foreign_job())
+
+    again = derive(make_spec(), first.status, foreign_job(), now=LATER)
+
+    assert again.status == first.status
+
+
+def test_a_job_controlled_by_another_training_job_is_a_conflict() -> None:
+    body = job(active=1, ready=1)
+    body["metadata"]["ownerReferences"] = [{**REF.owner_reference(), "uid": "someone-elses-uid"}]
+
+    assert condition(derive(make_spec(), {}, body).status, "Succeeded")["reason"] == "JobConflict"
+
+
+# ---------------------------------------------------------------- record_child_outcome: what creating came to
+def created(outcome: ChildOutcome, spec: TrainingJobSpec | None = None) -> Planned:
+    """The plan of a run with no Job yet, after the controller reported ``outcome``."""
+    planned = derive(spec or make_spec(), {}, None)
+    record_child_outcome(planned.plan, outcome)
+    return planned
+
+
+def test_a_created_job_is_recorded_with_an_event_and_a_count() -> None:
+    result = created(ChildOutcome("Job", NAME, "created"))
+
+    status = result.status
+    assert status["jobName"] == NAME
+    assert status["attempts"] == 0
+    assert status["phase"] == "Pending"
+    succeeded = condition(status, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"], succeeded["message"]) == (
+        "Unknown",
+        "Pending",
+        "the run has not finished",
+    )
+    running = condition(status, "Running")
+    assert (running["status"], running["reason"], running["message"]) == (
+        "False",
+        "PodsStarting",
+        "waiting for the pods to start",
+    )
+    assert result.events == [Event("Normal", "JobCreated", "created Job churn-v7")]
+    assert result.plan.counts == [Count("training_runs_started")]
+
+
+def test_recording_a_created_job_leaves_nothing_for_the_jobs_first_event_to_change() -> None:
+    recorded = created(ChildOutcome("Job", NAME, "created"))
+
+    seen = derive(make_spec(), recorded.status, job(start_time=None), now=LATER)
+
+    assert seen.status == recorded.status
+
+
+def test_an_adopted_job_is_recorded_without_a_second_event_or_count() -> None:
+    result = created(ChildOutcome("Job", NAME, "unchanged"))
+
+    assert result.status["jobName"] == NAME
+    assert result.status["phase"] == "Pending"
+    assert result.events == []
+    assert result.plan.counts == []
+
+
+@pytest.mark.parametrize("result_", ["created", "unchanged"])
+def test_the_headless_service_records_nothing(result_: Any) -> None:
+    before = derive(make_spec(workers=2), {}, None).status
+
+    result = created(ChildOutcome("Service", NAME, result_), make_spec(workers=2))
+
+    assert result.status == before
+    assert "jobName" not in result.status
+    assert result.events == []
+    assert result.plan.counts == []
+
+
+def test_a_conflict_outcome_waits_as_job_conflict() -> None:
+    outcome = ChildOutcome("Job", NAME, "conflict", "a Job named churn-v7 exists and Perennial did not create it")
+
+    result = created(outcome)
+
+    status = result.status
+    assert status["phase"] == "Pending"
+    succeeded = condition(status, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"], succeeded["message"]) == (
+        "Unknown",
+        "JobConflict",
+        CONFLICT_MESSAGE,
+    )
+    assert "jobName" not in status
+    assert result.events == []
+    assert result.plan.counts == []
+    assert result.plan.requeue_after == 15.0
+    assert not result.finished
+
+
+def test_a_conflict_on_the_headless_service_names_the_service() -> None:
+    result = created(ChildOutcome("Service", NAME, "conflict"), make_spec(workers=2))
+
+    succeeded = condition(result.status, "Succeeded")
+    assert (succeeded["reason"], succeeded["message"]) == (
+        "JobConflict",
+        "a Service named churn-v7 exists but belongs to something else; it is left alone."
+        " Delete it (or rename this TrainingJob) to run.",
+    )
+
+
+REFUSAL = (
+    'the API server refused the Job churn-v7: Job.batch "churn-v7" is invalid:'
+    ' spec.template.spec.containers[0].resources.requests: Invalid value: "8": must be less than or equal'
+    " to cpu limit of 4"
+)
+
+
+def test_a_refused_job_ends_the_run_failed_with_the_apis_message() -> None:
+    result = created(ChildOutcome("Job", NAME, "refused", REFUSAL))
+
+    status = result.status
+    assert status["phase"] == "Failed"
+    succeeded = condition(status, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"], succeeded["message"]) == ("False", "JobRefused", REFUSAL)
+    running = condition(status, "Running")
+    assert (running["status"], running["reason"], running["message"]) == (
+        "False",
+        "Finished",
+        "the run finished: Failed",
+    )
+    assert condition_or_none(status, "Validated") is None
+    assert status["completionTime"] == NOW_TEXT
+    assert "jobName" not in status
+    assert "duration" not in status
+    assert "metrics" not in status
+    assert result.finished
+    assert result.events == [Event("Warning", "Failed", f"JobRefused: {REFUSAL}")]
+    assert result.plan.counts == []
+
+
+def test_a_refused_headless_service_ends_the_run_failed_too() -> None:
+    message = 'the API server refused the Service churn-v7: Service "churn-v7" is invalid: metadata.name'
+
+    result = created(ChildOutcome("Service", NAME, "refused", message), make_spec(workers=2))
+
+    assert result.status["phase"] == "Failed"
+    assert condition(result.status, "Succeeded")["reason"] == "JobRefused"
+
+
+def test_a_refused_run_is_history() -> None:
+    refused = created(ChildOutcome("Job", NAME, "refused", REFUSAL))
+
+    again = derive(make_spec(), refused.status, None, now=LATER)
+
+    assert again.status == refused.status
+    assert again.plan.create == []
+    assert again.events == []
+
+
+# ---------------------------------------------------------------- result pods: only the Job's own count
+def test_pods_of_the_job_are_the_ones_it_controls() -> None:
+    own = trainer_pod(None, name=f"{NAME}-own")
+    labelled_by_a_user = trainer_pod(None, name="impostor", owners=())
+    of_another_job = trainer_pod(None, name=f"{NAME}-old", owners=[job_owner("uid-of-an-earlier-job")])
+
+    kept = pods_of_job([labelled_by_a_user, own, of_another_job], job())
+
+    assert [p["metadata"]["name"] for p in kept] == [f"{NAME}-own"]
+
+
+def test_a_job_without_a_uid_has_no_pods() -> None:
+    body = job()
+    del body["metadata"]["uid"]
+
+    assert pods_of_job([trainer_pod(None)], body) == []
+
+
+def test_a_pod_someone_labelled_cannot_decide_the_runs_metrics() -> None:
+    pods = [
+        trainer_pod(metrics_message(auc=0.5), name=f"{NAME}-own", created="2026-01-01T10:00:00Z"),
+        trainer_pod(metrics_message(auc=0.99), name="impostor", created="2026-01-01T10:09:00Z", owners=()),
+    ]
+
+    result = derive(make_spec(validation=AUC_GATE), {}, complete_job(), pods)
+
+    assert result.status["phase"] == "Rejected"
+    assert result.status["metrics"] == {"auc": 0.5}
+
+
+# ---------------------------------------------------------------- an invalid spec
+def test_a_spec_the_model_refuses_fails_the_run_as_invalid_spec() -> None:
+    spec = read_spec({"image": IMAGE})  # no output
+    assert isinstance(spec, InvalidSpec)
+
+    result = derive(spec, {}, None)
+
+    assert result.status["phase"] == "Failed"
+    succeeded = condition(result.status, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"]) == ("False", "InvalidSpec")
+    assert "output" in succeeded["message"]
+    assert result.plan.create == []
+    assert result.events == []
+
+
+def test_a_valid_spec_reads_as_the_spec() -> None:
+    spec = read_spec({"image": IMAGE, "output": {"modelUri": "s3://m/{version}"}})
+
+    assert isinstance(spec, TrainingJobSpec)
+    assert spec.workers == 1
+
+
+# ---------------------------------------------------------------- typed status
+def test_the_plans_status_is_typed_with_whole_second_times() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, 987654, tzinfo=UTC)
+
+    status = derive(make_spec(), running_status(), failed_job("DeadlineExceeded"), now=now).plan.status
+
+    assert status.phase == "Failed"
+    assert status.start_time == datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
+    assert status.completion_time == datetime(2026, 1, 1, 10, 12, 30, tzinfo=UTC)
+    assert [c.last_transition_time for c in status.conditions or []] == [
+        datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC),
+        datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC),
+    ]
+
+
+def test_a_run_that_ends_now_ends_on_a_whole_second() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, 987654, tzinfo=UTC)
+
+    result = derive(make_spec(), running_status(), None, now=now)
+
+    assert result.plan.status.completion_time == datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert result.status["completionTime"] == NOW_TEXT
+    assert result.status["duration"] == "2h"
+
+
+def test_the_stored_status_is_not_changed_by_planning() -> None:
+    stored = TrainingJobStatus.model_validate(running_status())
+    before = stored.model_copy(deep=True)
+
+    plan_trainingjob(ObservedRun(REF, make_spec(), stored, complete_job(), [trainer_pod(None)], NOW))
+
+    assert stored == before

@@ -28,6 +28,7 @@ from urllib.parse import quote
 import aiohttp
 
 from perennial.adapters import metrics
+from perennial.api.base import API_VERSION, GROUP, VERSION
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,30 @@ JOBS = Resource("batch", "v1", "jobs")
 DEPLOYMENTS = Resource("apps", "v1", "deployments")
 SERVICES = Resource("", "v1", "services")
 PODS = Resource("", "v1", "pods")
-TRAINING_JOBS = Resource("perennial.dev", "v1alpha1", "trainingjobs")
-MODEL_DEPLOYMENTS = Resource("perennial.dev", "v1alpha1", "modeldeployments")
-DRIFT_POLICIES = Resource("perennial.dev", "v1alpha1", "driftpolicies")
+TRAINING_JOBS = Resource(GROUP, VERSION, "trainingjobs")
+MODEL_DEPLOYMENTS = Resource(GROUP, VERSION, "modeldeployments")
+DRIFT_POLICIES = Resource(GROUP, VERSION, "driftpolicies")
+
+# The kinds the operator writes as children, by (apiVersion, kind) of their manifests.
+_BY_KIND = {
+    ("batch/v1", "Job"): JOBS,
+    ("apps/v1", "Deployment"): DEPLOYMENTS,
+    ("v1", "Service"): SERVICES,
+    (API_VERSION, "TrainingJob"): TRAINING_JOBS,
+}
+_BY_PLURAL = {resource.plural: resource for resource in _BY_KIND.values()}
+
+# Server-side apply's field manager: `kubectl get -o yaml --show-managed-fields` shows it.
+FIELD_MANAGER = "perennial"
+
+
+def resource_of(manifest: Mapping[str, Any]) -> Resource:
+    """The resource a child manifest belongs to."""
+    return _BY_KIND[(str(manifest.get("apiVersion")), str(manifest.get("kind")))]
+
+
+def resource_named(plural: str) -> Resource:
+    return _BY_PLURAL[plural]
 
 
 class ApiError(Exception):
@@ -246,11 +268,21 @@ class KubeClient:
         return items
 
     async def create(self, resource: Resource, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("POST", resource.path(namespace), body=body)
+        return await self.request("POST", resource.path(namespace), body=body, params={"fieldManager": FIELD_MANAGER})
 
-    async def replace(self, resource: Resource, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """PUT: with metadata.resourceVersion set, a stale read fails with 409 instead of clobbering."""
-        return await self.request("PUT", resource.path(namespace, name), body=body)
+    async def apply(self, resource: Resource, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply as ``perennial``, forcing: Perennial's fields become what ``body`` says.
+
+        Fields ``body`` leaves out stay as their owners set them. JSON is YAML, so the body
+        goes as ``application/apply-patch+yaml`` unchanged.
+        """
+        return await self.request(
+            "PATCH",
+            resource.path(namespace, body["metadata"]["name"]),
+            body=body,
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content_type="application/apply-patch+yaml",
+        )
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("DELETE", resource.path(namespace, name), body={"propagationPolicy": "Background"})

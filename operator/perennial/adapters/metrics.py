@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import TypeVar
 
 from prometheus_client import (
@@ -245,6 +245,25 @@ def set_drift_value(namespace: str, policy: str, metric: str, value: float) -> N
 def forget_policy(namespace: str, policy: str) -> None:
     for metric in _drift_series.pop((namespace, policy), set()):
         DRIFT_METRIC_VALUE.remove(namespace, policy, metric)
+
+
+# What a plan's ``Count("promotions", {"result": "Promoted"})`` increments: the domain names
+# the counter, the controller bumps it (the domain imports no metrics library).
+COUNTERS: dict[str, Counter] = {
+    "training_runs_started": TRAINING_RUNS_STARTED,
+    "retrains_triggered": RETRAINS_TRIGGERED,
+    "retrains_suppressed": RETRAINS_SUPPRESSED,
+    "promotions": PROMOTIONS,
+    "rollouts": ROLLOUTS,
+    "drift_evaluations": DRIFT_EVALUATIONS,
+    "drift_breaches": DRIFT_BREACHES,
+    "drift_triggers": DRIFT_TRIGGERS,
+}
+
+
+def count(metric: str, labels: Mapping[str, str]) -> None:
+    counter = COUNTERS[metric]
+    (counter.labels(**labels) if labels else counter).inc()
 
 
 async def measured_reconcile(kind: str, reconcile: Awaitable[T]) -> T:

@@ -12,11 +12,15 @@ often the larger part of an object (measured in benchmarks/README.md).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 Key = tuple[str, str]  # (namespace, name)
+# Called with each watch event after the store recorded it: (event type, body).
+Subscriber = Callable[[str | None, Mapping[str, Any]], None]
+# Another object an object points at (a DriftPolicy -> its target ModelDeployment's key).
+Reference = Callable[[Mapping[str, Any]], Key | None]
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 
 
@@ -33,6 +37,7 @@ def _owner_uids(body: Mapping[str, Any]) -> set[str]:
 class _Entry:
     resource_version: int  # -1 when not an integer
     owners: frozenset[str]
+    refers_to: Key | None
     document: str  # compact JSON of the slimmed body
 
 
@@ -45,17 +50,37 @@ class ObjectStore:
     copy, so a reconcile can change what it got without touching the cache.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, refers_to: Reference | None = None) -> None:
         self._objects: dict[Key, _Entry] = {}
         # Owner UID -> keys of its children: "this ModelDeployment's TrainingJobs" without a scan.
         self._by_owner: dict[str, set[Key]] = {}
+        # Referenced key -> keys referring to it: "the DriftPolicies targeting this model".
+        self._refers_to = refers_to
+        self._by_reference: dict[Key, set[Key]] = {}
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call ``subscriber`` with every watch event, after the store recorded it (an informer's handler)."""
+        self._subscribers.append(subscriber)
 
     def apply_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """Record one watch event: ADDED/MODIFIED/None (initial listing) store, DELETED forgets."""
-        key = key_of(body)
+        """Record one watch event (ADDED/MODIFIED/None for the initial listing store, DELETED
+        forgets), then tell the subscribers."""
         if event_type == "DELETED":
-            self.forget(key)
-            return
+            self.forget(key_of(body))
+        else:
+            self._store(body)
+        for subscriber in self._subscribers:
+            subscriber(event_type, body)
+
+    def put(self, body: Mapping[str, Any]) -> None:
+        """Record what a write returned, so the next reconcile sees it before the watch does.
+
+        Subscribers are not told: the watch event of the same write follows."""
+        self._store(body)
+
+    def _store(self, body: Mapping[str, Any]) -> None:
+        key = key_of(body)
         previous = self._objects.get(key)
         version = _resource_version(body)
         # Events can arrive out of order across reconnects; never go back in time.
@@ -63,14 +88,14 @@ class ObjectStore:
             return
         if previous is not None:
             self._unindex(key, previous)
-        entry = _Entry(version, frozenset(_owner_uids(body)), json.dumps(slim(body), separators=(",", ":")))
+        refers_to = self._refers_to(body) if self._refers_to is not None else None
+        document = json.dumps(slim(body), separators=(",", ":"))
+        entry = _Entry(version, frozenset(_owner_uids(body)), refers_to, document)
         self._objects[key] = entry
         for uid in entry.owners:
             self._by_owner.setdefault(uid, set()).add(key)
-
-    def put(self, body: Mapping[str, Any]) -> None:
-        """Record what a write returned, so the next reconcile sees it before the watch does."""
-        self.apply_event("MODIFIED", body)
+        if refers_to is not None:
+            self._by_reference.setdefault(refers_to, set()).add(key)
 
     def get(self, key: Key) -> dict[str, Any] | None:
         entry = self._objects.get(key)
@@ -88,9 +113,22 @@ class ObjectStore:
                 keys.discard(key)
                 if not keys:
                     del self._by_owner[uid]
+        if entry.refers_to is not None:
+            referring = self._by_reference.get(entry.refers_to)
+            if referring is not None:
+                referring.discard(key)
+                if not referring:
+                    del self._by_reference[entry.refers_to]
 
     def owned_by(self, uid: str) -> list[dict[str, Any]]:
         return [_decode(self._objects[key]) for key in sorted(self._by_owner.get(uid, ()))]
+
+    def referring_to(self, key: Key) -> list[dict[str, Any]]:
+        """The objects whose reference (see ``refers_to``) is ``key``."""
+        return [_decode(self._objects[k]) for k in sorted(self._by_reference.get(key, ()))]
+
+    def keys_referring_to(self, key: Key) -> list[Key]:
+        return sorted(self._by_reference.get(key, ()))
 
     def keys(self) -> Iterator[Key]:
         return iter(list(self._objects))

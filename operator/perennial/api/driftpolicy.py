@@ -160,6 +160,17 @@ class DriftMetricStatus(ApiModel):
     """Why there is no value (NoData, a query error)."""
 
 
+class RetrainRequest(ApiModel):
+    """A retrain this policy asks its target for; the target answers in its status.driftRequests."""
+
+    id: str
+    """Identifies the request (the time it was made); the target's answer names it."""
+    requested_at: datetime | None = None
+    """When the policy asked."""
+    detail: str | None = None
+    """The breach that asked, e.g. "feature_psi=0.31 > max 0.2"."""
+
+
 class DriftPolicyStatus(ApiModel):
     """The evaluation state, written by the operator."""
 
@@ -175,5 +186,7 @@ class DriftPolicyStatus(ApiModel):
     """How many times it did."""
     last_training_job: str | None = None
     """The TrainingJob its last trigger started."""
+    retrain_request: RetrainRequest | None = None
+    """A retrain asked of the target and not answered yet."""
     conditions: list[Condition] | None = None
     """Ready and Drifting."""

@@ -41,7 +41,10 @@ class Serving(ApiModel):
     image: Annotated[str, Field(max_length=TEXT, pattern=IMAGE_PATTERN)]
     """The model server's container image."""
     replicas: Annotated[int, Field(ge=0, le=1000)] = 1
-    """Number of serving pods."""
+    """Number of serving pods (ignored with externalScaling)."""
+    external_scaling: bool = False
+    """True: something else (a HorizontalPodAutoscaler, a person) owns the Deployment's replicas;
+    the operator leaves them out of what it applies, so it never fights over them."""
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     """Container port of the server; the Service exposes it as port `http`."""
     model_uri_env: Annotated[str, Field(pattern=ENV_NAME_PATTERN, max_length=NAME)] = "MODEL_URI"
@@ -197,6 +200,26 @@ class RolloutStatus(ApiModel):
     """When it started; rollout.progressDeadline counts from here."""
 
 
+class DriftRequestAnswer(ApiModel):
+    """The answer to a DriftPolicy's retrain request (the policy reads it back)."""
+
+    policy: str
+    """The DriftPolicy that asked."""
+    id: str
+    """The request answered (the policy's status.retrainRequest.id)."""
+    result: Literal["Started", "Suppressed"]
+    """Started: a training runs for it. Suppressed: this model's rules held it back."""
+    training_job: str | None = None
+    """The TrainingJob started for it."""
+    reason: str | None = None
+    """Why it was suppressed: Cooldown, TrainingInProgress, CircuitOpen, Suspended, or
+    TrainingJobRefused (the API server refused the TrainingJob; the message says why)."""
+    message: str | None = None
+    """The answer in words."""
+    answered_at: datetime | None = None
+    """When it was answered."""
+
+
 class ModelDeploymentStatus(ApiModel):
     """The loop's state, derived by the operator."""
 
@@ -236,3 +259,7 @@ class ModelDeploymentStatus(ApiModel):
     """Failed or rejected runs in a row (the circuit opens at retraining.maxConsecutiveFailures)."""
     training_spec_hash: str | None = None
     """Identity of the spec.training the last run used (a change is a SpecChange trigger)."""
+    last_automatic_retrain: datetime | None = None
+    """When the last automatic (Drift or Schedule) retrain started; retraining.cooldown counts from here."""
+    drift_requests: list[DriftRequestAnswer] | None = None
+    """The last answer to each DriftPolicy that asked for a retrain."""

@@ -1,11 +1,10 @@
-"""TrainingJob controller: one level-based reconcile per object, fed by watch events.
+"""TrainingJob controller: observe a run, plan it (``perennial.domain.training``), execute the plan.
 
-Watch events of TrainingJobs and of the Jobs they own only record the object in a cache
-and queue the TrainingJob's key (a Job's events batched for a second, see
-``CHILD_EVENT_BATCH_SECONDS``); the work queue runs ``reconcile`` once per key at a time.
-A reconcile costs, per transition: one create (the Job; plus the headless Service of a
-distributed run), one status patch, one Event, and one pod list when the run ends (to read
-the trainer's termination message).
+Watch events of TrainingJobs and of their Jobs reach it through the caches it subscribes
+to; a Job's events are batched for a second (``CHILD_EVENT_BATCH_SECONDS``). A reconcile
+costs, per transition: one create (the Job; plus the headless Service of a distributed
+run), one status patch, one Event, and one pod list when the run ends (to read the
+trainer's termination message).
 """
 
 from __future__ import annotations
@@ -15,183 +14,89 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import kopf
-from pydantic import ValidationError
-
 from perennial.adapters import logs, metrics
-from perennial.adapters.kube import JOBS, PODS, SERVICES, TRAINING_JOBS, ApiError
+from perennial.adapters.kube import JOBS, PODS, TRAINING_JOBS, ApiError
 from perennial.adapters.store import Key, key_of
-from perennial.api.base import GROUP, VERSION
-from perennial.api.trainingjob import TrainingJobSpec
-from perennial.controllers.runtime import CHILD_EVENT_BATCH_SECONDS, Runtime, runtime_of
-from perennial.domain.conditions import ConditionState, merge_conditions, merge_patch
-from perennial.domain.labels import MANAGED_BY, MANAGED_BY_LABEL
-from perennial.domain.timeutil import parse_time
+from perennial.api.trainingjob import TrainingJobStatus
+from perennial.controllers.context import CHILD_EVENT_BATCH_SECONDS, Cluster, Controller
+from perennial.controllers.execute import create_child, post, write_status
 from perennial.domain.training import (
-    JOB_CONFLICT,
-    TERMINAL_PHASES,
     TRAINING_JOB_LABEL,
-    Observed,
-    StatusResult,
+    ObservedRun,
     TrainingJobRef,
-    derive_status,
-    desired_job,
-    desired_service,
-    owned_by,
+    job_finished,
+    plan_trainingjob,
+    read_spec,
+    record_child_outcome,
+    run_finished,
 )
 
-KIND = "TrainingJob"
 logger = logging.getLogger(__name__)
-CONFLICT_RETRY_SECONDS = 15.0
 
 
-@kopf.on.event(GROUP, VERSION, "trainingjobs")
-async def trainingjob_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
-    runtime = runtime_of(memo)
-    body = event["object"]
-    runtime.trainingjobs.apply_event(event.get("type"), body)
-    runtime.enqueue_model_owner(body)  # its ModelDeployment follows the run
-    if event.get("type") != "DELETED":
-        runtime.trainingjob_queue.add(key_of(body))
+class TrainingJobController(Controller):
+    kind = "TrainingJob"
 
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(cluster)
+        cluster.trainingjobs.subscribe(self._trainingjob_event)
+        cluster.jobs.subscribe(self._job_event)
 
-@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY, TRAINING_JOB_LABEL: kopf.PRESENT})
-async def job_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
-    runtime = runtime_of(memo)
-    body = event["object"]
-    runtime.jobs.apply_event(event.get("type"), body)
-    namespace = body["metadata"]["namespace"]
-    key = (namespace, body["metadata"]["labels"][TRAINING_JOB_LABEL])
-    runtime.trainingjob_queue.add_after(key, CHILD_EVENT_BATCH_SECONDS)
+    def _trainingjob_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        if event_type != "DELETED":
+            self.queue.add(key_of(body))
 
+    def _job_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        run = (body["metadata"].get("labels") or {}).get(TRAINING_JOB_LABEL)
+        if run:
+            self.queue.add_after((body["metadata"]["namespace"], run), CHILD_EVENT_BATCH_SECONDS)
 
-async def reconcile(runtime: Runtime, key: Key) -> float | None:
-    """Converge one TrainingJob; returns seconds until it wants another look, or None."""
-    return await metrics.measured_reconcile(KIND, _reconcile(runtime, key))
+    async def reconcile(self, key: Key) -> float | None:
+        body = self.cluster.trainingjobs.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None  # gone: garbage collection removes the Job, its pods and the Service
+        observed = await self._observe(body)
+        plan = plan_trainingjob(observed)
+        for manifest in plan.create:
+            outcome = await create_child(self.cluster, observed.ref.uid, manifest)
+            record_child_outcome(plan, outcome)
+            if outcome.failed:
+                break
+        await write_status(self.cluster, TRAINING_JOBS, self.cluster.trainingjobs, body, observed.status, plan.status)
+        post(self.cluster, body, plan.events, plan.counts)
+        _record_finish(body, observed.status, plan.status)
+        return plan.requeue_after
 
+    async def _observe(self, body: Mapping[str, Any]) -> ObservedRun:
+        """The run, its Job (cache; one GET when status records a Job the cache lacks), its pods once it finished."""
+        metadata = body["metadata"]
+        ref = TrainingJobRef(metadata["name"], metadata["namespace"], metadata["uid"], metadata.get("generation"))
+        status = TrainingJobStatus.model_validate(body.get("status") or {})
+        job: Mapping[str, Any] | None = None
+        pods: list[dict[str, Any]] = []
+        if not run_finished(status):  # a finished run is history: its children are not read again
+            job = self.cluster.jobs.get((ref.namespace, ref.name))
+            if job is None and status.job_name:
+                job = await self._get_job(ref)
+            if job is not None and job_finished(job):
+                pods = await self.cluster.client.list(PODS, ref.namespace, f"{TRAINING_JOB_LABEL}={ref.name}")
+        return ObservedRun(ref, read_spec(body.get("spec")), status, job, pods, datetime.now(UTC))
 
-async def _reconcile(runtime: Runtime, key: Key) -> float | None:
-    body = runtime.trainingjobs.get(key)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return None  # gone: garbage collection removes the Job, its pods and the Service
-    metadata = body["metadata"]
-    ref = TrainingJobRef(metadata["name"], metadata["namespace"], metadata["uid"], metadata.get("generation"))
-    current: dict[str, Any] = body.get("status") or {}
-    if current.get("phase") in TERMINAL_PHASES and current.get("observedGeneration") == ref.generation:
-        return None
-    try:
-        spec = TrainingJobSpec.model_validate(body.get("spec") or {})
-    except ValidationError as error:
-        # The CRD schema makes this unreachable for objects it admitted; say so anyway.
-        await _write_status(runtime, body, current, _invalid_spec(ref, current, str(error)))
-        return None
-
-    job = runtime.jobs.get(key)
-    if job is None:
-        job = await _find_or_create_job(runtime, body, ref, spec, current)
-    if job is not None and not owned_by(job, ref):
-        await _write_status(runtime, body, current, _conflict(ref, current))
-        return CONFLICT_RETRY_SECONDS
-
-    pods: list[dict[str, Any]] = []
-    if job is not None and _finished(job):
-        pods = await runtime.client.list(PODS, ref.namespace, f"{TRAINING_JOB_LABEL}={ref.name}")
-    result = derive_status(ref, spec, current, Observed(job, pods), datetime.now(UTC))
-    await _write_status(runtime, body, current, result)
-    return None
-
-
-def _finished(job: Mapping[str, Any]) -> bool:
-    return any(
-        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-        for c in job.get("status", {}).get("conditions") or []
-    )
-
-
-async def _find_or_create_job(
-    runtime: Runtime, body: Mapping[str, Any], ref: TrainingJobRef, spec: TrainingJobSpec, current: Mapping[str, Any]
-) -> dict[str, Any] | None:
-    """The run's Job: from the cache, or confirmed with a GET, or created (adopting on AlreadyExists).
-
-    Once status records a Job, a missing one is never recreated: re-running a finished or
-    half-finished training would silently produce a second model under one version.
-    """
-    if current.get("jobName"):
+    async def _get_job(self, ref: TrainingJobRef) -> dict[str, Any] | None:
         try:
-            return await runtime.client.get(JOBS, ref.namespace, ref.name)
+            return await self.cluster.client.get(JOBS, ref.namespace, ref.name)
         except ApiError as error:
             if error.not_found:
                 return None
             raise
-    service = desired_service(ref, spec)
-    if service is not None:
-        await _create_or_adopt(runtime, SERVICES, ref.namespace, service)
-    job, created = await _create_or_adopt(runtime, JOBS, ref.namespace, desired_job(ref, spec))
-    runtime.jobs.put(job)
-    if created:
-        metrics.TRAINING_RUNS_STARTED.inc()
-        runtime.events.record(body, "Normal", "JobCreated", f"created Job {ref.name}")
-    return job
 
 
-async def _create_or_adopt(
-    runtime: Runtime, resource: Any, namespace: str, desired: Mapping[str, Any]
-) -> tuple[dict[str, Any], bool]:
-    try:
-        return await runtime.client.create(resource, namespace, desired), True
-    except ApiError as error:
-        if not error.already_exists:
-            raise
-    # Created by an earlier incarnation of the operator (or a race): adopt what is there.
-    return await runtime.client.get(resource, namespace, desired["metadata"]["name"]), False
-
-
-async def _write_status(
-    runtime: Runtime, body: Mapping[str, Any], current: Mapping[str, Any], result: StatusResult
-) -> None:
-    if result.status == current:
-        return  # nothing new: no write, no event
-    metadata = body["metadata"]
-    updated = await runtime.client.patch_status(
-        TRAINING_JOBS,
-        metadata["namespace"],
-        metadata["name"],
-        merge_patch(current, result.status),
-        resource_version=None,
-    )
-    runtime.trainingjobs.put(updated)
-    for event in result.events:
-        runtime.events.record(body, event.type, event.reason, event.message)
-    phase = result.status.get("phase")
-    if result.finished and current.get("phase") not in TERMINAL_PHASES and phase in TERMINAL_PHASES:
-        metrics.TRAINING_RUNS_FINISHED.labels(result=phase).inc()
-        start = parse_time(result.status.get("startTime"))
-        end = parse_time(result.status.get("completionTime"))
-        if start and end:
-            metrics.TRAINING_DURATION.labels(result=phase).observe((end - start).total_seconds())
-        logger.info("training run finished: %s", phase, extra=logs.about(body))
-
-
-def _conflict(ref: TrainingJobRef, current: Mapping[str, Any]) -> StatusResult:
-    message = (
-        f"a Job named {ref.name} exists but belongs to something else; it is left alone."
-        " Delete it (or rename this TrainingJob) to run."
-    )
-    conditions = merge_conditions(
-        current.get("conditions"),
-        [ConditionState("Succeeded", "Unknown", JOB_CONFLICT, message)],
-        now=datetime.now(UTC),
-        generation=ref.generation,
-    )
-    status = {**current, "phase": "Pending", "observedGeneration": ref.generation, "conditions": conditions}
-    return StatusResult(status)
-
-
-def _invalid_spec(ref: TrainingJobRef, current: Mapping[str, Any], detail: str) -> StatusResult:
-    conditions = merge_conditions(
-        current.get("conditions"),
-        [ConditionState("Succeeded", "False", "InvalidSpec", detail[:1000])],
-        now=datetime.now(UTC),
-        generation=ref.generation,
-    )
-    return StatusResult({**current, "phase": "Failed", "observedGeneration": ref.generation, "conditions": conditions})
+def _record_finish(body: Mapping[str, Any], before: TrainingJobStatus, after: TrainingJobStatus) -> None:
+    """Count a run that just finished, and how long it took."""
+    if after.phase is None or run_finished(before) or not run_finished(after):
+        return
+    metrics.TRAINING_RUNS_FINISHED.labels(result=after.phase).inc()
+    if after.start_time is not None and after.completion_time is not None:
+        seconds = (after.completion_time - after.start_time).total_seconds()
+        metrics.TRAINING_DURATION.labels(result=after.phase).observe(seconds)
+    logger.info("training run finished: %s", after.phase, extra=logs.about(body))

@@ -1,4 +1,4 @@
-"""The one condition helper: metav1.Condition-shaped dicts, merged without churn.
+"""The one condition helper: typed metav1.Condition-shaped conditions, set without churn.
 
 A condition's ``lastTransitionTime`` changes only when its status does, so a reconcile
 that finds nothing new writes nothing new (and kopf sees no status change to react to).
@@ -11,51 +11,54 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from perennial.domain.timeutil import format_time
+from perennial.api.base import Condition, ConditionStatus
+from perennial.domain.timeutil import truncate
 
 
 @dataclass(frozen=True)
 class ConditionState:
     type: str
-    status: str  # "True" | "False" | "Unknown"
+    status: ConditionStatus
     reason: str
     message: str = ""
 
 
-def merge_conditions(
-    existing: Iterable[Mapping[str, Any]] | None,
-    desired: Iterable[ConditionState],
-    *,
-    now: datetime,
-    generation: int | None,
-) -> list[dict[str, Any]]:
-    """Conditions after applying ``desired``; types not in ``desired`` are kept as they were."""
-    by_type = {str(c.get("type")): dict(c) for c in existing or []}
-    for state in desired:
-        previous = by_type.get(state.type)
-        transition = format_time(now)
-        if previous is not None and previous.get("status") == state.status and previous.get("lastTransitionTime"):
-            transition = str(previous["lastTransitionTime"])
-        condition: dict[str, Any] = {
-            "type": state.type,
-            "status": state.status,
-            "reason": state.reason,
-            "message": state.message,
-            "lastTransitionTime": transition,
-        }
-        if generation is not None:
-            condition["observedGeneration"] = generation
-        by_type[state.type] = condition
-    return list(by_type.values())
+def set_condition(conditions: list[Condition], state: ConditionState, *, now: datetime, generation: int | None) -> bool:
+    """Set ``state`` in ``conditions`` (in place); True when its status, reason or message changed.
+
+    ``lastTransitionTime`` moves only when the status does; ``observedGeneration`` follows
+    the object's generation.
+    """
+    previous = get_condition(conditions, state.type)
+    if previous is None:
+        conditions.append(
+            Condition(
+                type=state.type,
+                status=state.status,
+                reason=state.reason,
+                message=state.message,
+                last_transition_time=truncate(now),
+                observed_generation=generation,
+            )
+        )
+        return True
+    changed = (previous.status, previous.reason, previous.message) != (state.status, state.reason, state.message)
+    if previous.status != state.status or previous.last_transition_time is None:
+        previous.last_transition_time = truncate(now)
+    previous.status = state.status
+    previous.reason = state.reason
+    previous.message = state.message
+    previous.observed_generation = generation
+    return changed
 
 
-def find_condition(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
-    return next((c for c in conditions or [] if c.get("type") == type_), None)
+def get_condition(conditions: Iterable[Condition] | None, type_: str) -> Condition | None:
+    return next((c for c in conditions or [] if c.type == type_), None)
 
 
-def is_true(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> bool:
-    condition = find_condition(conditions, type_)
-    return condition is not None and condition.get("status") == "True"
+def condition_is_true(conditions: Iterable[Condition] | None, type_: str) -> bool:
+    condition = get_condition(conditions, type_)
+    return condition is not None and condition.status == "True"
 
 
 def merge_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:

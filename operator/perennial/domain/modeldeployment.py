@@ -11,17 +11,27 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from perennial.api.base import API_VERSION
 from perennial.api.durations import parse_duration
-from perennial.api.modeldeployment import RETRAIN_REQUEST_ANNOTATION, ModelDeploymentSpec
+from perennial.api.modeldeployment import (
+    RETRAIN_REQUEST_ANNOTATION,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    ModelVersionRecord,
+    PromotionDecision,
+    RolloutStatus,
+)
+from perennial.api.trainingjob import Dataset
+from perennial.api.trainingjob import Trigger as TriggerRecord
 from perennial.domain import cron
 from perennial.domain.labels import MANAGED_BY_LABEL, MODEL_LABEL, VERSION_LABEL, OwnerRef, managed_labels
 from perennial.domain.timeutil import format_time, parse_time
+from perennial.domain.training import TERMINAL_PHASES
 
 # Trigger reasons, most important first: one run satisfies every pending trigger, and
 # the most important names it.
@@ -36,7 +46,6 @@ AUTOMATIC = frozenset({INITIAL, SPEC_CHANGE, DRIFT, SCHEDULE})
 COOLDOWN, TRAINING_IN_PROGRESS, CIRCUIT_OPEN, SUSPENDED = "Cooldown", "TrainingInProgress", "CircuitOpen", "Suspended"
 SUPPRESSIONS = (COOLDOWN, TRAINING_IN_PROGRESS, CIRCUIT_OPEN, SUSPENDED)
 
-TERMINAL_RUN_PHASES = ("Succeeded", "Failed", "Rejected")
 TRAINED_STATES = ("Candidate", "Serving", "Retired", "RolledBack")
 
 
@@ -50,6 +59,8 @@ class Trigger:
     reason: str
     source: str = ""
     detail: str = ""
+    request: str = ""
+    """For Drift: the id of the DriftPolicy's retrain request this trigger answers."""
 
     def to_api(self) -> dict[str, str]:
         result = {"reason": self.reason}
@@ -58,6 +69,18 @@ class Trigger:
         if self.detail:
             result["detail"] = self.detail
         return result
+
+    def record(self) -> TriggerRecord:
+        return TriggerRecord.model_validate(self.to_api())
+
+
+@dataclass(frozen=True)
+class DriftRequest:
+    """A DriftPolicy's pending retrain request (its status.retrainRequest)."""
+
+    policy: str
+    id: str
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,36 +111,45 @@ def schedule_fires_at(spec: ModelDeploymentSpec, moment_text: str | None) -> boo
     return cron.parse(spec.retraining.schedule).next_after(moment - timedelta(minutes=1)) == moment
 
 
+def unanswered_drift_requests(status: ModelDeploymentStatus, requests: Sequence[DriftRequest]) -> list[DriftRequest]:
+    """The requests whose id this model has not answered yet (one answer per policy is kept)."""
+    answered = {(a.policy, a.id) for a in status.drift_requests or []}
+    return [r for r in requests if (r.policy, r.id) not in answered]
+
+
 def pending_triggers(
     spec: ModelDeploymentSpec,
     annotations: Mapping[str, str],
-    status: Mapping[str, Any],
+    status: ModelDeploymentStatus,
     now: datetime,
+    drift_requests: Sequence[DriftRequest] = (),
 ) -> list[Trigger]:
-    """The triggers the ModelDeployment itself raises (Drift comes from DriftPolicies), most important first."""
+    """Every trigger waiting for an answer, most important first (one run answers them all)."""
     triggers: list[Trigger] = []
-    if not status.get("latestVersion"):
+    if not status.latest_version:
         triggers.append(Trigger(INITIAL, "", "no version yet"))
     request = annotations.get(RETRAIN_REQUEST_ANNOTATION)
-    if request and request != status.get("handledRetrainRequest"):
+    if request and request != status.handled_retrain_request:
         triggers.append(Trigger(MANUAL, request, f"{RETRAIN_REQUEST_ANNOTATION}={request}"))
-    recorded = status.get("trainingSpecHash")
+    recorded = status.training_spec_hash
     if spec.retraining.on_spec_change and recorded and recorded != training_hash(spec):
         triggers.append(Trigger(SPEC_CHANGE, "", "spec.training changed"))
-    due = parse_time(status.get("nextScheduledRetrain"))
+    for drift in unanswered_drift_requests(status, drift_requests):
+        triggers.append(Trigger(DRIFT, drift.policy, drift.detail, request=drift.id))
+    due = status.next_scheduled_retrain
     if spec.retraining.schedule and due is not None and due <= now:
         triggers.append(Trigger(SCHEDULE, spec.retraining.schedule, f"scheduled for {format_time(due)}"))
-    return triggers
+    return sorted(triggers, key=lambda t: TRIGGER_PRIORITY.index(t.reason))
 
 
-def circuit_open(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> bool:
-    return int(status.get("consecutiveFailures") or 0) >= spec.retraining.max_consecutive_failures
+def circuit_open(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bool:
+    return (status.consecutive_failures or 0) >= spec.retraining.max_consecutive_failures
 
 
 def arbitrate(
     trigger: Trigger,
     spec: ModelDeploymentSpec,
-    status: Mapping[str, Any],
+    status: ModelDeploymentStatus,
     now: datetime,
     *,
     training_active: bool,
@@ -132,22 +164,30 @@ def arbitrate(
     if trigger.reason in EXPLICIT or trigger.reason == INITIAL:
         return Arbitration(True)
     if circuit_open(spec, status):
-        failures = int(status.get("consecutiveFailures") or 0)
+        failures = status.consecutive_failures or 0
         return Arbitration(
             False,
             CIRCUIT_OPEN,
             f"{trigger.reason}: {failures} runs in a row failed or were rejected; automatic retrains stop"
             " until a manual request or a spec change succeeds",
         )
-    last = parse_time((status.get("lastRetrain") or {}).get("time"))
-    cooldown = parse_duration(spec.retraining.cooldown)
-    if last is not None and now - last < cooldown:
-        ready_at = format_time(last + cooldown)
-        return Arbitration(False, COOLDOWN, f"{trigger.reason}: in cooldown until {ready_at}")
+    ready_at = cooldown_ends(spec, status)
+    if ready_at is not None and now < ready_at:
+        return Arbitration(False, COOLDOWN, f"{trigger.reason}: in cooldown until {format_time(ready_at)}")
     return Arbitration(True)
 
 
 # ---------------------------------------------------------------- versions and runs
+# What a TrainingJob says about the trigger it answered, written when the ModelDeployment
+# creates it: a pass that crashed between creating the TrainingJob and recording it in
+# status restores its bookkeeping from here, so the trigger is neither lost nor repeated.
+TRIGGERED_AT_ANNOTATION = "perennial.dev/triggered-at"
+SPEC_HASH_ANNOTATION = "perennial.dev/training-spec-hash"
+HANDLED_REQUEST_ANNOTATION = "perennial.dev/handled-retrain-request"
+DRIFT_REQUESTS_ANNOTATION = "perennial.dev/drift-requests"  # JSON {policy: request id}
+STARTS_COOLDOWN_ANNOTATION = "perennial.dev/starts-cooldown"  # "true": it answered a Drift or Schedule trigger
+
+
 @dataclass(frozen=True)
 class Run:
     """What the operator knows of one TrainingJob this ModelDeployment owns."""
@@ -158,40 +198,81 @@ class Run:
     metrics: Mapping[str, float]
     model_uri: str | None
     reason: str = ""
+    trigger: Mapping[str, Any] | None = None
+    image: str | None = None
+    dataset: Mapping[str, Any] | None = None
+    hyperparameters: Mapping[str, str] | None = None
+    created_at: datetime | None = None
+    annotations: Mapping[str, str] | None = None
 
     @property
     def finished(self) -> bool:
-        return self.phase in TERMINAL_RUN_PHASES
+        return self.phase in TERMINAL_PHASES
 
 
 def run_from(body: Mapping[str, Any]) -> Run:
     status = body.get("status") or {}
+    spec = body.get("spec") or {}
+    metadata = body["metadata"]
     succeeded: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Succeeded"), {})
     return Run(
-        name=body["metadata"]["name"],
-        version=str(body.get("spec", {}).get("version") or body["metadata"].get("labels", {}).get(VERSION_LABEL, "")),
+        name=metadata["name"],
+        version=str(spec.get("version") or metadata.get("labels", {}).get(VERSION_LABEL, "")),
         phase=status.get("phase"),
         metrics=dict(status.get("metrics") or {}),
         model_uri=status.get("modelUri"),
         reason=str(succeeded.get("reason") or ""),
+        trigger=spec.get("trigger"),
+        image=spec.get("image"),
+        dataset=spec.get("dataset"),
+        hyperparameters=spec.get("hyperparameters"),
+        created_at=parse_time(metadata.get("creationTimestamp")),
+        annotations=dict(metadata.get("annotations") or {}),
     )
+
+
+def own_runs(bodies: Sequence[Mapping[str, Any]], ref: ModelRef) -> dict[str, Run]:
+    """This model's runs by version: TrainingJobs in its namespace that it controls.
+
+    A TrainingJob elsewhere, or one that merely names the model as a non-controlling owner,
+    is never a version of it.
+    """
+    runs: dict[str, Run] = {}
+    for body in bodies:
+        metadata = body.get("metadata", {})
+        controlled = any(
+            o.get("uid") == ref.uid and o.get("controller") and o.get("kind") == ref.kind
+            for o in metadata.get("ownerReferences") or []
+        )
+        if controlled and metadata.get("namespace") == ref.namespace:
+            run = run_from(body)
+            if run.version.isdigit():
+                runs[run.version] = run
+    return runs
 
 
 def training_job_name(model: str, version: int | str) -> str:
     return f"{model}-v{version}"
 
 
-def next_version(status: Mapping[str, Any], known_versions: Sequence[str]) -> int:
+def next_version(status: ModelDeploymentStatus, known_versions: Iterable[str]) -> int:
     """One more than any version ever allocated (status or an existing TrainingJob)."""
     numbers = [int(v) for v in known_versions if str(v).isdigit()]
-    latest = str(status.get("latestVersion") or "0")
+    latest = status.latest_version or "0"
     numbers.append(int(latest) if latest.isdigit() else 0)
-    numbers += [int(r["version"]) for r in status.get("versions") or [] if str(r.get("version", "")).isdigit()]
+    numbers += [int(r.version) for r in status.versions or [] if r.version.isdigit()]
     return max(numbers) + 1
 
 
-def training_job_for(ref: ModelRef, spec: ModelDeploymentSpec, version: int, trigger: Trigger) -> dict[str, Any]:
-    """The TrainingJob for one version: the template plus identity and the trigger (lineage)."""
+def training_job_for(
+    ref: ModelRef,
+    spec: ModelDeploymentSpec,
+    version: int,
+    trigger: Trigger,
+    bookkeeping: Mapping[str, str],
+) -> dict[str, Any]:
+    """The TrainingJob for one version: the template plus identity, the trigger (lineage) and
+    the bookkeeping its trigger consumed (annotations, see ``TRIGGERED_AT_ANNOTATION``)."""
     training = spec.training.to_api()
     training.update({"model": ref.name, "version": str(version), "trigger": trigger.to_api()})
     return {
@@ -201,6 +282,7 @@ def training_job_for(ref: ModelRef, spec: ModelDeploymentSpec, version: int, tri
             "name": training_job_name(ref.name, version),
             "namespace": ref.namespace,
             "labels": managed_labels(model=ref.name, version=str(version)),
+            "annotations": dict(bookkeeping),
             "ownerReferences": [ref.owner_reference()],
         },
         "spec": training,
@@ -209,20 +291,32 @@ def training_job_for(ref: ModelRef, spec: ModelDeploymentSpec, version: int, tri
 
 def version_record(
     spec: ModelDeploymentSpec, version: int, trigger: Trigger, now: datetime, job: str
-) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "version": str(version),
-        "trainingJob": job,
-        "state": "Training",
-        "image": spec.training.image,
-        "trigger": trigger.to_api(),
-        "createdAt": format_time(now),
-    }
-    if spec.training.dataset is not None:
-        record["dataset"] = spec.training.dataset.to_api()
-    if spec.training.hyperparameters:
-        record["hyperparameters"] = dict(spec.training.hyperparameters)
-    return record
+) -> ModelVersionRecord:
+    return ModelVersionRecord(
+        version=str(version),
+        training_job=job,
+        state="Training",
+        image=spec.training.image,
+        trigger=trigger.record(),
+        created_at=now,
+        dataset=spec.training.dataset.model_copy() if spec.training.dataset is not None else None,
+        hyperparameters=dict(spec.training.hyperparameters) if spec.training.hyperparameters else None,
+    )
+
+
+def adopted_record(run: Run) -> ModelVersionRecord:
+    """The lineage of a run found without a record (created by a pass that crashed before writing status)."""
+    triggered_at = parse_time((run.annotations or {}).get(TRIGGERED_AT_ANNOTATION)) or run.created_at
+    return ModelVersionRecord(
+        version=run.version,
+        training_job=run.name,
+        state="Training",
+        image=run.image,
+        trigger=TriggerRecord.model_validate(run.trigger) if run.trigger else TriggerRecord(reason=INITIAL),
+        created_at=triggered_at,
+        dataset=Dataset.model_validate(run.dataset) if run.dataset else None,
+        hyperparameters=dict(run.hyperparameters) if run.hyperparameters else None,
+    )
 
 
 # ---------------------------------------------------------------- promotion
@@ -232,24 +326,23 @@ class Decision:
     reason: str
     compared_to: str | None = None
 
-    def to_api(self) -> dict[str, str]:
-        decision = {"result": self.result, "reason": self.reason}
-        if self.compared_to:
-            decision["comparedTo"] = self.compared_to
-        return decision
+    def record(self) -> PromotionDecision:
+        return PromotionDecision.model_validate(
+            {"result": self.result, "reason": self.reason, "comparedTo": self.compared_to}
+        )
 
 
 def promotion_decision(
-    spec: ModelDeploymentSpec, challenger: Mapping[str, float], champion: Mapping[str, Any] | None
+    spec: ModelDeploymentSpec, challenger: Mapping[str, float], champion: ModelVersionRecord | None
 ) -> Decision:
     """Whether a validated version should serve: ``requireImprovement`` against the serving version."""
     requirement = spec.promotion.require_improvement
-    compared_to = str(champion["version"]) if champion else None
+    compared_to = champion.version if champion else None
     evidence = "validated"
     if requirement is not None and champion is not None:
         metric, delta = requirement.metric, requirement.min_delta
         ours = challenger.get(metric)
-        theirs = (champion.get("metrics") or {}).get(metric)
+        theirs = (champion.metrics or {}).get(metric)
         if ours is None:
             return Decision("NotPromoted", f"{metric} missing from the candidate's metrics", compared_to)
         if theirs is not None:
@@ -308,70 +401,48 @@ def desired_deployment(ref: ModelRef, spec: ModelDeploymentSpec, version: str, m
         "imagePullSecrets": [s.to_api() for s in serving.image_pull_secrets] if serving.image_pull_secrets else None,
     }
     pod.update({k: v for k, v in optional_pod.items() if v})
-    return _with_spec_hash(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {
-                "name": ref.name,
-                "namespace": ref.namespace,
-                "labels": labels,
-                "ownerReferences": [ref.owner_reference()],
-            },
-            "spec": {
-                "replicas": serving.replicas,
-                "selector": {"matchLabels": selector_labels(ref)},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
-                "progressDeadlineSeconds": int(parse_duration(spec.rollout.progress_deadline).total_seconds()) or 1,
-                "template": {
-                    "metadata": {
-                        "labels": {**(serving.pod_labels or {}), **labels},
-                        "annotations": dict(serving.pod_annotations or {}),
-                    },
-                    "spec": pod,
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": ref.name,
+            "namespace": ref.namespace,
+            "labels": labels,
+            "ownerReferences": [ref.owner_reference()],
+        },
+        "spec": {
+            # With externalScaling the replicas are an HPA's (or a person's): not applied.
+            **({} if serving.external_scaling else {"replicas": serving.replicas}),
+            "selector": {"matchLabels": selector_labels(ref)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+            "progressDeadlineSeconds": int(parse_duration(spec.rollout.progress_deadline).total_seconds()) or 1,
+            "template": {
+                "metadata": {
+                    "labels": {**(serving.pod_labels or {}), **labels},
+                    "annotations": dict(serving.pod_annotations or {}),
                 },
+                "spec": pod,
             },
-        }
-    )
+        },
+    }
 
 
 def desired_service(ref: ModelRef, spec: ModelDeploymentSpec) -> dict[str, Any]:
-    return _with_spec_hash(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {
-                "name": ref.name,
-                "namespace": ref.namespace,
-                "labels": managed_labels(model=ref.name, version=None),
-                "ownerReferences": [ref.owner_reference()],
-            },
-            "spec": {
-                "type": "ClusterIP",
-                "selector": selector_labels(ref),
-                "ports": [{"name": "http", "port": spec.serving.port, "targetPort": "http", "protocol": "TCP"}],
-            },
-        }
-    )
-
-
-SPEC_HASH_ANNOTATION = "perennial.dev/spec-hash"
-
-
-def _with_spec_hash(desired: dict[str, Any]) -> dict[str, Any]:
-    """Stamp what the operator asked for, so an update is needed exactly when the ask changes
-    (comparing with the live object would fight the API server's defaulting)."""
-    canonical = json.dumps(desired, sort_keys=True, separators=(",", ":"))
-    desired["metadata"].setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = hashlib.sha256(
-        canonical.encode()
-    ).hexdigest()[:16]
-    return desired
-
-
-def needs_update(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    want = desired["metadata"].get("annotations", {}).get(SPEC_HASH_ANNOTATION)
-    have = (current.get("metadata", {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
-    return bool(want != have)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": ref.name,
+            "namespace": ref.namespace,
+            "labels": managed_labels(model=ref.name, version=None),
+            "ownerReferences": [ref.owner_reference()],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(ref),
+            "ports": [{"name": "http", "port": spec.serving.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
 
 
 def deployed_version(deployment: Mapping[str, Any] | None) -> str | None:
@@ -405,13 +476,13 @@ def deployment_health(deployment: Mapping[str, Any] | None) -> DeploymentHealth:
     return DeploymentHealth(desired, int(status.get("readyReplicas", 0)), available, rolled_out)
 
 
-def rollout_overdue(rollout: Mapping[str, Any], spec: ModelDeploymentSpec, now: datetime) -> bool:
-    started = parse_time(rollout.get("startedAt"))
+def rollout_overdue(rollout: RolloutStatus, spec: ModelDeploymentSpec, now: datetime) -> bool:
+    started = rollout.started_at
     return started is not None and now - started > parse_duration(spec.rollout.progress_deadline)
 
 
-def rollout_seconds_left(rollout: Mapping[str, Any], spec: ModelDeploymentSpec, now: datetime) -> float | None:
-    started = parse_time(rollout.get("startedAt"))
+def rollout_seconds_left(rollout: RolloutStatus, spec: ModelDeploymentSpec, now: datetime) -> float | None:
+    started = rollout.started_at
     if started is None:
         return None
     left = started + parse_duration(spec.rollout.progress_deadline) - now
@@ -428,7 +499,7 @@ class RolloutStep:
 
 
 def rollout_step(
-    rollout: Mapping[str, Any],
+    rollout: RolloutStatus,
     spec: ModelDeploymentSpec,
     deployed: str | None,
     health: DeploymentHealth,
@@ -437,10 +508,10 @@ def rollout_step(
     """The rollout state machine: done once the new version runs everywhere and is available;
     past ``progressDeadline`` it rolls back (with ``autoRollback`` and a previous version) or is
     stuck; otherwise it waits, and says how long until the deadline."""
-    if deployed == rollout.get("version") and health.rolled_out:
+    if deployed == rollout.version and health.rolled_out:
         return RolloutStep(COMPLETE)
     if rollout_overdue(rollout, spec, now):
-        if spec.rollout.auto_rollback and rollout.get("previousVersion"):
+        if spec.rollout.auto_rollback and rollout.previous_version:
             return RolloutStep(ROLL_BACK)
         return RolloutStep(STUCK)
     return RolloutStep(WAIT, rollout_seconds_left(rollout, spec, now))
@@ -468,6 +539,8 @@ def earliest(*delays: float | None) -> float | None:
     return min(present) if present else None
 
 
-def cooldown_ends(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> datetime | None:
-    last = parse_time((status.get("lastRetrain") or {}).get("time"))
+def cooldown_ends(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> datetime | None:
+    """When the cooldown after the last automatic (Drift, Schedule) retrain ends; Initial,
+    Manual and SpecChange runs do not start it (api.md)."""
+    last = status.last_automatic_retrain
     return last + parse_duration(spec.retraining.cooldown) if last else None

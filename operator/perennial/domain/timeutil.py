@@ -13,3 +13,8 @@ def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def truncate(moment: datetime) -> datetime:
+    """``moment`` in UTC to the whole second, as the API server stores timestamps."""
+    return moment.astimezone(UTC).replace(microsecond=0)

@@ -1,7 +1,8 @@
-"""TrainingJob logic: the desired Job (and headless Service), and status from what exists.
+"""TrainingJob logic: the desired Job (and headless Service), and the plan of one reconcile.
 
-Pure functions of (TrainingJob, observed children, now): no I/O, no kopf. The
-controller feeds them what the watches saw and applies what they return.
+Pure functions of what was observed (the TrainingJob, its Job and pods, now): no I/O, no
+kopf. ``plan_trainingjob`` decides everything a reconcile does; the controller executes
+the plan and hands back what the API server answered (``record_child_outcome``).
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
+from pydantic import ValidationError
+
+from perennial.api.base import Condition
 from perennial.api.durations import format_duration, parse_duration
-from perennial.api.trainingjob import TrainingJobSpec, ValidationRule
-from perennial.domain.conditions import ConditionState, find_condition, merge_conditions
+from perennial.api.trainingjob import TrainingJobSpec, TrainingJobStatus, TrainingPhase, ValidationRule
+from perennial.domain.children import controlled_by
 from perennial.domain.labels import MANAGED_BY, OwnerRef, managed_labels
-from perennial.domain.timeutil import format_time, parse_time
+from perennial.domain.plan import Plan
+from perennial.domain.timeutil import parse_time, truncate
 
 TRAINER_CONTAINER = "trainer"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
@@ -29,12 +34,19 @@ COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 # DeadlineExceeded, ...) pass through unchanged.
 JOB_DELETED = "JobDeleted"
 JOB_CONFLICT = "JobConflict"
+JOB_REFUSED = "JobRefused"
+INVALID_SPEC = "InvalidSpec"
 METRIC_BELOW_MIN = "MetricBelowMin"
 METRIC_ABOVE_MAX = "MetricAboveMax"
 METRICS_MISSING = "MetricsMissing"
 INVALID_TERMINATION_MESSAGE = "InvalidTerminationMessage"
 
 TERMINAL_PHASES = ("Succeeded", "Failed", "Rejected")
+# A Job of the same name that is not ours: look again this often, so the run starts soon
+# after its owner deletes it (a foreign Job without our labels sends us no watch events).
+CONFLICT_RETRY_SECONDS = 15.0
+# The counter a created Job increments (perennial.adapters.metrics.COUNTERS).
+RUNS_STARTED = "training_runs_started"
 
 
 @dataclass(frozen=True)
@@ -196,10 +208,6 @@ def desired_service(ref: TrainingJobRef, spec: TrainingJobSpec) -> dict[str, Any
     }
 
 
-def owned_by(obj: Mapping[str, Any], ref: TrainingJobRef) -> bool:
-    return any(o.get("uid") == ref.uid for o in obj.get("metadata", {}).get("ownerReferences") or [])
-
-
 # ---------------------------------------------------------------- metrics and gates
 @dataclass(frozen=True)
 class MetricsResult:
@@ -281,34 +289,58 @@ def check_gates(rules: Sequence[ValidationRule], metrics: Mapping[str, float]) -
     return GateResult(True, "AllGatesPassed", ", ".join(f"{r.metric} {_bound_text(r)}" for r in rules) + " hold")
 
 
-# ---------------------------------------------------------------- status
+# ---------------------------------------------------------------- observing a run
 @dataclass(frozen=True)
-class Observed:
-    """What the watches and the last list call saw of a run's children."""
+class InvalidSpec:
+    """A spec the model refuses (the CRD schema makes this unreachable for admitted objects)."""
 
+    detail: str
+
+
+def read_spec(document: Mapping[str, Any] | None) -> TrainingJobSpec | InvalidSpec:
+    try:
+        return TrainingJobSpec.model_validate(document or {})
+    except ValidationError as error:
+        return InvalidSpec(str(error))
+
+
+@dataclass(frozen=True)
+class ObservedRun:
+    """What one reconcile saw of a TrainingJob: the object, its Job and pods (caches or API), now."""
+
+    ref: TrainingJobRef
+    spec: TrainingJobSpec | InvalidSpec
+    status: TrainingJobStatus
+    """The status as stored (``TrainingJobStatus()`` when there is none yet)."""
     job: Mapping[str, Any] | None
-    pods: Sequence[Mapping[str, Any]] = ()
+    """The run's Job (of that name, whoever owns it), or None when there is none."""
+    pods: Sequence[Mapping[str, Any]]
+    """The pods carrying the run's label; listed only once the Job finished."""
+    now: datetime
 
 
-@dataclass(frozen=True)
-class RunEvent:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
+def run_finished(status: TrainingJobStatus) -> bool:
+    """A finished run is history: nothing its Job does later (TTL deletion) changes it."""
+    return status.phase in TERMINAL_PHASES
 
 
-@dataclass
-class StatusResult:
-    status: dict[str, Any]
-    events: list[RunEvent] = field(default_factory=list)
-    finished: bool = False
+def job_finished(job: Mapping[str, Any]) -> bool:
+    """The Job reached Complete or Failed: its pods' termination messages are final."""
+    return _true_job_condition(job, "Complete") is not None or _true_job_condition(job, "Failed") is not None
 
 
-def _job_condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
-    condition = find_condition(job.get("status", {}).get("conditions"), type_)
-    if condition is not None and condition.get("status") == "True":
-        return condition
+def _true_job_condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for condition in job.get("status", {}).get("conditions") or []:
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            result: Mapping[str, Any] = condition
+            return result
     return None
+
+
+def pods_of_job(pods: Sequence[Mapping[str, Any]], job: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The pods ``job`` created: anyone may put the run's label on a pod, only the Job controls its own."""
+    uid = str(job.get("metadata", {}).get("uid") or "")
+    return [pod for pod in pods if uid and controlled_by(pod, uid)]
 
 
 def _attempts(job_status: Mapping[str, Any]) -> int:
@@ -338,178 +370,215 @@ def trainer_termination(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
-def derive_status(
-    ref: TrainingJobRef,
-    spec: TrainingJobSpec,
-    current: Mapping[str, Any],
-    observed: Observed,
-    now: datetime,
-) -> StatusResult:
-    """The TrainingJob's status from its Job (and, once finished, its pods).
+# ---------------------------------------------------------------- the plan
+def plan_trainingjob(observed: ObservedRun) -> Plan[TrainingJobStatus]:
+    """Everything one reconcile of a TrainingJob does: its status, the children to create, the Events.
 
-    ``current`` is the status as stored; a finished run keeps its result even after the
-    Job's TTL deleted the Job.
+    The status comes from the Job (and, once it finished, its pods). The Job (and a
+    distributed run's headless Service) is created only while status records no
+    ``jobName``: once it does, a missing Job is never recreated — rerunning a finished or
+    half-finished training would silently produce a second model under one version.
     """
-    base: dict[str, Any] = {
-        "observedGeneration": ref.generation,
-        "version": version_of(ref, spec),
-        "modelUri": model_uri(ref, spec),
-    }
-    phase_before = current.get("phase")
-    if phase_before in TERMINAL_PHASES:
-        # Finished runs are history: nothing the Job does later (TTL deletion) changes them.
-        return StatusResult({**current, "observedGeneration": ref.generation}, finished=True)
-
+    ref = observed.ref
+    plan = Plan(status=observed.status.model_copy(deep=True), now=truncate(observed.now), generation=ref.generation)
+    plan.status.observed_generation = ref.generation
+    if run_finished(observed.status):
+        return plan  # history: only the observed generation follows the object
+    if isinstance(observed.spec, InvalidSpec):
+        plan.status.phase = "Failed"
+        plan.condition(_conditions(plan.status), "Succeeded", "False", INVALID_SPEC, observed.spec.detail[:1000])
+        return plan
+    spec = observed.spec
     job = observed.job
-    conditions_before = current.get("conditions")
+    if job is not None and not controlled_by(job, ref.uid):
+        _conflict(plan, "Job", ref.name)
+        return plan
+
+    plan.status = _base_status(ref, spec, plan.status.conditions)
     if job is None:
-        if current.get("jobName"):
+        if observed.status.job_name:
             # The Job existed and someone deleted it before the run finished: say so, do not rerun.
-            kept = {k: current[k] for k in ("jobName", "startTime", "attempts") if current.get(k) is not None}
-            return _finished(
-                ref,
-                {**base, **kept},
-                current,
-                now,
+            plan.status.job_name = observed.status.job_name
+            plan.status.start_time = observed.status.start_time
+            plan.status.attempts = observed.status.attempts
+            _finish(
+                plan,
                 "Failed",
                 JOB_DELETED,
                 "the Job was deleted before the run finished; create a new TrainingJob to run again",
-                metrics=None,
-                validated=None,
             )
-        conditions = merge_conditions(
-            conditions_before,
-            [
-                ConditionState("Succeeded", "Unknown", "Pending", "creating the Job"),
-                ConditionState("Running", "False", "Pending", "the Job has not started"),
-            ],
-            now=now,
-            generation=ref.generation,
-        )
-        return StatusResult({**base, "phase": "Pending", "conditions": conditions})
+            return plan
+        plan.status.phase = "Pending"
+        conditions = _conditions(plan.status)
+        plan.condition(conditions, "Succeeded", "Unknown", "Pending", "creating the Job")
+        plan.condition(conditions, "Running", "False", "Pending", "the Job has not started")
+        service = desired_service(ref, spec)
+        plan.create = [*([service] if service is not None else []), desired_job(ref, spec)]
+        return plan
 
     job_status = job.get("status", {})
-    status = {**base, "jobName": ref.name, "attempts": _attempts(job_status)}
-    start_time = job_status.get("startTime") or current.get("startTime")
-    if start_time:  # a merge patch stores no nulls: leave it out until there is one
-        status["startTime"] = start_time
-    failed = _job_condition(job, "Failed")
+    plan.status.job_name = ref.name
+    plan.status.attempts = _attempts(job_status)
+    # A merge patch stores no nulls: leave startTime out until there is one.
+    plan.status.start_time = parse_time(job_status.get("startTime")) or observed.status.start_time
+    failed = _true_job_condition(job, "Failed")
     if failed is not None:
-        reason = str(failed.get("reason") or "JobFailed")
-        message = str(failed.get("message") or "the Job failed")
-        return _finished(
-            ref,
-            status,
-            current,
-            now,
+        _finish(
+            plan,
             "Failed",
-            reason,
-            message,
-            metrics=None,
-            validated=None,
-            completion=failed.get("lastTransitionTime"),
+            str(failed.get("reason") or "JobFailed"),
+            str(failed.get("message") or "the Job failed"),
+            completion=parse_time(failed.get("lastTransitionTime")),
         )
-    if _job_condition(job, "Complete") is not None:
-        pod = result_pod(observed.pods, spec.workers)
-        terminated = trainer_termination(pod) if pod else {}
-        parsed = parse_termination_message(terminated.get("message"))
-        completion = job_status.get("completionTime")
-        if parsed.error_reason == INVALID_TERMINATION_MESSAGE or (
-            parsed.error_reason == METRICS_MISSING and spec.validation
-        ):
-            return _finished(
-                ref,
-                status,
-                current,
-                now,
-                "Rejected",
-                str(parsed.error_reason),
-                parsed.error_message,
-                metrics=parsed.metrics,
-                validated=False,
-                completion=completion,
-            )
-        gate = check_gates(spec.validation or [], parsed.metrics)
-        if not gate.passed:
-            return _finished(
-                ref,
-                status,
-                current,
-                now,
-                "Rejected",
-                gate.reason,
-                gate.message,
-                metrics=parsed.metrics,
-                validated=False,
-                completion=completion,
-            )
-        return _finished(
-            ref,
-            status,
-            current,
-            now,
-            "Succeeded",
-            gate.reason,
-            gate.message,
-            metrics=parsed.metrics,
-            validated=True,
-            completion=completion,
-        )
+    elif _true_job_condition(job, "Complete") is not None:
+        _complete(plan, spec, job, pods_of_job(observed.pods, job))
+    else:
+        _progress(plan, ref, spec, job, observed.status.phase)
+    return plan
 
-    ready = int(job_status.get("ready") or 0)
+
+def _base_status(ref: TrainingJobRef, spec: TrainingJobSpec, conditions: list[Condition] | None) -> TrainingJobStatus:
+    """What every status of an unfinished run names; the stored conditions carry on."""
+    return TrainingJobStatus(
+        observed_generation=ref.generation,
+        version=version_of(ref, spec),
+        model_uri=model_uri(ref, spec),
+        conditions=conditions,
+    )
+
+
+def _conditions(status: TrainingJobStatus) -> list[Condition]:
+    if status.conditions is None:
+        status.conditions = []
+    return status.conditions
+
+
+def _progress(
+    plan: Plan[TrainingJobStatus],
+    ref: TrainingJobRef,
+    spec: TrainingJobSpec,
+    job: Mapping[str, Any],
+    phase_before: str | None,
+) -> None:
+    """A Job that has not finished: Pending until a worker is ready, then Running."""
+    ready = int(job.get("status", {}).get("ready") or 0)
     # FailureTarget/SuccessCriteriaMet: the outcome is decided, and Failed/Complete follow
     # (with final counts) once the pods have terminated. Until then the run is still
     # running, not back to Pending.
-    finishing = _job_condition(job, "FailureTarget") or _job_condition(job, "SuccessCriteriaMet")
+    finishing = _true_job_condition(job, "FailureTarget") or _true_job_condition(job, "SuccessCriteriaMet")
     running = ready > 0 or (finishing is not None and phase_before == "Running")
-    phase = "Running" if running else "Pending"
-    conditions = merge_conditions(
-        conditions_before,
-        [
-            ConditionState("Succeeded", "Unknown", phase, "the run has not finished"),
-            ConditionState(
-                "Running",
-                "True" if running else "False",
-                "PodsRunning" if running else "PodsStarting",
-                f"{ready} of {spec.workers} worker(s) running" if running else "waiting for the pods to start",
-            ),
-        ],
-        now=now,
-        generation=ref.generation,
-    )
-    events = []
+    _set_progress(plan, running=f"{ready} of {spec.workers} worker(s) running" if running else None)
     if running and phase_before != "Running":
-        events.append(RunEvent("Normal", "Started", f"training {version_of(ref, spec)} started ({spec.image})"))
-    return StatusResult({**status, "phase": phase, "conditions": conditions}, events=events)
+        plan.event("Normal", "Started", f"training {version_of(ref, spec)} started ({spec.image})")
 
 
-def _finished(
-    ref: TrainingJobRef,
-    status: dict[str, Any],
-    current: Mapping[str, Any],
-    now: datetime,
-    phase: str,
+def _set_progress(plan: Plan[TrainingJobStatus], *, running: str | None) -> None:
+    """The run has a Job and has not finished; ``running`` says how many workers run, None: none yet."""
+    plan.status.phase = "Pending" if running is None else "Running"
+    conditions = _conditions(plan.status)
+    plan.condition(conditions, "Succeeded", "Unknown", plan.status.phase, "the run has not finished")
+    if running is None:
+        plan.condition(conditions, "Running", "False", "PodsStarting", "waiting for the pods to start")
+    else:
+        plan.condition(conditions, "Running", "True", "PodsRunning", running)
+
+
+def _complete(
+    plan: Plan[TrainingJobStatus], spec: TrainingJobSpec, job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
+) -> None:
+    """A Complete Job: the trainer's metrics against the gates make the run Succeeded or Rejected."""
+    pod = result_pod(pods, spec.workers)
+    terminated = trainer_termination(pod) if pod else {}
+    parsed = parse_termination_message(terminated.get("message"))
+    completion = parse_time(job.get("status", {}).get("completionTime"))
+    if parsed.error_reason == INVALID_TERMINATION_MESSAGE or (
+        parsed.error_reason == METRICS_MISSING and spec.validation
+    ):
+        outcome = GateResult(False, str(parsed.error_reason), parsed.error_message)
+    else:
+        outcome = check_gates(spec.validation or [], parsed.metrics)
+    _finish(
+        plan,
+        "Succeeded" if outcome.passed else "Rejected",
+        outcome.reason,
+        outcome.message,
+        metrics=parsed.metrics,
+        validated=outcome.passed,
+        completion=completion,
+    )
+
+
+def _finish(
+    plan: Plan[TrainingJobStatus],
+    phase: TrainingPhase,
     reason: str,
     message: str,
     *,
-    metrics: dict[str, float] | None,
-    validated: bool | None,
-    completion: object = None,
-) -> StatusResult:
-    completion_time = parse_time(str(completion)) if completion else now
-    start = parse_time(status.get("startTime") or current.get("startTime"))
-    result: dict[str, Any] = {**status, "phase": phase, "completionTime": format_time(completion_time or now)}
-    if start is not None and completion_time is not None:
-        result["duration"] = format_duration(max(completion_time - start, timedelta(0)))
+    metrics: dict[str, float] | None = None,
+    validated: bool | None = None,
+    completion: datetime | None = None,
+) -> None:
+    """The run ended: its result, when and how long, the conditions that say why, and one Event."""
+    status = plan.status
+    status.phase = phase
+    status.completion_time = truncate(completion or plan.now)
+    if status.start_time is not None:
+        status.duration = format_duration(max(status.completion_time - status.start_time, timedelta(0)))
     if metrics is not None:
-        result["metrics"] = metrics
-    states = [
-        ConditionState("Succeeded", "True" if phase == "Succeeded" else "False", reason, message),
-        ConditionState("Running", "False", "Finished", f"the run finished: {phase}"),
-    ]
+        status.metrics = metrics
+    conditions = _conditions(status)
+    plan.condition(conditions, "Succeeded", "True" if phase == "Succeeded" else "False", reason, message)
+    plan.condition(conditions, "Running", "False", "Finished", f"the run finished: {phase}")
     if validated is not None:
-        states.append(ConditionState("Validated", "True" if validated else "False", reason, message))
-    result["conditions"] = merge_conditions(current.get("conditions"), states, now=now, generation=ref.generation)
-    event_reason = {"Succeeded": "Succeeded", "Rejected": "Rejected"}.get(phase, "Failed")
-    event_type = "Normal" if phase == "Succeeded" else "Warning"
-    return StatusResult(result, events=[RunEvent(event_type, event_reason, f"{reason}: {message}")], finished=True)
+        plan.condition(conditions, "Validated", "True" if validated else "False", reason, message)
+    plan.event("Normal" if phase == "Succeeded" else "Warning", phase, f"{reason}: {message}")
+
+
+def _conflict(plan: Plan[TrainingJobStatus], kind: str, name: str) -> None:
+    """A child of the run's name exists and is not the run's: left alone, reported, looked at again."""
+    message = (
+        f"a {kind} named {name} exists but belongs to something else; it is left alone."
+        " Delete it (or rename this TrainingJob) to run."
+    )
+    plan.status.phase = "Pending"
+    plan.condition(_conditions(plan.status), "Succeeded", "Unknown", JOB_CONFLICT, message)
+    plan.later(CONFLICT_RETRY_SECONDS)
+
+
+# ---------------------------------------------------------------- what creating the children did
+class CreateOutcome(Protocol):
+    """What the controller's create of one child came to (``perennial.controllers.execute.ChildOutcome``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def result(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+
+def record_child_outcome(plan: Plan[TrainingJobStatus], outcome: CreateOutcome) -> None:
+    """Record in ``plan`` what creating one of ``plan.create`` came to.
+
+    - the Job created: status records it (``jobName``: from now on a missing Job means it
+      was deleted), its pods are starting; Event ``JobCreated`` and the started-runs count;
+    - the Job already there and ours (created by a pass that died before writing status):
+      adopted the same way, without a second Event or count;
+    - a child of that name that is not ours (``conflict``): the run waits (JobConflict);
+    - a child the API server refused (``refused``): the run fails (JobRefused) with the
+      API's message: the spec is immutable, so the next pass would be refused again.
+    The controller stops creating at the first outcome that failed.
+    """
+    if outcome.result == "conflict":
+        _conflict(plan, outcome.kind, outcome.name)
+    elif outcome.result == "refused":
+        _finish(plan, "Failed", JOB_REFUSED, outcome.message)
+    elif outcome.kind == "Job":
+        plan.status.job_name = outcome.name
+        plan.status.attempts = 0
+        _set_progress(plan, running=None)
+        if outcome.result == "created":
+            plan.event("Normal", "JobCreated", f"created Job {outcome.name}")
+            plan.count(RUNS_STARTED)

@@ -1,0 +1,407 @@
+"""The DriftPolicy's reconcile as one pure function: ``plan_driftpolicy(observed) -> Plan``.
+
+The controller does the I/O: it reads the policy and its target from the caches, queries
+Prometheus (``sincePromotion`` baselines included) and hands over what each metric gave,
+a value or an error. This module decides the rest: the breach clocks, the ``trigger.when``
+rule, the conditions ``Ready`` and ``Drifting``, the policy's cooldown, Observe's dry run,
+the Events and counters, and the retrain handshake with the target.
+
+The handshake (controllers talk through the API, never call each other):
+
+1. A drifting policy whose cooldown is over asks for a retrain in its own status,
+   ``status.retrainRequest {id, requestedAt, detail}``; the id is the request's time
+   (RFC 3339), unique per policy because evaluations are at least 10 s apart.
+2. The target ModelDeployment treats an id it has not answered as a Drift trigger under
+   its own rules, and answers in its status: ``status.driftRequests[]``, the latest answer
+   to each policy, ``Started`` (with the TrainingJob) or ``Suppressed`` (with why).
+3. The policy reads the answer from the target's status and records it (a started retrain
+   is a trigger: ``lastTriggerTime`` = the request's time, ``triggerCount``,
+   ``lastTrainingJob``), then clears the request. A suppressed request does not start the
+   policy's cooldown, so a later evaluation asks again.
+
+A request nobody answered yet is kept while the policy drifts and withdrawn when the rule
+stops holding (or the target is gone). A target that started a run for a request withdrawn
+a moment too late still answers ``Started``; that run is recorded as a trigger too, so
+``triggerCount`` counts every retrain the policy caused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from perennial.api.base import Condition
+from perennial.api.driftpolicy import DriftMetricStatus, DriftPolicySpec, DriftPolicyStatus, RetrainRequest
+from perennial.api.durations import parse_duration
+from perennial.api.modeldeployment import DriftRequestAnswer, ModelDeploymentStatus
+from perennial.domain import drift
+from perennial.domain.conditions import condition_is_true, get_condition
+from perennial.domain.plan import Plan
+from perennial.domain.timeutil import format_time, parse_time, truncate
+
+ErrorKind = Literal["NoData", "PrometheusUnreachable", "QueryError"]
+"""Why a metric has no value: ``NoData`` is never a problem; the others make Ready False."""
+
+NO_PROMETHEUS = "no Prometheus URL: set spec.prometheus.url or the operator's PERENNIAL_PROMETHEUS_URL"
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """What the controller got for one metric: a value, or an error kind and its message."""
+
+    value: float | None = None
+    error: ErrorKind | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ObservedPolicy:
+    """Everything one pass of a DriftPolicy reads."""
+
+    name: str
+    namespace: str
+    generation: int | None
+    spec: DriftPolicySpec
+    status: DriftPolicyStatus
+    target: ModelDeploymentStatus | None
+    """The target ModelDeployment's status; None when there is no such ModelDeployment."""
+    now: datetime
+    evaluate: bool = True
+    """True: ``results`` hold a fresh evaluation. False: only absorb the target's answer
+    to the pending request (metric states, Ready and lastEvaluationTime stay as they are)."""
+    results: Mapping[str, MetricResult] = field(default_factory=dict)
+    """By metric name; empty when the controller could not query (no target, no Prometheus)."""
+    prometheus_url: str | None = None
+    """The Prometheus the controller queried (spec.prometheus.url or the operator's default)."""
+    created: datetime | None = None
+    """The policy's creationTimestamp: answers to requests older than the policy belong to
+    an earlier policy of the same name."""
+
+
+# ---------------------------------------------------------------- helpers for the controller
+def evaluation_due_in(spec: DriftPolicySpec, status: DriftPolicyStatus, generation: int | None, now: datetime) -> float:
+    """Seconds until the next evaluation is due; zero or less: evaluate now.
+
+    An edited spec (a generation not evaluated yet) is due at once; otherwise every
+    ``interval`` after ``lastEvaluationTime``, whatever woke the policy.
+    """
+    last = status.last_evaluation_time
+    if last is None or status.observed_generation != generation:
+        return 0.0
+    return parse_duration(spec.interval).total_seconds() - (now - last).total_seconds()
+
+
+def promoted_at(target: ModelDeploymentStatus) -> datetime | None:
+    """When the target's serving version was promoted (the anchor of ``sincePromotion``)."""
+    record = next((r for r in target.versions or [] if r.version == target.serving_version), None)
+    return record.promoted_at if record is not None else None
+
+
+def answer_to_absorb(observed: ObservedPolicy) -> DriftRequestAnswer | None:
+    """The target's answer this policy has not recorded yet, if there is one.
+
+    Either the answer to the pending request (same id), or a ``Started`` answer to a
+    request withdrawn after the target had acted on it (newer than the last trigger and
+    than the policy itself).
+    """
+    answer = _latest_answer(observed)
+    if answer is None:
+        return None
+    pending = observed.status.retrain_request
+    if pending is not None and answer.id == pending.id:
+        return answer
+    if answer.result != "Started":
+        return None
+    asked = _request_time(answer.id)
+    if asked is None:
+        return None
+    last = observed.status.last_trigger_time
+    if last is not None and asked <= last:
+        return None
+    if observed.created is not None and asked < truncate(observed.created):
+        return None
+    return answer
+
+
+def _latest_answer(observed: ObservedPolicy) -> DriftRequestAnswer | None:
+    if observed.target is None:
+        return None
+    return next((a for a in observed.target.drift_requests or [] if a.policy == observed.name), None)
+
+
+def _request_time(request_id: str) -> datetime | None:
+    try:
+        return parse_time(request_id)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class _Answered:
+    """An answer recorded in this pass: what it adds to the Drifting message."""
+
+    suffix: str
+    suppressed: bool
+
+
+@dataclass
+class _Pass:
+    observed: ObservedPolicy
+    plan: Plan[DriftPolicyStatus]
+
+    @property
+    def spec(self) -> DriftPolicySpec:
+        return self.observed.spec
+
+    @property
+    def status(self) -> DriftPolicyStatus:
+        return self.plan.status
+
+    @property
+    def conditions(self) -> list[Condition]:
+        if self.status.conditions is None:
+            self.status.conditions = []
+        return self.status.conditions
+
+    @property
+    def target_name(self) -> str:
+        return self.spec.target_ref.name
+
+    def condition(self, type_: str, value: Literal["True", "False"], reason: str, message: str) -> bool:
+        return self.plan.condition(self.conditions, type_, value, reason, message)
+
+
+def plan_driftpolicy(observed: ObservedPolicy) -> Plan[DriftPolicyStatus]:
+    """One pass of a DriftPolicy: suspended, absorbing an answer, or a full evaluation."""
+    plan = Plan(observed.status.model_copy(deep=True), truncate(observed.now), observed.generation)
+    work = _Pass(observed, plan)
+    answered = _absorb_answer(work)
+    if observed.spec.suspend:
+        _withdraw(work)
+        work.condition("Drifting", "False", "Suspended", "spec.suspend is true: not evaluating")
+        work.status.observed_generation = observed.generation
+        return plan
+    if not observed.evaluate:
+        if answered is not None:
+            _answer_condition(work, _states_from_status(work), answered)
+        plan.later(evaluation_due_in(observed.spec, observed.status, observed.generation, observed.now))
+        return plan
+    states = _evaluate(work)
+    _apply_rule(work, states, answered)
+    work.status.last_evaluation_time = plan.now
+    work.status.observed_generation = observed.generation
+    plan.later(parse_duration(observed.spec.interval).total_seconds())
+    return plan
+
+
+# ---------------------------------------------------------------- the answer
+def _absorb_answer(work: _Pass) -> _Answered | None:
+    """Record the target's answer to this policy's request, and clear the request."""
+    answer = answer_to_absorb(work.observed)
+    if answer is None:
+        return None
+    status, plan = work.status, work.plan
+    pending = status.retrain_request
+    if pending is not None and answer.id == pending.id:
+        status.retrain_request = None
+        if answer.result == "Suppressed":
+            plan.count("drift_triggers", action="Retrain", result="Suppressed")
+            return _Answered(_suppressed_suffix(answer), suppressed=True)
+        _started(work, pending.requested_at or _request_time(pending.id), answer.training_job, pending.detail)
+        return _Answered(f"; started {_job(answer.training_job)}", suppressed=False)
+    # A Started answer to a request withdrawn too late: the run is this policy's trigger.
+    _started(work, _request_time(answer.id), answer.training_job, None)
+    if pending is not None and not _cooldown_over(work, pending.requested_at or _request_time(pending.id)):
+        status.retrain_request = None  # asked again within the cooldown of the run just learnt of
+    return _Answered(f"; started {_job(answer.training_job)}", suppressed=False)
+
+
+def _started(work: _Pass, asked: datetime | None, training_job: str | None, detail: str | None) -> None:
+    status, plan = work.status, work.plan
+    status.last_trigger_time = asked or plan.now
+    status.trigger_count = (status.trigger_count or 0) + 1
+    if training_job:
+        status.last_training_job = training_job
+    plan.count("drift_triggers", action="Retrain", result="Started")
+    because = f" ({detail})" if detail else ""
+    plan.event("Normal", "RetrainTriggered", f"retraining {work.target_name}: {_job(training_job)}{because}")
+
+
+def _job(training_job: str | None) -> str:
+    return training_job or "a TrainingJob"
+
+
+def _suppressed_suffix(answer: DriftRequestAnswer) -> str:
+    return f"; the target suppressed the retrain ({answer.reason}: {answer.message})"
+
+
+def _answer_condition(work: _Pass, states: Sequence[drift.MetricState], answered: _Answered) -> None:
+    """Drifting says what the target answered; a new suppression is also an Event."""
+    if drift.drifting(states, work.spec.trigger.when):
+        message = _breach(work, states) + answered.suffix
+        if work.condition("Drifting", "True", "MetricsBreached", message) and answered.suppressed:
+            work.plan.event("Normal", "RetrainSuppressed", message)
+    elif answered.suppressed:
+        work.plan.event("Normal", "RetrainSuppressed", answered.suffix.removeprefix("; "))
+
+
+def _withdraw(work: _Pass) -> None:
+    work.status.retrain_request = None
+
+
+# ---------------------------------------------------------------- evaluation
+def _evaluate(work: _Pass) -> list[drift.MetricState]:
+    """The metrics' new states (breach clocks), ``status.metrics`` and ``Ready``."""
+    observed, plan = work.observed, work.plan
+    problem: tuple[str, str] | None = None
+    queried = observed.target is not None and bool(observed.prometheus_url)
+    if observed.target is None:
+        problem = ("TargetNotFound", f"ModelDeployment {work.target_name} not found in {observed.namespace}")
+    elif not observed.prometheus_url:
+        problem = ("PrometheusUnreachable", NO_PROMETHEUS)
+    previous = {m.name: m for m in work.status.metrics or []}
+    states: list[drift.MetricState] = []
+    for metric in work.spec.metrics:
+        if queried:
+            result = observed.results.get(metric.name) or MetricResult(error="NoData", message="NoData: not queried")
+            value, error = result.value, _metric_error(result)
+            problem = problem or _problem(metric.name, result)
+        else:
+            assert problem is not None
+            value, error = None, problem[1]
+        before = previous.get(metric.name)
+        bounds = drift.Bounds(metric.min, metric.max, parse_duration(metric.for_))
+        since = before.breached_since if before is not None else None
+        state = drift.next_metric_state(metric.name, bounds, value, error, since, plan.now)
+        if state.breached and not (before is not None and before.breached):
+            plan.count("drift_breaches")
+            plan.event("Warning", "MetricBreached", f"{state.detail} for {metric.for_}")
+        states.append(state)
+    plan.count("drift_evaluations", result="error" if problem else "success")
+    work.status.metrics = [_metric_status(s) for s in states]
+    if problem is not None:
+        work.condition("Ready", "False", *problem)
+    else:
+        work.condition("Ready", "True", "Evaluated", f"{len(states)} metric(s) evaluated")
+    return states
+
+
+def _metric_error(result: MetricResult) -> str | None:
+    if result.error == "PrometheusUnreachable":
+        return f"Prometheus unreachable: {result.message}"
+    return result.message if result.error is not None else None
+
+
+def _problem(name: str, result: MetricResult) -> tuple[str, str] | None:
+    """What a metric's error makes of Ready (NoData is no problem)."""
+    if result.error == "PrometheusUnreachable":
+        return "PrometheusUnreachable", result.message
+    if result.error == "QueryError":
+        return "QueryError", f"{name}: {result.message}"
+    return None
+
+
+def _metric_status(state: drift.MetricState) -> DriftMetricStatus:
+    return DriftMetricStatus(
+        name=state.name,
+        value=state.value,
+        min=state.bounds.min,
+        max=state.bounds.max,
+        breached=state.breached,
+        breached_since=state.breached_since,
+        error=state.error,
+    )
+
+
+def _states_from_status(work: _Pass) -> list[drift.MetricState]:
+    """The metric states of the last evaluation, as status recorded them."""
+    fors = {m.name: parse_duration(m.for_) for m in work.spec.metrics}
+    return [
+        drift.MetricState(
+            m.name,
+            m.value,
+            drift.Bounds(m.min, m.max, fors.get(m.name, parse_duration("0s"))),
+            bool(m.breached),
+            m.breached_since,
+            m.error,
+        )
+        for m in work.status.metrics or []
+    ]
+
+
+# ---------------------------------------------------------------- the rule and the trigger
+def _breach(work: _Pass, states: Sequence[drift.MetricState]) -> str:
+    return f"{work.spec.trigger.when}: {_detail(states)}"
+
+
+def _detail(states: Sequence[drift.MetricState]) -> str:
+    return "; ".join(s.detail for s in states if s.breached)
+
+
+def _cooldown_over(work: _Pass, at: datetime | None) -> bool:
+    cooldown = parse_duration(work.spec.trigger.cooldown)
+    return drift.may_trigger(work.status.last_trigger_time, cooldown, at or work.plan.now)
+
+
+def _apply_rule(work: _Pass, states: Sequence[drift.MetricState], answered: _Answered | None) -> None:
+    spec, status, plan = work.spec, work.status, work.plan
+    was_drifting = condition_is_true(work.conditions, "Drifting")
+    if not drift.drifting(states, spec.trigger.when):
+        _withdraw(work)  # the rule no longer holds: nothing to ask for
+        if answered is not None:
+            _answer_condition(work, states, answered)
+        if was_drifting:
+            plan.event("Normal", "DriftRecovered", "metrics are back within bounds")
+        if all(s.value is None for s in states):
+            work.condition("Drifting", "False", "NoData", "no metric has data")
+        else:
+            work.condition("Drifting", "False", "WithinBounds", "no sustained breach")
+        return
+    breach = _breach(work, states)
+    if work.observed.target is None:
+        _withdraw(work)  # Ready says TargetNotFound
+        work.condition("Drifting", "True", "MetricsBreached", breach)
+        return
+    if answered is not None:
+        _answer_condition(work, states, answered)
+        return
+    if status.retrain_request is not None:
+        if spec.trigger.action == "Retrain":
+            work.condition("Drifting", "True", "MetricsBreached", _asked(work, breach))
+            return
+        _withdraw(work)  # the action changed to Observe while the target had not answered
+    if not _cooldown_over(work, plan.now):
+        assert status.last_trigger_time is not None
+        until = format_time(status.last_trigger_time + parse_duration(spec.trigger.cooldown))
+        work.condition("Drifting", "True", "MetricsBreached", f"{breach}; policy cooldown until {until}")
+        return
+    detail = _detail(states)
+    if spec.trigger.action == "Observe":
+        status.last_trigger_time = plan.now
+        status.trigger_count = (status.trigger_count or 0) + 1
+        plan.count("drift_triggers", action="Observe", result="Observed")
+        plan.event("Normal", "WouldRetrain", f"Observe: would retrain {work.target_name} ({detail})")
+        work.condition("Drifting", "True", "MetricsBreached", f"{breach}; action Observe: no retrain")
+        return
+    status.retrain_request = RetrainRequest(id=format_time(plan.now), requested_at=plan.now, detail=detail)
+    work.condition("Drifting", "True", "MetricsBreached", _asked(work, breach))
+
+
+def _asked(work: _Pass, breach: str) -> str:
+    """Drifting's message while a request waits for its answer.
+
+    Asking again after a suppression keeps the suppression as the message while the
+    breach is unchanged: the target most likely answers the same, and a message that
+    flipped between "asked" and "suppressed" would post RetrainSuppressed at every
+    evaluation. ``status.retrainRequest`` shows that a request is pending.
+    """
+    previous = get_condition(work.conditions, "Drifting")
+    last = _latest_answer(work.observed)
+    if previous is not None and previous.status == "True" and last is not None and last.result == "Suppressed":
+        kept = breach + _suppressed_suffix(last)
+        if previous.message == kept:
+            return kept
+    return f"{breach}; asked {work.target_name} to retrain"

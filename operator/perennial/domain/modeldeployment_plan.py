@@ -1,0 +1,561 @@
+"""The ModelDeployment's reconcile as one pure function: ``plan_modeldeployment(observed) -> Plan``.
+
+What a pass sees (the object, its TrainingJobs and Deployment from the caches, the
+DriftPolicies' pending requests, now) goes in; the new status, the children, the
+TrainingJob to create, the TrainingJobs to delete, the Events and the next look come out.
+The steps, in order (the README's "The loop" section):
+
+1. lineage: record runs created by a pass that crashed before writing status; absorb
+   finished runs and decide their promotion;
+2. triggers: Initial, Manual, SpecChange, Drift, Schedule through one rule book
+   (``arbitrate``); a run answers every pending trigger;
+3. serving: the pin, the rollout state machine, the desired Deployment and Service;
+4. history: TrainingJobs beyond ``historyLimit``;
+5. summary: conditions, phase, replicas.
+
+``record_child_outcomes`` records what executing the plan's children did (a refused or
+conflicting child becomes a condition), so the controller decides nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from perennial.api.base import Condition
+from perennial.api.modeldeployment import (
+    RETRAIN_REQUEST_ANNOTATION,
+    DeploymentPhase,
+    DriftRequestAnswer,
+    LastRetrain,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    ModelVersionRecord,
+    PromotionDecision,
+    RolloutStatus,
+)
+from perennial.domain import modeldeployment as md
+from perennial.domain.conditions import get_condition
+from perennial.domain.cron import InvalidScheduleError
+from perennial.domain.plan import ChildRef, Plan
+from perennial.domain.timeutil import format_time, truncate
+
+# Triggers whose runs start retraining.cooldown (api.md: automatic retrains; not Initial).
+COOLDOWN_TRIGGERS = frozenset({md.DRIFT, md.SCHEDULE})
+# Degraded reasons of children that could not be converged (see record_child_outcomes).
+NAME_CONFLICT, CHILD_REFUSED = "NameConflict", "ChildRefused"
+CHILD_PROBLEMS = (NAME_CONFLICT, CHILD_REFUSED)
+NAME_CONFLICT_RETRY_SECONDS = 10.0
+TRAINING_JOBS = "trainingjobs"
+
+
+@dataclass(frozen=True)
+class ObservedModel:
+    """Everything one pass of a ModelDeployment reads."""
+
+    ref: md.ModelRef
+    spec: ModelDeploymentSpec
+    annotations: Mapping[str, str]
+    status: ModelDeploymentStatus
+    runs: Mapping[str, md.Run]
+    """This model's TrainingJobs by version (``md.own_runs``)."""
+    runs_listed: bool
+    """``runs`` come from a LIST just made, not only from the cache: a missing run is gone."""
+    deployment: Mapping[str, object] | None
+    drift_requests: Sequence[md.DriftRequest]
+    now: datetime
+    taken_names: frozenset[str] = frozenset()
+    """TrainingJob names found taken by something this model does not control."""
+    refused_training: str | None = None
+    """The API server's message when it refused the TrainingJob this pass wanted to create."""
+
+
+@dataclass
+class _Pass:
+    observed: ObservedModel
+    plan: Plan[ModelDeploymentStatus]
+    versions: list[ModelVersionRecord] = field(default_factory=list)
+
+    @property
+    def spec(self) -> ModelDeploymentSpec:
+        return self.observed.spec
+
+    @property
+    def status(self) -> ModelDeploymentStatus:
+        return self.plan.status
+
+    @property
+    def conditions(self) -> list[Condition]:
+        if self.status.conditions is None:
+            self.status.conditions = []
+        return self.status.conditions
+
+    def record(self, version: str | None) -> ModelVersionRecord | None:
+        return next((r for r in self.versions if r.version == version), None) if version else None
+
+
+def plan_modeldeployment(observed: ObservedModel) -> Plan[ModelDeploymentStatus]:
+    status = observed.status.model_copy(deep=True)
+    status.versions = status.versions or []
+    work = _Pass(observed, Plan(status, truncate(observed.now), observed.ref.generation))
+    work.versions = status.versions
+    _adopt_unrecorded_runs(work)
+    _absorb_finished_runs(work)
+    _schedule_bookkeeping(work)
+    _triggers(work)
+    _serving(work)
+    _history(work)
+    _summarise(work)
+    if not status.versions:
+        status.versions = None
+    return work.plan
+
+
+# ---------------------------------------------------------------- 1. lineage
+def _adopt_unrecorded_runs(work: _Pass) -> None:
+    """A TrainingJob created right before a crash, not yet recorded: record it, and restore
+    what its trigger consumed from its annotations."""
+    status = work.status
+    latest_before = int(status.latest_version or 0)
+    for version in sorted(work.observed.runs, key=int):
+        run = work.observed.runs[version]
+        if work.record(version) is not None:
+            continue
+        if run.finished and int(version) <= latest_before:
+            continue  # history this model already trimmed (a stale cache entry): never judged again
+        work.versions.append(md.adopted_record(run))
+        status.latest_version = str(max(int(status.latest_version or 0), int(version)))
+        if not run.finished:
+            status.active_training_job = run.name
+        if int(version) > latest_before:
+            _restore_bookkeeping(work, run)
+
+
+def _restore_bookkeeping(work: _Pass, run: md.Run) -> None:
+    status, annotations = work.status, run.annotations or {}
+    trigger = md.adopted_record(run).trigger
+    record = work.record(run.version)
+    triggered_at = record.created_at if record is not None else None
+    if trigger is not None and triggered_at is not None:
+        status.last_retrain = LastRetrain(time=triggered_at, reason=trigger.reason, source=trigger.source)
+        if trigger.reason in COOLDOWN_TRIGGERS or annotations.get(md.STARTS_COOLDOWN_ANNOTATION) == "true":
+            status.last_automatic_retrain = triggered_at
+        if status.next_scheduled_retrain is not None and status.next_scheduled_retrain <= triggered_at:
+            upcoming = md.next_schedule(work.spec, triggered_at) if work.spec.retraining.schedule else None
+            status.next_scheduled_retrain = upcoming
+    if annotations.get(md.SPEC_HASH_ANNOTATION):
+        status.training_spec_hash = annotations[md.SPEC_HASH_ANNOTATION]
+    if annotations.get(md.HANDLED_REQUEST_ANNOTATION):
+        status.handled_retrain_request = annotations[md.HANDLED_REQUEST_ANNOTATION]
+    try:
+        answered = json.loads(annotations.get(md.DRIFT_REQUESTS_ANNOTATION) or "{}")
+    except json.JSONDecodeError:
+        answered = {}
+    for policy, request in answered.items() if isinstance(answered, dict) else ():
+        _answer_drift(work, md.Trigger(md.DRIFT, str(policy), request=str(request)), "Started", run.name, "", "")
+
+
+def _absorb_finished_runs(work: _Pass) -> None:
+    runs, status = work.observed.runs, work.status
+    for record in work.versions:
+        if record.state != "Training":
+            continue
+        run = runs.get(record.version)
+        if run is None:
+            if not work.observed.runs_listed:
+                continue  # the cache may lag; the controller lists before trusting an absence
+            run = md.Run(record.training_job or "", record.version, "Failed", {}, None, "TrainingJobDeleted")
+        if run.finished:
+            _finish_version(work, record, run)
+    active = status.active_training_job
+    if active and not any(r.name == active and not r.finished for r in runs.values()):
+        active_record = next((r for r in work.versions if r.training_job == active), None)
+        if active_record is None or active_record.state != "Training":
+            status.active_training_job = None
+
+
+def _finish_version(work: _Pass, record: ModelVersionRecord, run: md.Run) -> None:
+    status, plan = work.status, work.plan
+    record.metrics = dict(run.metrics)
+    if run.model_uri:
+        record.model_uri = run.model_uri
+    if status.active_training_job == run.name:
+        status.active_training_job = None
+    version = record.version
+    if run.phase != "Succeeded":
+        record.state = "Failed" if run.phase == "Failed" else "Rejected"
+        record.decision = PromotionDecision(result="NotPromoted", reason=f"training {run.phase}: {run.reason}")
+        status.consecutive_failures = (status.consecutive_failures or 0) + 1
+        plan.event(
+            "Warning",
+            f"Version{record.state}",
+            f"version {version} {(run.phase or '').lower()} ({run.reason}); the serving version keeps serving",
+        )
+        plan.count("promotions", result="NotPromoted")
+        return
+    status.consecutive_failures = 0
+    decision = md.promotion_decision(work.spec, run.metrics, work.record(status.serving_version))
+    record.decision = decision.record()
+    record.state = "Candidate"  # Promoted: Serving once its rollout completes; otherwise pinnable
+    plan.count("promotions", result=decision.result)
+    if decision.result == "Promoted":
+        if work.spec.pinned_version:
+            # A pin decides what serves: the validated version waits as a Candidate.
+            record.decision = PromotionDecision(
+                result="Candidate",
+                reason=f"{decision.reason}; spec.pinnedVersion {work.spec.pinned_version} holds serving",
+                compared_to=decision.compared_to,
+            )
+            plan.event("Normal", "Candidate", f"version {version} is a candidate: {record.decision.reason}")
+            return
+        _begin_rollout(work, version)
+        plan.event("Normal", "Promoted", f"version {version} promoted: {decision.reason}")
+    elif decision.result == "Candidate":
+        plan.event("Normal", "Candidate", f"version {version} is a candidate: {decision.reason}")
+    else:
+        plan.event("Normal", "NotPromoted", f"version {version} not promoted: {decision.reason}")
+
+
+def _begin_rollout(work: _Pass, version: str) -> None:
+    work.status.rollout = RolloutStatus(
+        version=version, previous_version=work.status.serving_version, started_at=work.plan.now
+    )
+    work.plan.count("rollouts", result="Started")
+
+
+# ---------------------------------------------------------------- 2. triggers
+def _schedule_bookkeeping(work: _Pass) -> None:
+    status, spec = work.status, work.spec
+    if not spec.retraining.schedule:
+        status.next_scheduled_retrain = None
+        return
+    try:
+        due = status.next_scheduled_retrain
+        if not md.schedule_fires_at(spec, format_time(due) if due else None):
+            status.next_scheduled_retrain = md.next_schedule(spec, work.plan.now)  # new, or the schedule changed
+    except InvalidScheduleError as error:
+        # The format passed the CRD, the meaning did not (a reversed range, Feb 30).
+        status.next_scheduled_retrain = None
+        message = f"spec.retraining.schedule: {error}; no scheduled retrains until it is fixed"
+        work.plan.condition(work.conditions, "RetrainSuppressed", "True", "InvalidSchedule", message, event="Warning")
+        return
+    work.plan.later(md.seconds_until(status.next_scheduled_retrain, work.plan.now))
+
+
+def _triggers(work: _Pass) -> None:
+    observed, status, plan = work.observed, work.status, work.plan
+    triggers = md.pending_triggers(observed.spec, observed.annotations, status, plan.now, observed.drift_requests)
+    if not triggers:
+        return
+    trigger = triggers[0]
+    decision = md.arbitrate(trigger, work.spec, status, plan.now, training_active=bool(status.active_training_job))
+    if decision.run and observed.refused_training is not None:
+        decision = md.Arbitration(False, "TrainingJobRefused", observed.refused_training)
+    if not decision.run:
+        _suppressed(work, triggers, decision)
+        return
+    known = set(observed.runs) | {name.rsplit("-v", 1)[-1] for name in observed.taken_names}
+    version = md.next_version(status, known)
+    name = md.training_job_name(observed.ref.name, version)
+    automatic = any(t.reason in COOLDOWN_TRIGGERS for t in triggers)
+    drift = [t for t in triggers if t.reason == md.DRIFT]
+    request = observed.annotations.get(RETRAIN_REQUEST_ANNOTATION)
+    bookkeeping = {
+        md.TRIGGERED_AT_ANNOTATION: format_time(plan.now),
+        md.SPEC_HASH_ANNOTATION: md.training_hash(work.spec),
+    }
+    if request:
+        bookkeeping[md.HANDLED_REQUEST_ANNOTATION] = request
+    if automatic:
+        bookkeeping[md.STARTS_COOLDOWN_ANNOTATION] = "true"
+    if drift:
+        bookkeeping[md.DRIFT_REQUESTS_ANNOTATION] = json.dumps({t.source: t.request for t in drift}, sort_keys=True)
+    plan.create.append(md.training_job_for(observed.ref, work.spec, version, trigger, bookkeeping))
+
+    work.versions.append(md.version_record(work.spec, version, trigger, plan.now, name))
+    status.latest_version = str(version)
+    status.active_training_job = name
+    status.last_retrain = LastRetrain.model_validate(
+        {"time": plan.now, "reason": trigger.reason, "source": trigger.source or None}
+    )
+    status.training_spec_hash = md.training_hash(work.spec)
+    if automatic:
+        status.last_automatic_retrain = plan.now
+    if request:
+        status.handled_retrain_request = request  # this run also answers a pending manual request
+    if any(t.reason == md.SCHEDULE for t in triggers):
+        status.next_scheduled_retrain = md.next_schedule(work.spec, plan.now)
+    for t in drift:
+        _answer_drift(work, t, "Started", name, "", f"started {name}")
+    plan.condition(
+        work.conditions, "RetrainSuppressed", "False", "Started", f"{trigger.reason} started version {version}"
+    )
+    plan.count("retrains_triggered", reason=trigger.reason)
+    detail = f": {trigger.detail}" if trigger.detail else ""
+    plan.event("Normal", "RetrainStarted", f"training version {version} ({trigger.reason}{detail})")
+
+
+def _suppressed(work: _Pass, triggers: Sequence[md.Trigger], decision: md.Arbitration) -> None:
+    status, plan = work.status, work.plan
+    trigger = triggers[0]
+    suppression = decision.suppression or "Suppressed"
+    if any(t.reason == md.SCHEDULE for t in triggers):
+        status.next_scheduled_retrain = md.next_schedule(work.spec, plan.now)  # a missed schedule is skipped
+    for t in triggers:
+        if t.reason == md.DRIFT:
+            _answer_drift(work, t, "Suppressed", None, suppression, decision.message)
+    if plan.condition(work.conditions, "RetrainSuppressed", "True", suppression, decision.message):
+        plan.event("Normal", "RetrainSuppressed", decision.message)
+        if suppression in md.SUPPRESSIONS:
+            plan.count("retrains_suppressed", reason=trigger.reason, suppression=suppression)
+    if suppression == md.COOLDOWN:
+        plan.later(md.seconds_until(md.cooldown_ends(work.spec, status), plan.now))
+
+
+def _answer_drift(
+    work: _Pass,
+    trigger: md.Trigger,
+    result: Literal["Started", "Suppressed"],
+    training_job: str | None,
+    reason: str,
+    message: str,
+) -> None:
+    answers = [a for a in work.status.drift_requests or [] if a.policy != trigger.source]
+    answers.append(
+        DriftRequestAnswer(
+            policy=trigger.source,
+            id=trigger.request,
+            result=result,
+            training_job=training_job,
+            reason=reason or None,
+            message=message or None,
+            answered_at=work.plan.now,
+        )
+    )
+    work.status.drift_requests = sorted(answers, key=lambda a: a.policy)
+
+
+# ---------------------------------------------------------------- 3. serving
+def _pinnable(record: ModelVersionRecord | None) -> bool:
+    """Trained and validated: Candidate, Serving, Retired or RolledBack, with a model URI."""
+    return record is not None and bool(record.model_uri) and record.state in md.TRAINED_STATES
+
+
+def _apply_pin(work: _Pass) -> None:
+    status, plan = work.status, work.plan
+    pinned = work.spec.pinned_version
+    degraded = get_condition(work.conditions, "Degraded")
+    pin_was_unknown = degraded is not None and degraded.reason == "PinnedVersionUnknown"
+    if not pinned:
+        if pin_was_unknown:
+            plan.condition(work.conditions, "Degraded", "False", "PinCleared", "spec.pinnedVersion is empty")
+        return
+    record = work.record(pinned)
+    if record is None or not _pinnable(record):
+        serving = status.serving_version or "nothing"
+        message = f"spec.pinnedVersion {pinned} is not a trained version in status.versions; {serving} keeps serving"
+        plan.condition(work.conditions, "Degraded", "True", "PinnedVersionUnknown", message, event="Warning")
+        return
+    if pin_was_unknown:
+        plan.condition(work.conditions, "Degraded", "False", "Pinned", f"serving pinned version {pinned}")
+    rollout = status.rollout
+    if pinned == status.serving_version and rollout is None:
+        return
+    if rollout is not None and rollout.version == pinned:
+        return
+    if rollout is not None and pinned == status.serving_version:
+        # A pin back to what serves cancels the rollout in progress.
+        cancelled = work.record(rollout.version)
+        if cancelled is not None and cancelled.state == "Candidate":
+            cancelled.decision = PromotionDecision(
+                result="Candidate", reason=f"spec.pinnedVersion {pinned} holds serving", compared_to=pinned
+            )
+        status.rollout = None
+        plan.event("Normal", "Pinned", f"rollout of version {rollout.version} cancelled: pinned to version {pinned}")
+        return
+    if record.state == "RolledBack" and status.last_rolled_back == pinned:
+        return  # it failed its rollout once: do not loop; change the pin to try again
+    if record.state == "Candidate":
+        record.decision = PromotionDecision(result="Pinned", reason="spec.pinnedVersion selects it")
+    plan.event("Normal", "Pinned", f"rolling out pinned version {pinned}")
+    _begin_rollout(work, pinned)
+
+
+def _serving(work: _Pass) -> None:
+    status, plan, observed = work.status, work.plan, work.observed
+    _apply_pin(work)
+    rollout = status.rollout
+    if rollout is not None:
+        step = md.rollout_step(
+            rollout,
+            work.spec,
+            md.deployed_version(observed.deployment),
+            md.deployment_health(observed.deployment),
+            plan.now,
+        )
+        if step.action == md.COMPLETE:
+            _complete_rollout(work, rollout)
+        elif step.action == md.ROLL_BACK:
+            _roll_back(work, rollout)
+        elif step.action == md.STUCK:
+            plan.condition(
+                work.conditions,
+                "Degraded",
+                "True",
+                "RolloutStuck",
+                f"version {rollout.version} is not Available after {work.spec.rollout.progress_deadline}"
+                + ("" if rollout.previous_version else "; there is no previous version to roll back to"),
+            )
+        else:
+            plan.later(step.seconds_left)
+    target = status.rollout.version if status.rollout is not None else status.serving_version
+    if target is None:
+        return  # nothing validated yet: no Deployment runs a model that does not exist
+    record = work.record(target)
+    model_uri = (record.model_uri if record else None) or ""
+    plan.apply.append(md.desired_service(observed.ref, work.spec))
+    plan.apply.append(md.desired_deployment(observed.ref, work.spec, target, model_uri))
+
+
+def _complete_rollout(work: _Pass, rollout: RolloutStatus) -> None:
+    status, plan = work.status, work.plan
+    version = rollout.version
+    previous = work.record(status.serving_version)
+    if previous is not None and previous.version != version:
+        previous.state = "Retired"
+    record = work.record(version)
+    if record is not None:
+        record.state = "Serving"
+        record.promoted_at = plan.now
+        status.serving_model_uri = record.model_uri
+    status.serving_version = version
+    status.rollout = None
+    plan.condition(work.conditions, "Degraded", "False", "RolloutSucceeded", f"version {version} serves")
+    plan.event("Normal", "RolloutSucceeded", f"version {version} is serving")
+    plan.count("rollouts", result="Succeeded")
+
+
+def _roll_back(work: _Pass, rollout: RolloutStatus) -> None:
+    status, plan = work.status, work.plan
+    version, previous = rollout.version, rollout.previous_version
+    record = work.record(version)
+    if record is not None:
+        record.state = "RolledBack"
+    status.last_rolled_back = version
+    status.rollout = None
+    message = (
+        f"version {version} was not Available within {work.spec.rollout.progress_deadline};"
+        f" rolled back to version {previous}"
+    )
+    plan.condition(work.conditions, "Degraded", "True", "RolledBack", message)
+    plan.event("Warning", "RolledBack", message)
+    plan.count("rollouts", result="RolledBack")
+
+
+# ---------------------------------------------------------------- 4. history
+def _history(work: _Pass) -> None:
+    status, spec = work.status, work.spec
+    rollout = status.rollout
+    protected = {
+        v
+        for v in (
+            status.serving_version,
+            spec.pinned_version,
+            rollout.version if rollout else None,
+            rollout.previous_version if rollout else None,
+        )
+        if v
+    }
+    runs = list(work.observed.runs.values())
+    for name in md.history_to_delete(runs, spec.retraining.history_limit, protected):
+        work.plan.delete.append(ChildRef(TRAINING_JOBS, name))
+        work.versions[:] = [r for r in work.versions if r.training_job != name]
+
+
+# ---------------------------------------------------------------- 5. summary
+def _summarise(work: _Pass) -> None:
+    status, plan = work.status, work.plan
+    conditions = work.conditions
+    serving = status.serving_version
+    rollout = status.rollout
+    active = status.active_training_job
+    health = md.deployment_health(work.observed.deployment)
+    status.replicas = health.replicas
+    status.ready_replicas = health.ready_replicas
+    status.ready = f"{health.ready_replicas}/{health.replicas}"
+    if serving and health.available:
+        plan.condition(conditions, "Ready", "True", "Serving", f"version {serving} is serving and available")
+    elif serving:
+        plan.condition(conditions, "Ready", "False", "Unavailable", f"version {serving}'s Deployment is not available")
+    else:
+        candidates = [r.version for r in work.versions if r.state == "Candidate"]
+        if candidates and not active:
+            plan.condition(
+                conditions,
+                "Ready",
+                "False",
+                "AwaitingPromotion",
+                f"version {candidates[-1]} is a Candidate: set spec.pinnedVersion to serve it",
+            )
+        else:
+            plan.condition(conditions, "Ready", "False", "NoVersion", "no validated version serves yet")
+    if rollout is not None:
+        plan.condition(conditions, "Progressing", "True", "RollingOut", f"rolling out version {rollout.version}")
+    else:
+        plan.condition(conditions, "Progressing", "False", "Stable", "no rollout in progress")
+    if active:
+        record = next((r for r in work.versions if r.training_job == active), None)
+        reason = record.trigger.reason if record is not None and record.trigger is not None else "Training"
+        plan.condition(conditions, "Training", "True", reason, f"training {active}")
+    else:
+        plan.condition(conditions, "Training", "False", "Idle", "no training running")
+    for type_ in ("Degraded", "RetrainSuppressed"):
+        if get_condition(conditions, type_) is None:
+            plan.condition(conditions, type_, "False", "AsExpected", "")
+    status.phase = phase_of(status)
+    status.observed_generation = work.observed.ref.generation
+
+
+def phase_of(status: ModelDeploymentStatus) -> DeploymentPhase:
+    """Rolling, Degraded, Serving, Training (nothing serves yet) or Failed (nothing serves
+    and the last run failed)."""
+    degraded = get_condition(status.conditions, "Degraded")
+    is_degraded = degraded is not None and degraded.status == "True"
+    if is_degraded and degraded is not None and degraded.reason in CHILD_PROBLEMS:
+        return "Degraded"  # the serving children cannot be applied: no rollout can progress
+    if status.rollout is not None:
+        return "Rolling"
+    if is_degraded:
+        return "Degraded"
+    if status.serving_version:
+        return "Serving"
+    versions = status.versions or []
+    last_state = versions[-1].state if versions else None
+    if status.active_training_job or last_state not in ("Failed", "Rejected"):
+        return "Training"
+    return "Failed"
+
+
+# ---------------------------------------------------------------- after execution
+def record_child_outcomes(plan: Plan[ModelDeploymentStatus], problems: Sequence[tuple[str, str]]) -> None:
+    """Record children that could not be converged, as ``(reason, message)`` pairs
+    (``NameConflict``: a same-named object Perennial did not create; ``ChildRefused``: the
+    API server refused what the spec asks for). What serves keeps serving; fixing the
+    spec (or removing the foreign object) recovers on the next pass."""
+    conditions = plan.status.conditions if plan.status.conditions is not None else []
+    plan.status.conditions = conditions
+    if problems:
+        reason = problems[0][0]
+        message = "; ".join(message for _, message in problems)
+        plan.condition(conditions, "Degraded", "True", reason, message, event="Warning")
+        plan.status.phase = "Degraded" if plan.status.rollout is None else plan.status.phase
+        return
+    degraded = get_condition(conditions, "Degraded")
+    if degraded is not None and degraded.reason in ("NameConflict", "ChildRefused"):
+        plan.condition(conditions, "Degraded", "False", "ChildrenApplied", "the Deployment and Service are applied")
+        plan.status.phase = (
+            "Serving" if plan.status.serving_version and plan.status.rollout is None else plan.status.phase
+        )
