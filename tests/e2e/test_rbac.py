@@ -169,6 +169,19 @@ def test_operator_runs_the_loop_as_its_service_account_without_a_single_403(
         wait_until(lambda: trainingjobs() == [f"{MODEL}-v2"], timeout=30, what="the retired v1 TrainingJob deleted")
         policy = get_custom(api_client, namespace, "driftpolicies", "churn-drift")["status"]
         assert policy["triggerCount"] == 1
+        # A Service change (any field: here the port) is applied as this ServiceAccount too.
+        installed.kubectl_run(
+            "patch", "-n", namespace, f"mdep/{MODEL}", "--type=merge", "-p", '{"spec": {"serving": {"port": 9090}}}'
+        )
+        core = client.CoreV1Api(api_client)
+
+        def service_on_9090() -> bool:
+            forbidden = {key: n for key, n in api_requests(running.metrics_text()).items() if key[1] == "403" and n}
+            if forbidden:
+                raise StopWaitingError(f"403s {forbidden}")
+            return [p.port for p in core.read_namespaced_service(MODEL, namespace).spec.ports] == [9090]
+
+        wait_until(service_on_9090, timeout=30, what="the Service on port 9090")
         requests = api_requests(running.metrics_text())
 
     # Pods were admitted under `enforce: restricted`: v2's training pod and its serving pods

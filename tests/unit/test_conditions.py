@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from perennial.api.base import Condition
+from perennial.api.modeldeployment import ModelDeploymentStatus
 from perennial.domain.conditions import ConditionState, condition_is_true, get_condition, set_condition
 from perennial.domain.plan import Plan
 
@@ -173,12 +174,11 @@ def test_condition_is_true_is_false_for_a_missing_condition(conditions: list[Con
 
 # ---------------------------------------------------------------- Plan.condition: Events only on change
 def test_plan_condition_posts_its_event_only_when_the_condition_changed() -> None:
-    plan = Plan(status=Condition(type="unused", status="True"), now=NOW, generation=1)
-    conditions: list[Condition] = []
+    plan = Plan(status=ModelDeploymentStatus(), now=NOW, generation=1)
 
-    plan.condition(conditions, "Degraded", "True", "RolledBack", "v2 rolled back", event="Warning")
-    plan.condition(conditions, "Degraded", "True", "RolledBack", "v2 rolled back", event="Warning")
-    plan.condition(conditions, "Degraded", "True", "RolledBack", "v3 rolled back", event="Warning")
+    plan.condition("Degraded", "True", "RolledBack", "v2 rolled back", event="Warning")
+    plan.condition("Degraded", "True", "RolledBack", "v2 rolled back", event="Warning")
+    plan.condition("Degraded", "True", "RolledBack", "v3 rolled back", event="Warning")
 
     assert [(e.type, e.reason, e.message) for e in plan.events] == [
         ("Warning", "RolledBack", "v2 rolled back"),

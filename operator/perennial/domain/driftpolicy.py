@@ -162,16 +162,11 @@ class _Pass:
 
     @property
     def conditions(self) -> list[Condition]:
-        if self.status.conditions is None:
-            self.status.conditions = []
-        return self.status.conditions
+        return self.plan.conditions
 
     @property
     def target_name(self) -> str:
         return self.spec.target_ref.name
-
-    def condition(self, type_: str, value: Literal["True", "False"], reason: str, message: str) -> bool:
-        return self.plan.condition(self.conditions, type_, value, reason, message)
 
 
 def plan_driftpolicy(observed: ObservedPolicy) -> Plan[DriftPolicyStatus]:
@@ -181,7 +176,7 @@ def plan_driftpolicy(observed: ObservedPolicy) -> Plan[DriftPolicyStatus]:
     answered = _absorb_answer(work)
     if observed.spec.suspend:
         _withdraw(work)
-        work.condition("Drifting", "False", "Suspended", "spec.suspend is true: not evaluating")
+        work.plan.condition("Drifting", "False", "Suspended", "spec.suspend is true: not evaluating")
         work.status.observed_generation = observed.generation
         return plan
     if not observed.evaluate:
@@ -242,7 +237,7 @@ def _answer_condition(work: _Pass, states: Sequence[drift.MetricState], answered
     """Drifting says what the target answered; a new suppression is also an Event."""
     if drift.drifting(states, work.spec.trigger.when):
         message = _breach(work, states) + answered.suffix
-        if work.condition("Drifting", "True", "MetricsBreached", message) and answered.suppressed:
+        if work.plan.condition("Drifting", "True", "MetricsBreached", message) and answered.suppressed:
             work.plan.event("Normal", "RetrainSuppressed", message)
     elif answered.suppressed:
         work.plan.event("Normal", "RetrainSuppressed", answered.suffix.removeprefix("; "))
@@ -283,9 +278,9 @@ def _evaluate(work: _Pass) -> list[drift.MetricState]:
     plan.count("drift_evaluations", result="error" if problem else "success")
     work.status.metrics = [_metric_status(s) for s in states]
     if problem is not None:
-        work.condition("Ready", "False", *problem)
+        work.plan.condition("Ready", "False", *problem)
     else:
-        work.condition("Ready", "True", "Evaluated", f"{len(states)} metric(s) evaluated")
+        work.plan.condition("Ready", "True", "Evaluated", f"{len(states)} metric(s) evaluated")
     return states
 
 
@@ -356,27 +351,27 @@ def _apply_rule(work: _Pass, states: Sequence[drift.MetricState], answered: _Ans
         if was_drifting:
             plan.event("Normal", "DriftRecovered", "metrics are back within bounds")
         if all(s.value is None for s in states):
-            work.condition("Drifting", "False", "NoData", "no metric has data")
+            work.plan.condition("Drifting", "False", "NoData", "no metric has data")
         else:
-            work.condition("Drifting", "False", "WithinBounds", "no sustained breach")
+            work.plan.condition("Drifting", "False", "WithinBounds", "no sustained breach")
         return
     breach = _breach(work, states)
     if work.observed.target is None:
         _withdraw(work)  # Ready says TargetNotFound
-        work.condition("Drifting", "True", "MetricsBreached", breach)
+        work.plan.condition("Drifting", "True", "MetricsBreached", breach)
         return
     if answered is not None:
         _answer_condition(work, states, answered)
         return
     if status.retrain_request is not None:
         if spec.trigger.action == "Retrain":
-            work.condition("Drifting", "True", "MetricsBreached", _asked(work, breach))
+            work.plan.condition("Drifting", "True", "MetricsBreached", _asked(work, breach))
             return
         _withdraw(work)  # the action changed to Observe while the target had not answered
     if not _cooldown_over(work, plan.now):
         assert status.last_trigger_time is not None
         until = format_time(status.last_trigger_time + parse_duration(spec.trigger.cooldown))
-        work.condition("Drifting", "True", "MetricsBreached", f"{breach}; policy cooldown until {until}")
+        work.plan.condition("Drifting", "True", "MetricsBreached", f"{breach}; policy cooldown until {until}")
         return
     detail = _detail(states)
     if spec.trigger.action == "Observe":
@@ -384,10 +379,10 @@ def _apply_rule(work: _Pass, states: Sequence[drift.MetricState], answered: _Ans
         status.trigger_count = (status.trigger_count or 0) + 1
         plan.count("drift_triggers", action="Observe", result="Observed")
         plan.event("Normal", "WouldRetrain", f"Observe: would retrain {work.target_name} ({detail})")
-        work.condition("Drifting", "True", "MetricsBreached", f"{breach}; action Observe: no retrain")
+        work.plan.condition("Drifting", "True", "MetricsBreached", f"{breach}; action Observe: no retrain")
         return
     status.retrain_request = RetrainRequest(id=format_time(plan.now), requested_at=plan.now, detail=detail)
-    work.condition("Drifting", "True", "MetricsBreached", _asked(work, breach))
+    work.plan.condition("Drifting", "True", "MetricsBreached", _asked(work, breach))
 
 
 def _asked(work: _Pass, breach: str) -> str:

@@ -89,9 +89,7 @@ class _Pass:
 
     @property
     def conditions(self) -> list[Condition]:
-        if self.status.conditions is None:
-            self.status.conditions = []
-        return self.status.conditions
+        return self.plan.conditions
 
     def record(self, version: str | None) -> ModelVersionRecord | None:
         return next((r for r in self.versions if r.version == version), None) if version else None
@@ -240,7 +238,7 @@ def _schedule_bookkeeping(work: _Pass) -> None:
         # The format passed the CRD, the meaning did not (a reversed range, Feb 30).
         status.next_scheduled_retrain = None
         message = f"spec.retraining.schedule: {error}; no scheduled retrains until it is fixed"
-        work.plan.condition(work.conditions, "RetrainSuppressed", "True", "InvalidSchedule", message, event="Warning")
+        work.plan.condition("RetrainSuppressed", "True", "InvalidSchedule", message, event="Warning")
         return
     work.plan.later(md.seconds_until(status.next_scheduled_retrain, work.plan.now))
 
@@ -290,9 +288,7 @@ def _triggers(work: _Pass) -> None:
         status.next_scheduled_retrain = md.next_schedule(work.spec, plan.now)
     for t in drift:
         _answer_drift(work, t, "Started", name, "", f"started {name}")
-    plan.condition(
-        work.conditions, "RetrainSuppressed", "False", "Started", f"{trigger.reason} started version {version}"
-    )
+    plan.condition("RetrainSuppressed", "False", "Started", f"{trigger.reason} started version {version}")
     plan.count("retrains_triggered", reason=trigger.reason)
     detail = f": {trigger.detail}" if trigger.detail else ""
     plan.event("Normal", "RetrainStarted", f"training version {version} ({trigger.reason}{detail})")
@@ -307,7 +303,7 @@ def _suppressed(work: _Pass, triggers: Sequence[md.Trigger], decision: md.Arbitr
     for t in triggers:
         if t.reason == md.DRIFT:
             _answer_drift(work, t, "Suppressed", None, suppression, decision.message)
-    if plan.condition(work.conditions, "RetrainSuppressed", "True", suppression, decision.message):
+    if plan.condition("RetrainSuppressed", "True", suppression, decision.message):
         plan.event("Normal", "RetrainSuppressed", decision.message)
         if suppression in md.SUPPRESSIONS:
             plan.count("retrains_suppressed", reason=trigger.reason, suppression=suppression)
@@ -351,16 +347,16 @@ def _apply_pin(work: _Pass) -> None:
     pin_was_unknown = degraded is not None and degraded.reason == "PinnedVersionUnknown"
     if not pinned:
         if pin_was_unknown:
-            plan.condition(work.conditions, "Degraded", "False", "PinCleared", "spec.pinnedVersion is empty")
+            plan.condition("Degraded", "False", "PinCleared", "spec.pinnedVersion is empty")
         return
     record = work.record(pinned)
     if record is None or not _pinnable(record):
         serving = status.serving_version or "nothing"
         message = f"spec.pinnedVersion {pinned} is not a trained version in status.versions; {serving} keeps serving"
-        plan.condition(work.conditions, "Degraded", "True", "PinnedVersionUnknown", message, event="Warning")
+        plan.condition("Degraded", "True", "PinnedVersionUnknown", message, event="Warning")
         return
     if pin_was_unknown:
-        plan.condition(work.conditions, "Degraded", "False", "Pinned", f"serving pinned version {pinned}")
+        plan.condition("Degraded", "False", "Pinned", f"serving pinned version {pinned}")
     rollout = status.rollout
     if pinned == status.serving_version and rollout is None:
         return
@@ -402,7 +398,6 @@ def _serving(work: _Pass) -> None:
             _roll_back(work, rollout)
         elif step.action == md.STUCK:
             plan.condition(
-                work.conditions,
                 "Degraded",
                 "True",
                 "RolloutStuck",
@@ -433,7 +428,7 @@ def _complete_rollout(work: _Pass, rollout: RolloutStatus) -> None:
         status.serving_model_uri = record.model_uri
     status.serving_version = version
     status.rollout = None
-    plan.condition(work.conditions, "Degraded", "False", "RolloutSucceeded", f"version {version} serves")
+    plan.condition("Degraded", "False", "RolloutSucceeded", f"version {version} serves")
     plan.event("Normal", "RolloutSucceeded", f"version {version} is serving")
     plan.count("rollouts", result="Succeeded")
 
@@ -450,7 +445,7 @@ def _roll_back(work: _Pass, rollout: RolloutStatus) -> None:
         f"version {version} was not Available within {work.spec.rollout.progress_deadline};"
         f" rolled back to version {previous}"
     )
-    plan.condition(work.conditions, "Degraded", "True", "RolledBack", message)
+    plan.condition("Degraded", "True", "RolledBack", message)
     plan.event("Warning", "RolledBack", message)
     plan.count("rollouts", result="RolledBack")
 
@@ -487,34 +482,33 @@ def _summarise(work: _Pass) -> None:
     status.ready_replicas = health.ready_replicas
     status.ready = f"{health.ready_replicas}/{health.replicas}"
     if serving and health.available:
-        plan.condition(conditions, "Ready", "True", "Serving", f"version {serving} is serving and available")
+        plan.condition("Ready", "True", "Serving", f"version {serving} is serving and available")
     elif serving:
-        plan.condition(conditions, "Ready", "False", "Unavailable", f"version {serving}'s Deployment is not available")
+        plan.condition("Ready", "False", "Unavailable", f"version {serving}'s Deployment is not available")
     else:
         candidates = [r.version for r in work.versions if r.state == "Candidate"]
         if candidates and not active:
             plan.condition(
-                conditions,
                 "Ready",
                 "False",
                 "AwaitingPromotion",
                 f"version {candidates[-1]} is a Candidate: set spec.pinnedVersion to serve it",
             )
         else:
-            plan.condition(conditions, "Ready", "False", "NoVersion", "no validated version serves yet")
+            plan.condition("Ready", "False", "NoVersion", "no validated version serves yet")
     if rollout is not None:
-        plan.condition(conditions, "Progressing", "True", "RollingOut", f"rolling out version {rollout.version}")
+        plan.condition("Progressing", "True", "RollingOut", f"rolling out version {rollout.version}")
     else:
-        plan.condition(conditions, "Progressing", "False", "Stable", "no rollout in progress")
+        plan.condition("Progressing", "False", "Stable", "no rollout in progress")
     if active:
         record = next((r for r in work.versions if r.training_job == active), None)
         reason = record.trigger.reason if record is not None and record.trigger is not None else "Training"
-        plan.condition(conditions, "Training", "True", reason, f"training {active}")
+        plan.condition("Training", "True", reason, f"training {active}")
     else:
-        plan.condition(conditions, "Training", "False", "Idle", "no training running")
+        plan.condition("Training", "False", "Idle", "no training running")
     for type_ in ("Degraded", "RetrainSuppressed"):
         if get_condition(conditions, type_) is None:
-            plan.condition(conditions, type_, "False", "AsExpected", "")
+            plan.condition(type_, "False", "AsExpected", "")
     status.phase = phase_of(status)
     status.observed_generation = work.observed.ref.generation
 
@@ -545,17 +539,16 @@ def record_child_outcomes(plan: Plan[ModelDeploymentStatus], problems: Sequence[
     (``NameConflict``: a same-named object Perennial did not create; ``ChildRefused``: the
     API server refused what the spec asks for). What serves keeps serving; fixing the
     spec (or removing the foreign object) recovers on the next pass."""
-    conditions = plan.status.conditions if plan.status.conditions is not None else []
-    plan.status.conditions = conditions
+    conditions = plan.conditions
     if problems:
         reason = problems[0][0]
         message = "; ".join(message for _, message in problems)
-        plan.condition(conditions, "Degraded", "True", reason, message, event="Warning")
+        plan.condition("Degraded", "True", reason, message, event="Warning")
         plan.status.phase = "Degraded" if plan.status.rollout is None else plan.status.phase
         return
     degraded = get_condition(conditions, "Degraded")
     if degraded is not None and degraded.reason in ("NameConflict", "ChildRefused"):
-        plan.condition(conditions, "Degraded", "False", "ChildrenApplied", "the Deployment and Service are applied")
+        plan.condition("Degraded", "False", "ChildrenApplied", "the Deployment and Service are applied")
         plan.status.phase = (
             "Serving" if plan.status.serving_version and plan.status.rollout is None else plan.status.phase
         )

@@ -12,12 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from perennial.api.base import ApiModel, Condition, ConditionStatus
 from perennial.domain.conditions import ConditionState, set_condition
 
 StatusT = TypeVar("StatusT", bound=ApiModel)
+
+
+class _WithConditions(Protocol):
+    conditions: list[Condition] | None
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,16 @@ class Plan(Generic[StatusT]):
             seconds = max(0.0, seconds)
             self.requeue_after = seconds if self.requeue_after is None else min(self.requeue_after, seconds)
 
+    @property
+    def conditions(self) -> list[Condition]:
+        """The status's conditions (every Perennial status has them), created on first use."""
+        status = cast(_WithConditions, self.status)
+        if status.conditions is None:
+            status.conditions = []
+        return status.conditions
+
     def condition(
         self,
-        conditions: list[Condition],
         type_: str,
         status: ConditionStatus,
         reason: str,
@@ -90,7 +101,7 @@ class Plan(Generic[StatusT]):
         finds nothing new posts nothing new.
         """
         changed = set_condition(
-            conditions, ConditionState(type_, status, reason, message), now=self.now, generation=self.generation
+            self.conditions, ConditionState(type_, status, reason, message), now=self.now, generation=self.generation
         )
         if changed and event is not None:
             self.event(event, reason, message)

@@ -386,7 +386,7 @@ def plan_trainingjob(observed: ObservedRun) -> Plan[TrainingJobStatus]:
         return plan  # history: only the observed generation follows the object
     if isinstance(observed.spec, InvalidSpec):
         plan.status.phase = "Failed"
-        plan.condition(_conditions(plan.status), "Succeeded", "False", INVALID_SPEC, observed.spec.detail[:1000])
+        plan.condition("Succeeded", "False", INVALID_SPEC, observed.spec.detail[:1000])
         return plan
     spec = observed.spec
     job = observed.job
@@ -409,9 +409,8 @@ def plan_trainingjob(observed: ObservedRun) -> Plan[TrainingJobStatus]:
             )
             return plan
         plan.status.phase = "Pending"
-        conditions = _conditions(plan.status)
-        plan.condition(conditions, "Succeeded", "Unknown", "Pending", "creating the Job")
-        plan.condition(conditions, "Running", "False", "Pending", "the Job has not started")
+        plan.condition("Succeeded", "Unknown", "Pending", "creating the Job")
+        plan.condition("Running", "False", "Pending", "the Job has not started")
         service = desired_service(ref, spec)
         plan.create = [*([service] if service is not None else []), desired_job(ref, spec)]
         return plan
@@ -447,12 +446,6 @@ def _base_status(ref: TrainingJobRef, spec: TrainingJobSpec, conditions: list[Co
     )
 
 
-def _conditions(status: TrainingJobStatus) -> list[Condition]:
-    if status.conditions is None:
-        status.conditions = []
-    return status.conditions
-
-
 def _progress(
     plan: Plan[TrainingJobStatus],
     ref: TrainingJobRef,
@@ -475,12 +468,11 @@ def _progress(
 def _set_progress(plan: Plan[TrainingJobStatus], *, running: str | None) -> None:
     """The run has a Job and has not finished; ``running`` says how many workers run, None: none yet."""
     plan.status.phase = "Pending" if running is None else "Running"
-    conditions = _conditions(plan.status)
-    plan.condition(conditions, "Succeeded", "Unknown", plan.status.phase, "the run has not finished")
+    plan.condition("Succeeded", "Unknown", plan.status.phase, "the run has not finished")
     if running is None:
-        plan.condition(conditions, "Running", "False", "PodsStarting", "waiting for the pods to start")
+        plan.condition("Running", "False", "PodsStarting", "waiting for the pods to start")
     else:
-        plan.condition(conditions, "Running", "True", "PodsRunning", running)
+        plan.condition("Running", "True", "PodsRunning", running)
 
 
 def _complete(
@@ -526,11 +518,10 @@ def _finish(
         status.duration = format_duration(max(status.completion_time - status.start_time, timedelta(0)))
     if metrics is not None:
         status.metrics = metrics
-    conditions = _conditions(status)
-    plan.condition(conditions, "Succeeded", "True" if phase == "Succeeded" else "False", reason, message)
-    plan.condition(conditions, "Running", "False", "Finished", f"the run finished: {phase}")
+    plan.condition("Succeeded", "True" if phase == "Succeeded" else "False", reason, message)
+    plan.condition("Running", "False", "Finished", f"the run finished: {phase}")
     if validated is not None:
-        plan.condition(conditions, "Validated", "True" if validated else "False", reason, message)
+        plan.condition("Validated", "True" if validated else "False", reason, message)
     plan.event("Normal" if phase == "Succeeded" else "Warning", phase, f"{reason}: {message}")
 
 
@@ -541,7 +532,7 @@ def _conflict(plan: Plan[TrainingJobStatus], kind: str, name: str) -> None:
         " Delete it (or rename this TrainingJob) to run."
     )
     plan.status.phase = "Pending"
-    plan.condition(_conditions(plan.status), "Succeeded", "Unknown", JOB_CONFLICT, message)
+    plan.condition("Succeeded", "Unknown", JOB_CONFLICT, message)
     plan.later(CONFLICT_RETRY_SECONDS)
 
 
