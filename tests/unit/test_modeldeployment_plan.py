@@ -1466,3 +1466,22 @@ def test_a_trimmed_finished_run_seen_again_is_never_recorded_or_promoted_again()
     assert plan.status.rollout is None
     assert plan.create == []
     assert [e.reason for e in plan.events] == []
+
+
+def test_a_name_conflict_found_as_a_rollout_begins_is_degraded_at_once_and_looked_at_again() -> None:
+    # The first version is promoted in this pass (a rollout begins) and its Deployment's name
+    # is taken: the very status this pass writes says Degraded, not Rolling, and the model
+    # looks again by itself (nothing it watches changes when the other object goes away).
+    status = {
+        "latestVersion": "1",
+        "activeTrainingJob": "churn-v1",
+        "trainingSpecHash": SPEC_HASH,
+        "versions": [{"version": "1", "trainingJob": "churn-v1", "state": "Training"}],
+    }
+    plan = plan_modeldeployment(observe(make_spec(), status, runs=[run(1)]))
+    assert plan.status.rollout is not None
+
+    record_child_outcomes(plan, [("NameConflict", "a Deployment named churn exists")])
+
+    assert wire(plan)["phase"] == "Degraded"
+    assert plan.requeue_after == 10.0

@@ -539,16 +539,17 @@ def record_child_outcomes(plan: Plan[ModelDeploymentStatus], problems: Sequence[
     (``NameConflict``: a same-named object Perennial did not create; ``ChildRefused``: the
     API server refused what the spec asks for). What serves keeps serving; fixing the
     spec (or removing the foreign object) recovers on the next pass."""
-    conditions = plan.conditions
     if problems:
         reason = problems[0][0]
         message = "; ".join(message for _, message in problems)
         plan.condition("Degraded", "True", reason, message, event="Warning")
-        plan.status.phase = "Degraded" if plan.status.rollout is None else plan.status.phase
-        return
-    degraded = get_condition(conditions, "Degraded")
-    if degraded is not None and degraded.reason in ("NameConflict", "ChildRefused"):
-        plan.condition("Degraded", "False", "ChildrenApplied", "the Deployment and Service are applied")
-        plan.status.phase = (
-            "Serving" if plan.status.serving_version and plan.status.rollout is None else plan.status.phase
-        )
+        if any(problem == NAME_CONFLICT for problem, _ in problems):
+            # Nothing Perennial watches changes when the other object goes away: look again.
+            plan.later(NAME_CONFLICT_RETRY_SECONDS)
+    else:
+        degraded = get_condition(plan.conditions, "Degraded")
+        if degraded is not None and degraded.status == "True" and degraded.reason in CHILD_PROBLEMS:
+            plan.condition("Degraded", "False", "ChildrenApplied", "the Deployment and Service are applied")
+    plan.status.phase = phase_of(plan.status)
+
+
