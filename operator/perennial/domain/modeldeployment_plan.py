@@ -551,5 +551,3 @@ def record_child_outcomes(plan: Plan[ModelDeploymentStatus], problems: Sequence[
         if degraded is not None and degraded.status == "True" and degraded.reason in CHILD_PROBLEMS:
             plan.condition("Degraded", "False", "ChildrenApplied", "the Deployment and Service are applied")
     plan.status.phase = phase_of(plan.status)
-
-
