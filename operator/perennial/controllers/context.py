@@ -8,6 +8,7 @@ ones it needs. Controllers never call each other; they talk through the API serv
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -68,7 +69,7 @@ def owner_key(body: Mapping[str, Any], kind: str) -> Key | None:
     return None
 
 
-class Controller:
+class Controller(ABC):
     """One kind's controller: its own work queue of object keys and its reconcile.
 
     Subclasses subscribe to the caches they follow (in ``__init__``) and implement
@@ -88,9 +89,9 @@ class Controller:
     async def _measured(self, key: Key) -> float | None:
         return await metrics.measured_reconcile(self.kind, self.reconcile(key))
 
+    @abstractmethod
     async def reconcile(self, key: Key) -> float | None:
         """Converge one object; returns seconds until it wants another look, or None."""
-        raise NotImplementedError
 
     def start(self) -> None:
         self.queue.start()

@@ -54,12 +54,13 @@ async def converge_child(cluster: Cluster, owner_uid: str, desired: Mapping[str,
         observed = store.get((namespace, name))
         if observed is None:
             observed = await _get_or_none(cluster, resource, namespace, name)
+            if observed is not None and controlled_by(observed, owner_uid):
+                store.put(observed)  # the cache lagged: remember what the GET found
         if observed is not None and not controlled_by(observed, owner_uid):
             return _conflict(kind, name)
         if observed is None or differs(observed, desired):
             store.put(await cluster.client.apply(resource, namespace, desired))
             return ChildOutcome(kind, name, "created" if observed is None else "applied")
-        store.put(observed)
         return ChildOutcome(kind, name, "unchanged")
     except ApiError as error:
         return _refused(kind, name, error)

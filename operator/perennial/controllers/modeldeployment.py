@@ -29,6 +29,7 @@ from perennial.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentSt
 from perennial.controllers.context import CHILD_EVENT_BATCH_SECONDS, Cluster, Controller, owner_key
 from perennial.controllers.execute import converge_child, create_child, delete_child, post, write_status
 from perennial.domain import modeldeployment as md
+from perennial.domain.conditions import condition_is_true
 from perennial.domain.labels import MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL
 from perennial.domain.modeldeployment_plan import (
     CHILD_REFUSED,
@@ -168,7 +169,6 @@ class ModelDeploymentController(Controller):
 
     @staticmethod
     def _export(ref: md.ModelRef, status: ModelDeploymentStatus) -> None:
-        ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions or [])
-        metrics.set_model_ready(ref.namespace, ref.name, ready)
+        metrics.set_model_ready(ref.namespace, ref.name, condition_is_true(status.conditions, "Ready"))
         if status.serving_version:
             metrics.set_model_info(ref.namespace, ref.name, status.serving_version)

@@ -124,19 +124,18 @@ def _adopt_unrecorded_runs(work: _Pass) -> None:
             continue
         if run.finished and int(version) <= latest_before:
             continue  # history this model already trimmed (a stale cache entry): never judged again
-        work.versions.append(md.adopted_record(run))
+        record = md.adopted_record(run)
+        work.versions.append(record)
         status.latest_version = str(max(int(status.latest_version or 0), int(version)))
         if not run.finished:
             status.active_training_job = run.name
         if int(version) > latest_before:
-            _restore_bookkeeping(work, run)
+            _restore_bookkeeping(work, run, record)
 
 
-def _restore_bookkeeping(work: _Pass, run: md.Run) -> None:
+def _restore_bookkeeping(work: _Pass, run: md.Run, record: ModelVersionRecord) -> None:
     status, annotations = work.status, run.annotations or {}
-    trigger = md.adopted_record(run).trigger
-    record = work.record(run.version)
-    triggered_at = record.created_at if record is not None else None
+    trigger, triggered_at = record.trigger, record.created_at
     if trigger is not None and triggered_at is not None:
         status.last_retrain = LastRetrain(time=triggered_at, reason=trigger.reason, source=trigger.source)
         if trigger.reason in COOLDOWN_TRIGGERS or annotations.get(md.STARTS_COOLDOWN_ANNOTATION) == "true":
