@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from perennial.api.durations import InvalidDurationError, parse_duration
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 
@@ -35,6 +37,27 @@ class Settings:
     # controller-runtime does; in-flight requests are bounded either way (see KubeClient).
     api_qps: float = 0.0
     api_burst: int = 100
+    # Prometheus endpoints a DriftPolicy may query (base URLs). Empty means only
+    # prometheus_url: a DriftPolicy's spec is not a way to make the operator send
+    # requests anywhere a namespace user chooses (an SSRF from inside the cluster).
+    prometheus_allowed_urls: tuple[str, ...] = ()
+    # The largest Prometheus answer read; a bigger one is a QueryError, not an OOM.
+    prometheus_max_response_bytes: int = 10 * 1024 * 1024
+    # Upper bound of one Prometheus request, whatever a policy's spec.prometheus.timeout.
+    prometheus_max_timeout_seconds: float = 30.0
+    # A training pod that has not started this long after its Job was created (an
+    # unpullable image, an unschedulable pod) fails the run (TrainingJob default).
+    training_start_deadline_seconds: float = 600.0
+    # Every object is re-queued this often from a fresh LIST, so a missed watch event
+    # never leaves an object unreconciled (nor a deleted one cached).
+    resync_period_seconds: float = 600.0
+
+    @property
+    def allowed_prometheus_urls(self) -> tuple[str, ...]:
+        """Where DriftPolicies may send queries: the allowlist, else the default Prometheus."""
+        if self.prometheus_allowed_urls:
+            return self.prometheus_allowed_urls
+        return (self.prometheus_url,) if self.prometheus_url else ()
 
     @property
     def clusterwide(self) -> bool:
@@ -71,6 +94,19 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     raw_burst = env.get("PERENNIAL_API_BURST", "100").strip()
     if not raw_burst.isdigit() or not 1 <= int(raw_burst) <= 100_000:
         raise InvalidSettingsError(f"PERENNIAL_API_BURST={raw_burst!r}: use a whole number 1-100000")
+    allowed = []
+    for raw in env.get("PERENNIAL_PROMETHEUS_ALLOWED_URLS", "").split(","):
+        url = raw.strip().rstrip("/")
+        if not url:
+            continue
+        if not url.startswith(("http://", "https://")):
+            raise InvalidSettingsError(f"PERENNIAL_PROMETHEUS_ALLOWED_URLS: {url!r} is not an http:// or https:// URL")
+        allowed.append(url)
+    raw_cap = env.get("PERENNIAL_PROMETHEUS_MAX_RESPONSE_BYTES", str(10 * 1024 * 1024)).strip()
+    if not raw_cap.isdigit() or not 1024 <= int(raw_cap) <= 1024**3:
+        raise InvalidSettingsError(
+            f"PERENNIAL_PROMETHEUS_MAX_RESPONSE_BYTES={raw_cap!r}: use a whole number of bytes, 1024-1073741824"
+        )
     return Settings(
         namespaces=namespaces,
         prometheus_url=prometheus_url,
@@ -80,4 +116,21 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_port=int(raw_port),
         api_qps=api_qps,
         api_burst=int(raw_burst),
+        prometheus_allowed_urls=tuple(dict.fromkeys(allowed)),
+        prometheus_max_response_bytes=int(raw_cap),
+        prometheus_max_timeout_seconds=_seconds(env, "PERENNIAL_PROMETHEUS_MAX_TIMEOUT", "30s", 1, 600),
+        training_start_deadline_seconds=_seconds(env, "PERENNIAL_TRAINING_START_DEADLINE", "10m", 1, 7 * 86400),
+        resync_period_seconds=_seconds(env, "PERENNIAL_RESYNC_PERIOD", "10m", 1, 86400),
     )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: str, low: float, high: float) -> float:
+    """A duration setting (``30s``, ``10m``) in seconds, within [low, high]."""
+    raw = env.get(name, default).strip()
+    try:
+        seconds = parse_duration(raw).total_seconds()
+    except InvalidDurationError:
+        seconds = -1.0
+    if not low <= seconds <= high:
+        raise InvalidSettingsError(f"{name}={raw!r}: use a duration such as {default}, between {low:g}s and {high:g}s")
+    return seconds
