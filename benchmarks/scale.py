@@ -613,7 +613,8 @@ async def operator_requests(operator: Operator) -> Counter[str]:
 
 
 async def drift_evaluations(operator: Operator) -> int:
-    return (await operator_counter(operator, "perennial_reconciles_total", "kind"))["DriftPolicy"]
+    # Not DriftPolicy reconciles: an evaluation is two (the queries run outside the queue).
+    return sum((await operator_counter(operator, "perennial_drift_evaluations_total", "result")).values())
 
 
 # ---------------------------------------------------------------- the two phases

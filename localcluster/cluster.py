@@ -215,10 +215,8 @@ class LocalCluster:
             self._write_env()
             return self.env_file
 
-    def _start(self, components: list[str]) -> None:
-        if not self.state.processes:
-            self._prepare_fresh()
-        starters = {
+    def _starters(self) -> dict[str, Callable[[], None]]:
+        return {
             "etcd": self._start_etcd,
             "kube-apiserver": self._start_apiserver,
             "kube-controller-manager": self._start_controller_manager,
@@ -226,6 +224,11 @@ class LocalCluster:
             "kwok": self._start_kwok,
             "prometheus": self._start_prometheus,
         }
+
+    def _start(self, components: list[str]) -> None:
+        if not self.state.processes:
+            self._prepare_fresh()
+        starters = self._starters()
         for name in COMPONENTS:
             if name in components:
                 print(f"  starting {name}", file=sys.stderr, flush=True)
@@ -239,6 +242,26 @@ class LocalCluster:
                 90,
                 self.logs / "kube-controller-manager.log",
             )
+
+    # ------------------------------------------------------------------ faults
+    def stop_component(self, name: str) -> None:
+        """Stop one running component, keeping its data and port (fault-injection tests)."""
+        with _locked(self.dir):
+            self.state = State.load(self.dir)
+            self._stop(name)
+
+    def start_component(self, name: str) -> None:
+        """Start a stopped component again on its old port, with its old data; wait until healthy."""
+        with _locked(self.dir):
+            self.state = State.load(self.dir)
+            record = self.state.processes.get(name)
+            if record is not None and _process_alive(record):
+                return
+            self._starters()[name]()
+
+    def restart_component(self, name: str) -> None:
+        self.stop_component(name)
+        self.start_component(name)
 
     def _prepare_fresh(self) -> None:
         for sub in ("pki", "etcd", "prometheus", "kube-controller-manager", "kube-scheduler"):
@@ -527,21 +550,24 @@ class LocalCluster:
             for leftover in ("state.json", "cluster.env", *(f"{c.name}.kubeconfig" for c in pki.CLIENTS)):
                 (self.dir / leftover).unlink(missing_ok=True)
 
+    def _stop(self, name: str) -> None:
+        record = self.state.processes.get(name)
+        if record is None:
+            return
+        if _process_alive(record):
+            pid = int(str(record["pid"]))
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while _process_alive(record) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _process_alive(record):
+                os.kill(pid, signal.SIGKILL)
+        del self.state.processes[name]
+        self.state.save(self.dir)
+
     def _stop_all(self) -> None:
         for name in reversed(COMPONENTS):
-            record = self.state.processes.get(name)
-            if record is None:
-                continue
-            if _process_alive(record):
-                pid = int(str(record["pid"]))
-                os.kill(pid, signal.SIGTERM)
-                deadline = time.monotonic() + 15
-                while _process_alive(record) and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                if _process_alive(record):
-                    os.kill(pid, signal.SIGKILL)
-            del self.state.processes[name]
-            self.state.save(self.dir)
+            self._stop(name)
         self.state = State()
         if (self.dir / "state.json").exists():
             (self.dir / "state.json").unlink()

@@ -154,7 +154,7 @@ def scrape_targets(cluster: ClusterInfo) -> ScrapeTargets:
 @pytest.fixture
 def operator_in_process(perennial_crds: ClusterInfo, namespace: str) -> Iterator[operator_support.RunningOperator]:
     """The operator, embedded in the test process, watching this test's namespace."""
-    with operator_support.in_process(perennial_crds.kubeconfig, [namespace], perennial_crds.prometheus_url) as running:
+    with operator_support.in_process(perennial_crds, [namespace], perennial_crds.prometheus_url) as running:
         yield running
 
 
@@ -164,6 +164,6 @@ def operator_subprocess(
 ) -> Iterator[operator_support.RunningOperator]:
     """The operator as `perennial run` in its own process, watching this test's namespace."""
     with operator_support.subprocess_operator(
-        perennial_crds.kubeconfig, [namespace], tmp_path / "operator.log", perennial_crds.prometheus_url
+        perennial_crds, [namespace], tmp_path / "operator.log", perennial_crds.prometheus_url
     ) as running:
         yield running

@@ -19,13 +19,20 @@ from perennial.adapters.http_server import OperatorHTTPServer
 from perennial.adapters.kube import Credentials, KubeClient
 from perennial.adapters.prometheus import PrometheusClient
 from perennial.adapters.store import ObjectStore
-from perennial.api.base import GROUP, VERSION
-from perennial.controllers.context import Cluster
+from perennial.controllers.context import (
+    DEPLOYMENT_WATCH,
+    DRIFT_POLICY_WATCH,
+    JOB_WATCH,
+    MODEL_DEPLOYMENT_WATCH,
+    SERVICE_WATCH,
+    TRAINING_JOB_WATCH,
+    Cluster,
+    Resync,
+    Watch,
+)
 from perennial.controllers.driftpolicy import DriftPolicyController
 from perennial.controllers.modeldeployment import ModelDeploymentController
 from perennial.controllers.trainingjob import TrainingJobController
-from perennial.domain.labels import MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL
-from perennial.domain.training import TRAINING_JOB_LABEL
 
 logger = logging.getLogger("perennial")
 
@@ -34,13 +41,14 @@ _http_server: OperatorHTTPServer | None = None
 
 @dataclass
 class Operator:
-    """Everything one running operator holds: the shared caches and the three controllers."""
+    """Everything one running operator holds: the shared caches, the three controllers, the resync."""
 
     cluster: Cluster
     prometheus: PrometheusClient
     trainingjobs: TrainingJobController
     modeldeployments: ModelDeploymentController
     driftpolicies: DriftPolicyController
+    resync: Resync
 
     @classmethod
     def build(cls, cluster: Cluster) -> Operator:
@@ -51,14 +59,17 @@ class Operator:
             TrainingJobController(cluster),
             ModelDeploymentController(cluster),
             DriftPolicyController(cluster, prometheus),
+            Resync(cluster),
         )
 
     def start(self) -> None:
         self.cluster.events.start()
         for controller in (self.trainingjobs, self.modeldeployments, self.driftpolicies):
             controller.start()
+        self.resync.start()
 
     async def stop(self) -> None:
+        await self.resync.stop()
         for controller in (self.trainingjobs, self.modeldeployments, self.driftpolicies):
             await controller.stop()
         await self.cluster.events.stop()
@@ -75,37 +86,47 @@ def _cluster(memo: kopf.Memo) -> Cluster:
 
 # ---------------------------------------------------------------- watches
 # One watch per kind feeds one cache (an informer); the controllers subscribed to a cache
-# queue their keys. Children are watched by the labels Perennial puts on them.
+# queue their keys. Each watch selects what its ``Watch`` says (children by the labels
+# Perennial puts on them), the same objects the periodic resync lists.
 def _feed(store: ObjectStore, event: Mapping[str, Any]) -> None:
     store.apply_event(event.get("type"), event["object"])
 
 
-@kopf.on.event(GROUP, VERSION, "trainingjobs")
+def _labels(watch: Watch) -> dict[str, Any] | None:
+    return {key: kopf.PRESENT if value is None else value for key, value in watch.labels.items()} or None
+
+
+def _watched(watch: Watch) -> kopf.on.WatchingDecorator:
+    """kopf's ``on.event`` for ``watch``'s kind and labels."""
+    return kopf.on.event(watch.resource.group, watch.resource.version, watch.resource.plural, labels=_labels(watch))
+
+
+@_watched(TRAINING_JOB_WATCH)
 async def trainingjob_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
     _feed(_cluster(memo).trainingjobs, event)
 
 
-@kopf.on.event(GROUP, VERSION, "modeldeployments")
+@_watched(MODEL_DEPLOYMENT_WATCH)
 async def modeldeployment_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
     _feed(_cluster(memo).modeldeployments, event)
 
 
-@kopf.on.event(GROUP, VERSION, "driftpolicies")
+@_watched(DRIFT_POLICY_WATCH)
 async def driftpolicy_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
     _feed(_cluster(memo).driftpolicies, event)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY, TRAINING_JOB_LABEL: kopf.PRESENT})
+@_watched(JOB_WATCH)
 async def job_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
     _feed(_cluster(memo).jobs, event)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGED_BY, MODEL_LABEL: kopf.PRESENT})
+@_watched(DEPLOYMENT_WATCH)
 async def deployment_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
     _feed(_cluster(memo).deployments, event)
 
 
-@kopf.on.event("", "v1", "services", labels={MANAGED_BY_LABEL: MANAGED_BY, MODEL_LABEL: kopf.PRESENT})
+@_watched(SERVICE_WATCH)
 async def service_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
     _feed(_cluster(memo).services, event)
 

@@ -64,7 +64,7 @@ def operator_process(
 ) -> Iterator[RunningOperator]:
     """`perennial run` in its own process; Prometheus scrapes its /metrics."""
     with operator_support.subprocess_operator(
-        perennial_crds.kubeconfig, [namespace], tmp_path / "operator.log", perennial_crds.prometheus_url
+        perennial_crds, [namespace], tmp_path / "operator.log", perennial_crds.prometheus_url
     ) as running:
         address = running.metrics_url.removeprefix("http://").removesuffix("/metrics")
         scrape_targets.add(f"operator-{namespace}", address)

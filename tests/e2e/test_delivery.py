@@ -155,7 +155,10 @@ def test_kubectl_apply_k_installs_an_operator_admitted_as_restricted(
 
     policy = client.NetworkingV1Api(api_client).read_namespaced_network_policy(delivery.RELEASE, delivery.NAMESPACE)
     assert policy.spec.pod_selector.match_labels.items() <= pod.metadata.labels.items()
-    assert policy.spec.policy_types == ["Ingress"]
+    assert policy.spec.policy_types == ["Ingress", "Egress"]
+    egress = [sorted((p.port, p.protocol) for p in rule.ports) for rule in policy.spec.egress]
+    assert egress == [[(443, "TCP"), (6443, "TCP")], [(53, "TCP"), (53, "UDP")]]  # no Prometheus URL by default
+    assert all(rule.to is None for rule in policy.spec.egress)
     rules = policy.spec.ingress or []
     assert len(rules) == 1, rules
     assert [(p.port, p.protocol) for p in rules[0].ports] == [("metrics", "TCP")]

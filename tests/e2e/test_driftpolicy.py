@@ -5,27 +5,36 @@ registry and a ``job`` label unique to the test, and adds it to the local Promet
 scrape targets (scraped every 2s); the policies' PromQL selects only that job's series.
 The in-process operator queries that Prometheus (PERENNIAL_PROMETHEUS_URL). Policies use
 the minimum interval, 10s, so every wait is bounded by a few evaluations.
+
+A Prometheus impostor (aiohttp, on loopback, in a thread of its own) plays a hostile
+endpoint: it answers by the query's text (NaN, the infinities, a body over the cap, 500
+series, no answer at all). The operator may query it, the real Prometheus and a port
+nobody listens on (PERENNIAL_PROMETHEUS_ALLOWED_URLS, set before the operator starts); a
+second impostor, the bystander, is not allowed and must never be asked anything.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import HTTPServer
 from typing import Any
 
 import pytest
+from aiohttp import web
 from kubernetes import client
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.exposition import MetricsHandler
 from prometheus_client.parser import text_string_to_metric_families
 
+from perennial.controllers.driftpolicy import DriftPolicyController
 from perennial.domain import drift
 from tests.support.cluster import ClusterInfo, ScrapeTargets
 from tests.support.operator import RunningOperator, free_port
@@ -85,6 +94,137 @@ def feature_psi(exporter: Exporter, value: float) -> Gauge:
 
 def psi_query(exporter: Exporter) -> str:
     return f'max(churn_feature_psi{{job="{exporter.job}"}})'
+
+
+# ---------------------------------------------------------------- a hostile Prometheus
+MAX_RESPONSE_BYTES = 64 * 1024  # the operator's cap in these tests (PERENNIAL_PROMETHEUS_MAX_RESPONSE_BYTES)
+MAX_TIMEOUT = "5m"  # the operator's cap on one request (PERENNIAL_PROMETHEUS_MAX_TIMEOUT), unless a test lowers it
+
+
+def impostor_vector(*values: str, labels: Callable[[int], dict[str, str]] = lambda i: {}) -> dict[str, Any]:
+    result = [{"metric": labels(i), "value": [1.7e9, value]} for i, value in enumerate(values)]
+    return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+def impostor_buckets(*counts: str) -> dict[str, Any]:
+    """Cumulative buckets for le 1, 2, 5, 10, +Inf."""
+    les = [f"{bound:g}" for bound in HISTOGRAM_BUCKETS] + ["+Inf"]
+    return impostor_vector(*counts, labels=lambda i: {"le": les[i]})
+
+
+# What the impostor answers to each query (the query text is its instruction, not PromQL).
+IMPOSTOR_ANSWERS: dict[str, dict[str, Any]] = {
+    "answer_healthy": impostor_vector(str(HEALTHY)),
+    "answer_plus_inf": impostor_vector("+Inf"),
+    "answer_minus_inf": impostor_vector("-Inf"),
+    "answer_nan": impostor_vector("NaN"),
+    "answer_500_series": impostor_vector(*["0.31"] * 500, labels=lambda i: {"pod": f"p{i}"}),
+    "answer_over_the_cap": impostor_vector("0.31", labels=lambda i: {"pad": "x" * (4 * MAX_RESPONSE_BYTES)}),
+    "buckets_shifted": impostor_buckets("100", "300", "600", "850", "1000"),
+    "buckets_nan_bucket": impostor_buckets("400", "NaN", "900", "980", "1000"),
+}
+HANG = "answer_never"
+
+
+@dataclass
+class Impostor:
+    """An HTTP server on 127.0.0.1 that plays Prometheus by the query's text, in a thread of its own."""
+
+    port: int = field(default_factory=free_port)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    """(path, query) of every request, in order."""
+    hanging: int = 0
+    """Requests held open right now by ``answer_never``."""
+
+    def __post_init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._release = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/{path:.*}", self._answer)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def _stop(self) -> None:
+        self._release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        query = request.query.get("query", "")
+        self.requests.append((request.path, query))
+        if query == HANG:
+            self.hanging += 1
+            try:
+                await self._release.wait()
+            finally:
+                self.hanging -= 1
+        answer = IMPOSTOR_ANSWERS.get(query)
+        if answer is None:
+            return web.json_response({"status": "error", "errorType": "bad_data", "error": "unknown"}, status=400)
+        return web.json_response(answer)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    impostor: Impostor
+    """On the allowlist."""
+    bystander: Impostor
+    """Not on the allowlist: it must never be asked."""
+    nowhere: str
+    """On the allowlist; nobody listens there."""
+
+
+@pytest.fixture
+def operator_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings a test adds to the operator's: ``parametrize("operator_env", [...], indirect=True)``."""
+    added: dict[str, str] = getattr(request, "param", {})
+    return added
+
+
+@pytest.fixture(autouse=True)
+def endpoints(
+    cluster: ClusterInfo, monkeypatch: pytest.MonkeyPatch, operator_env: dict[str, str]
+) -> Iterator[Endpoints]:
+    """The impostors, and the operator's settings about them.
+
+    Autouse, so it runs before ``operator_in_process`` starts the operator, which reads
+    its settings from this process's environment.
+    """
+    impostor, bystander = Impostor(), Impostor()
+    nowhere = f"http://127.0.0.1:{free_port()}"  # a loopback port nobody listens on
+    settings = {
+        "PERENNIAL_PROMETHEUS_ALLOWED_URLS": ",".join((cluster.prometheus_url, impostor.url, nowhere)),
+        "PERENNIAL_PROMETHEUS_MAX_RESPONSE_BYTES": str(MAX_RESPONSE_BYTES),
+        "PERENNIAL_PROMETHEUS_MAX_TIMEOUT": MAX_TIMEOUT,
+        **operator_env,
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    impostor.start()
+    bystander.start()
+    try:
+        yield Endpoints(impostor, bystander, nowhere)
+    finally:
+        impostor.stop()
+        bystander.stop()
 
 
 # ---------------------------------------------------------------- Prometheus, read directly
@@ -507,11 +647,15 @@ def test_distribution_below_min_samples_is_no_data_and_never_a_breach(
 
 # ---------------------------------------------------------------- 6. Prometheus unreachable
 def test_unreachable_prometheus_is_not_ready_and_never_retrains(
-    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    exporter: Exporter,
+    endpoints: Endpoints,
 ) -> None:
     feature_psi(exporter, DRIFTED)  # the real data would breach
     serve_v1(perennial_crds, api_client, namespace)
-    nowhere = f"http://127.0.0.1:{free_port()}"  # a loopback port nobody listens on
+    nowhere = endpoints.nowhere  # allowed, but nobody listens there
     apply(
         perennial_crds,
         namespace,
@@ -626,3 +770,177 @@ def test_drift_values_and_triggers_are_in_the_operator_metrics(
     assert after is not None
     assert after >= 1
     assert after - before >= 1
+
+
+# ---------------------------------------------------------------- 10. a hostile Prometheus
+def impostor_metric(query: str, **bounds: Any) -> dict[str, Any]:
+    """A metric whose value the impostor makes up; min 0 and max 0.2 unless changed."""
+    return {"name": "feature_psi", "query": query, "min": 0.0, "max": 0.2, **bounds}
+
+
+def no_retrain_asked(seen: Sequence[dict[str, Any]]) -> None:
+    for status in seen:
+        assert "retrainRequest" not in status, status
+        assert not status.get("triggerCount"), status
+        assert not is_(status, "Drifting", "True"), status
+
+
+def test_values_that_are_not_numbers_and_oversized_answers_are_explained_and_never_retrain(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, endpoints: Endpoints
+) -> None:
+    serve_v1(perennial_crds, api_client, namespace)
+    at = {"url": endpoints.impostor.url, "timeout": "5s"}
+    nan_baseline = {
+        "name": "tenure_shift",
+        "distribution": {
+            "test": "psi",
+            "current": "buckets_shifted",
+            "baseline": {"query": "buckets_nan_bucket"},
+            "minSamples": 10,
+        },
+        "max": 0.25,
+    }
+    cases = {
+        "plus-inf": ([impostor_metric("answer_plus_inf")], "NonFiniteValue", "feature_psi: the query's value is +Inf"),
+        "minus-inf": ([impostor_metric("answer_minus_inf")], "NonFiniteValue", "the query's value is -Inf"),
+        "nan": ([impostor_metric("answer_nan")], "NonFiniteValue", "the query's value is NaN"),
+        "nan-baseline": ([nan_baseline], "NonFiniteValue", "tenure_shift: the baseline bucket le=2 is NaN"),
+        "over-the-cap": ([impostor_metric("answer_over_the_cap")], "QueryError", "larger than 64 KiB"),
+        "many-series": ([impostor_metric("answer_500_series")], "QueryError", "500 series; aggregate"),
+    }
+    apply(
+        perennial_crds,
+        namespace,
+        "\n---\n".join(json.dumps(dpol(metrics, name=name, prometheus=at)) for name, (metrics, _, _) in cases.items()),
+    )
+
+    for name, (_, reason, text) in cases.items():
+        seen: list[dict[str, Any]] = []
+        status = wait_policy(
+            api_client, namespace, lambda s: bool(cond(s, "Ready")), what=f"{name}: Ready", name=name, seen=seen
+        )
+        ready = condition(status, "Ready")
+        assert (ready["status"], ready["reason"]) == ("False", reason), (name, status)
+        assert text in ready["message"], (name, ready)
+        entry = metric0(status)
+        assert text.split(": ", 1)[-1] in entry["error"], (name, entry)
+        assert entry["breached"] is False, (name, entry)
+        assert "value" not in entry, (name, entry)
+        assert status["lastEvaluationTime"], "status is written"
+        assert is_(status, "Drifting", "False", "NoData"), (name, status)
+        # A second evaluation gives the same answer, and still asks for nothing.
+        later = evaluations_after(api_client, namespace, status, 1, name=name) if name == "plus-inf" else status
+        no_retrain_asked([*seen, later])
+        assert cond(later, "Ready")["reason"] == reason
+    assert training_jobs(api_client, namespace).keys() == {"churn-v1"}
+    assert endpoints.bystander.requests == []
+
+
+def test_an_endpoint_that_hangs_does_not_hold_back_other_policies(
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    exporter: Exporter,
+    endpoints: Endpoints,
+) -> None:
+    feature_psi(exporter, HEALTHY)
+    apply(perennial_crds, namespace, mdep())
+    wait_scraped(perennial_crds, psi_query(exporter), HEALTHY)
+    # More hanging policies than the controller has workers; the CRD's longest timeout.
+    workers = DriftPolicyController.workers
+    hanging = [f"hang-{i}" for i in range(workers + 4)]
+    at = {"url": endpoints.impostor.url, "timeout": MAX_TIMEOUT}
+    apply(
+        perennial_crds,
+        namespace,
+        "\n---\n".join(json.dumps(dpol([impostor_metric(HANG)], name=name, prometheus=at)) for name in hanging),
+    )
+    wait_until(
+        lambda: endpoints.impostor.hanging >= workers,
+        timeout=30,
+        what=f"{workers} queries held open by the impostor",
+    )
+
+    apply(perennial_crds, namespace, dpol([psi_metric(exporter)]))
+    healthy = wait_policy(
+        api_client,
+        namespace,
+        lambda s: metric0(s).get("value") == HEALTHY and is_(s, "Ready", "True"),
+        what="the healthy policy evaluated while the others hang",
+    )
+
+    assert is_(healthy, "Drifting", "False", "WithinBounds"), healthy
+    assert endpoints.impostor.hanging >= workers, "the hanging queries were still open"
+    for name in hanging:
+        assert "lastEvaluationTime" not in policy_status(api_client, namespace, name), name
+
+
+@pytest.mark.parametrize("operator_env", [{"PERENNIAL_PROMETHEUS_MAX_TIMEOUT": "2s"}], indirect=True)
+def test_the_operator_caps_a_policys_timeout(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, endpoints: Endpoints
+) -> None:
+    apply(perennial_crds, namespace, mdep())
+    at = {"url": endpoints.impostor.url, "timeout": "5m"}
+    apply(perennial_crds, namespace, dpol([impostor_metric(HANG)], prometheus=at))
+
+    status = wait_policy(api_client, namespace, lambda s: is_(s, "Ready", "False"), what="Ready False", timeout=30)
+
+    ready = condition(status, "Ready")
+    assert ready["reason"] == "PrometheusUnreachable"
+    assert "no answer within 2s" in ready["message"]
+    assert "spec.prometheus.timeout 5m, capped at 2s" in ready["message"]
+    assert "PERENNIAL_PROMETHEUS_MAX_TIMEOUT" in ready["message"]
+    assert metric0(status)["breached"] is False
+    assert is_(status, "Drifting", "False", "NoData"), status
+
+
+def test_the_api_refuses_a_timeout_over_5m(perennial_crds: ClusterInfo, namespace: str) -> None:
+    for timeout, refused in (("5m1s", True), ("6m", True), ("1h", True), ("5m", False)):
+        body = dpol(
+            [{"name": "feature_psi", "query": "x", "max": 0.2}], name=f"t{timeout}", prometheus={"timeout": timeout}
+        )
+        created = perennial_crds.kubectl_run("create", "-n", namespace, "-f", "-", stdin=json.dumps(body), check=False)
+        assert (created.returncode != 0) is refused, (timeout, created.stderr)
+        if refused:
+            assert "spec.prometheus.timeout: Invalid value" in created.stderr, created.stderr
+            assert "prometheus.timeout must be at most 5m" in created.stderr, created.stderr
+
+
+def test_a_url_not_allowed_gets_a_condition_and_no_request_is_sent(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, endpoints: Endpoints
+) -> None:
+    apply(perennial_crds, namespace, mdep())
+    impostor, bystander = endpoints.impostor, endpoints.bystander
+    refused = {
+        "elsewhere": bystander.url,  # a server the operator is not allowed to ask
+        "another-path": f"{impostor.url}/federate",  # an allowed server, another path
+        "user-info": f"http://127.0.0.1:{impostor.port}@127.0.0.1:{bystander.port}",
+        "cloud-metadata": "http://169.254.169.254/latest/meta-data",
+    }
+    allowed = {"trailing-slash": f"{impostor.url}/", "double-slash": f"{impostor.url}//"}
+    manifests = [
+        dpol([impostor_metric("answer_healthy")], name=name, prometheus={"url": url})
+        for name, url in {**refused, **allowed}.items()
+    ]
+    apply(perennial_crds, namespace, "\n---\n".join(json.dumps(m) for m in manifests))
+
+    for name, url in refused.items():
+        status = wait_policy(api_client, namespace, lambda s: bool(cond(s, "Ready")), what="Ready", name=name)
+        ready = condition(status, "Ready")
+        assert (ready["status"], ready["reason"]) == ("False", "EndpointNotAllowed"), (name, status)
+        assert url in ready["message"]
+        assert "PERENNIAL_PROMETHEUS_ALLOWED_URLS" in ready["message"]
+        assert metric0(status)["error"] == ready["message"]
+        assert metric0(status)["breached"] is False
+        assert is_(status, "Drifting", "False", "NoData"), status
+        assert status["lastEvaluationTime"], "status is written"
+    for name in allowed:
+        status = wait_policy(api_client, namespace, lambda s: is_(s, "Ready", "True"), what="Ready True", name=name)
+        assert metric0(status)["value"] == HEALTHY
+    later = evaluations_after(
+        api_client, namespace, policy_status(api_client, namespace, "elsewhere"), 1, name="elsewhere"
+    )
+    assert cond(later, "Ready")["reason"] == "EndpointNotAllowed"
+
+    assert bystander.requests == [], "a refused endpoint was asked"
+    assert {path for path, _ in impostor.requests} == {"/api/v1/query"}, impostor.requests

@@ -598,7 +598,7 @@ def test_racing_triggers_give_consecutive_versions_and_one_training_at_a_time(
 def test_operator_killed_mid_training_resumes_without_duplicates(
     perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, tmp_path: Path
 ) -> None:
-    with operator_support.subprocess_operator(perennial_crds.kubeconfig, [namespace], tmp_path / "first.log") as first:
+    with operator_support.subprocess_operator(perennial_crds, [namespace], tmp_path / "first.log") as first:
         assert first.pid is not None
         apply(perennial_crds, namespace, mdep(auc=0.93, duration="4s"))
         wait_until(lambda: "churn-v1" in training_jobs(api_client, namespace), timeout=30, what="TrainingJob churn-v1")
@@ -608,7 +608,7 @@ def test_operator_killed_mid_training_resumes_without_duplicates(
         os.kill(first.pid, signal.SIGKILL)
     assert training_job_status(api_client, namespace, "churn-v1").get("phase") not in ("Succeeded", "Rejected")
 
-    with operator_support.subprocess_operator(perennial_crds.kubeconfig, [namespace], tmp_path / "second.log"):
+    with operator_support.subprocess_operator(perennial_crds, [namespace], tmp_path / "second.log"):
         status = wait_mdep(api_client, namespace, served("1"), what="v1 served after the restart")
         holds_for(
             lambda: training_jobs(api_client, namespace).keys() == {"churn-v1"},
@@ -636,7 +636,7 @@ def test_a_training_job_created_just_before_a_crash_is_adopted_not_duplicated(
     # operator creates churn-v1 and is killed; the status it recorded is then removed, so
     # the ModelDeployment looks exactly as if the crash came before the status patch.
     custom = client.CustomObjectsApi(api_client)
-    with operator_support.subprocess_operator(perennial_crds.kubeconfig, [namespace], tmp_path / "first.log") as first:
+    with operator_support.subprocess_operator(perennial_crds, [namespace], tmp_path / "first.log") as first:
         assert first.pid is not None
         apply(perennial_crds, namespace, mdep(auc=0.93, duration="4s"))
         wait_until(lambda: "churn-v1" in training_jobs(api_client, namespace), timeout=30, what="TrainingJob churn-v1")
@@ -644,7 +644,7 @@ def test_a_training_job_created_just_before_a_crash_is_adopted_not_duplicated(
     custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, "modeldeployments", NAME, {"status": None})
     assert status_of(api_client, namespace) == {}
 
-    with operator_support.subprocess_operator(perennial_crds.kubeconfig, [namespace], tmp_path / "second.log"):
+    with operator_support.subprocess_operator(perennial_crds, [namespace], tmp_path / "second.log"):
         wait_mdep(api_client, namespace, served("1"), what="the unrecorded v1 adopted and served")
         holds_for(
             lambda: training_jobs(api_client, namespace).keys() == {"churn-v1"},

@@ -75,7 +75,7 @@ def test_json_logs_and_promtool_clean_metrics_through_a_loop(
     monkeypatch.setenv("PERENNIAL_LOG_FORMAT", "json")
     log_path = tmp_path / "operator.log"  # stdout and stderr, interleaved as a container runtime keeps them
     with operator_support.subprocess_operator(
-        perennial_crds.kubeconfig, [namespace], log_path, perennial_crds.prometheus_url
+        perennial_crds, [namespace], log_path, perennial_crds.prometheus_url
     ) as operator:
         apply(perennial_crds, namespace, manifests())
         wait_for_status(

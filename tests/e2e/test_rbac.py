@@ -11,26 +11,30 @@ serving) is admitted by the API server's own PodSecurity admission.
 
 from __future__ import annotations
 
-import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import delivery
 from tests.support.cluster import ClusterInfo
-from tests.support.operator import RunningOperator, subprocess_operator
+from tests.support.operator import (
+    OPERATOR_USER,
+    RunningOperator,
+    api_requests,
+    forbidden_lines,
+    service_account_kubeconfig,
+    subprocess_operator,
+)
 from tests.support.resources import GROUP, VERSION, apply, get_custom, simulated_model, wait_for_status
 from tests.support.waiting import StopWaitingError, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
-OPERATOR = f"system:serviceaccount:{delivery.NAMESPACE}:{delivery.SERVICE_ACCOUNT}"
+OPERATOR = OPERATOR_USER
 MODEL = "churn"
 
 
@@ -38,26 +42,6 @@ MODEL = "churn"
 def installed(perennial_crds: ClusterInfo) -> ClusterInfo:
     delivery.install_manifests(perennial_crds)
     return perennial_crds
-
-
-def service_account_kubeconfig(cluster: ClusterInfo, path: Path) -> Path:
-    """A kubeconfig with the admin's server and CA, and only the ServiceAccount's token."""
-    token = cluster.kubectl_run(
-        "create", "token", delivery.SERVICE_ACCOUNT, "-n", delivery.NAMESPACE, "--duration=1h"
-    ).stdout.strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    (entry,) = admin["clusters"]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": entry["cluster"]}],
-        "users": [{"name": "perennial", "user": {"token": token}}],
-        "contexts": [{"name": "perennial", "context": {"cluster": "local", "user": "perennial"}}],
-        "current-context": "perennial",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
 
 
 def kubectl_as(cluster: ClusterInfo, kubeconfig: Path, *args: str) -> str:
@@ -108,27 +92,6 @@ def failing_fast_on_403(
     return check
 
 
-def forbidden_lines(text: str) -> list[str]:
-    """Log lines about a 403: "Forbidden"/"forbidden", or 403 as a number of its own (not in
-    a timestamp such as 12:00:01,403), or kopf's fallback when it may not list or watch."""
-    return [
-        line
-        for line in text.splitlines()
-        if re.search(r"forbidden|not enough permissions", line, re.IGNORECASE)
-        or re.search(r"(?<![\d.,:])403(?!\d)", line)
-    ]
-
-
-def api_requests(metrics_text: str) -> dict[tuple[str, str], float]:
-    """perennial_api_requests_total by (method, code)."""
-    counts: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.name == "perennial_api_requests_total":
-                counts[(sample.labels["method"], sample.labels["code"])] = sample.value
-    return counts
-
-
 def test_operator_runs_the_loop_as_its_service_account_without_a_single_403(
     installed: ClusterInfo, namespace: str, api_client: client.ApiClient, tmp_path: Path
 ) -> None:
@@ -140,7 +103,7 @@ def test_operator_runs_the_loop_as_its_service_account_without_a_single_403(
     assert who == OPERATOR
 
     log = tmp_path / "operator.log"
-    with subprocess_operator(kubeconfig, [namespace], log, installed.prometheus_url) as running:
+    with subprocess_operator(installed, [namespace], log, installed.prometheus_url, kubeconfig=kubeconfig) as running:
         # A training run and the first rollout.
         apply(installed, namespace, modeldeployment())
         wait_for_status(
@@ -214,6 +177,8 @@ ALLOWED = [
     ("patch", "driftpolicies.perennial.dev", "--subresource=status"),
     ("create", "jobs.batch"),
     ("watch", "jobs.batch"),
+    ("patch", "jobs.batch"),
+    ("delete", "jobs.batch"),
     ("create", "deployments.apps"),
     ("patch", "deployments.apps"),
     ("create", "services"),
@@ -239,8 +204,6 @@ DENIED = [
     ("patch", "modeldeployments.perennial.dev"),
     ("delete", "modeldeployments.perennial.dev"),
     ("create", "modeldeployments.perennial.dev"),
-    ("delete", "jobs.batch"),
-    ("patch", "jobs.batch"),
     ("update", "deployments.apps"),
     ("update", "services"),
     ("delete", "deployments.apps"),

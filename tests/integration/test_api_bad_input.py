@@ -596,6 +596,13 @@ CASES: Final = [
         "metadata.name",
         "must be no more than 253 characters",
     ),
+    bad(
+        "dp-prometheus-timeout-over-cap",
+        DP,
+        put("spec.prometheus.timeout", "6m"),
+        "spec.prometheus.timeout",
+        "prometheus.timeout must be at most 5m",
+    ),
     bad("dp-target-ref-name-missing", DP, put("spec.targetRef", {}), "spec.targetRef.name", REQUIRED),
     bad("dp-target-ref-name-upper-case", DP, put("spec.targetRef.name", "Churn"), "spec.targetRef.name", DNS_NAME),
     bad("dp-metrics-empty", DP, put("spec.metrics", []), "spec.metrics", "should have at least 1 items"),

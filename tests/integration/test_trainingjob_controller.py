@@ -7,6 +7,7 @@ whatever happens to the operator, and a Job that is not ours is never touched.
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client
@@ -79,7 +80,9 @@ def test_job_is_built_field_by_field_from_the_training_job(
     }  # the parent's own labels (team: ml) are not copied
     assert job.spec.backoff_limit == 1
     assert job.spec.active_deadline_seconds == 7200
-    assert job.spec.ttl_seconds_after_finished == 3600
+    # ttlAfterFinished 1h is set once the result is read: until then the TTL controller may not
+    # delete the Job and the pods holding the result.
+    assert job.spec.ttl_seconds_after_finished is None
     assert job.spec.completions == job.spec.parallelism == 1
     assert job.spec.completion_mode == "NonIndexed"
 
@@ -162,12 +165,12 @@ def _settled_status(api: client.ApiClient, namespace: str, name: str) -> dict[st
 def test_restarts_never_duplicate_or_recreate_the_job(
     perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient
 ) -> None:
-    with operator_support.in_process(perennial_crds.kubeconfig, [namespace]):
+    with operator_support.in_process(perennial_crds, [namespace]):
         apply(perennial_crds, namespace, RUN)
         first = wait_until(lambda: _job(api_client, namespace, "churn-v7"), timeout=30, what="Job churn-v7")
         status = _settled_status(api_client, namespace, "churn-v7")
     # A restarted operator finds the Job and the status and changes neither.
-    with operator_support.in_process(perennial_crds.kubeconfig, [namespace]) as second_run:
+    with operator_support.in_process(perennial_crds, [namespace]) as second_run:
         wait_until(lambda: "perennial_reconciles_total" in second_run.metrics_text(), what="metrics served")
         jobs = _jobs(api_client, namespace)
         assert [j.metadata.uid for j in jobs] == [first.metadata.uid]
@@ -190,7 +193,7 @@ def test_a_job_created_before_a_crash_is_adopted_not_duplicated(
     earlier = client.BatchV1Api(api_client).create_namespaced_job(
         namespace, desired_job(ref, TrainingJobSpec.model_validate(tjob["spec"]))
     )
-    with operator_support.in_process(perennial_crds.kubeconfig, [namespace]):
+    with operator_support.in_process(perennial_crds, [namespace]):
         status = wait_for_status(
             api_client,
             namespace,
@@ -227,3 +230,29 @@ def test_a_job_that_is_not_ours_is_left_alone_and_reported(
     (job,) = _jobs(api_client, namespace)
     assert job.metadata.uid == foreign.metadata.uid
     assert job.metadata.owner_references is None
+
+
+def test_a_run_whose_pods_never_start_fails_at_its_start_deadline_and_its_job_goes(
+    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, operator_in_process: object
+) -> None:
+    """No node has pool=training (and this tier may run no Job controller at all): nothing starts."""
+    run = copy.deepcopy(RUN)
+    run["spec"]["startDeadline"] = "3s"
+    apply(perennial_crds, namespace, run)
+    job = wait_until(lambda: _job(api_client, namespace, "churn-v7"), timeout=30, what="Job churn-v7")
+
+    status = wait_for_status(
+        api_client, namespace, "trainingjobs", "churn-v7", lambda s: s.get("phase") == "Failed", what="failed"
+    )
+    succeeded = condition(status, "Succeeded")
+    assert succeeded["reason"] == "StartDeadlineExceeded"
+    assert succeeded["message"].startswith(
+        "the trainer did not start within 3s of the Job's creation (spec.startDeadline 3s): "
+    )
+    # Not before the deadline: the run failed no earlier than 3 s after its Job was created.
+    failed_at = datetime.fromisoformat(status["completionTime"].replace("Z", "+00:00"))
+    assert (failed_at - job.metadata.creation_timestamp).total_seconds() >= 3
+    wait_until(lambda: not _jobs(api_client, namespace), timeout=30, what="the Job deleted")
+    assert ("Warning", "Failed", f"StartDeadlineExceeded: {succeeded['message']}") in events_for(
+        api_client, namespace, "churn-v7"
+    )

@@ -372,9 +372,7 @@ def capture(cluster: ClusterInfo, out: Path, log_path: Path) -> list[Path]:
             what="the default ServiceAccount",
         )
         capture_without_operator(c)
-        with operator_support.subprocess_operator(
-            cluster.kubeconfig, [namespace], log_path, cluster.prometheus_url
-        ) as running:
+        with operator_support.subprocess_operator(cluster, [namespace], log_path, cluster.prometheus_url) as running:
             assert running.pid is not None
             capture_trainingjobs(c)
             capture_modeldeployments(c)

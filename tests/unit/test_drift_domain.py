@@ -32,6 +32,7 @@ from perennial.domain.drift import (
     DriftDataError,
     MetricState,
     NoDataError,
+    NonFiniteValueError,
     align,
     baseline_time,
     bin_counts,
@@ -218,14 +219,70 @@ def test_single_value_rejects_a_string() -> None:
     assert "string" in str(raised.value)
 
 
+def test_single_value_hundreds_of_series_name_the_count() -> None:
+    result = vector(*(sample("0.1", pod=f"p{i}") for i in range(500)))
+
+    with pytest.raises(DriftDataError, match="500 series; aggregate") as raised:
+        single_value(result)
+
+    assert not isinstance(raised.value, NoDataError)
+
+
+NON_FINITE = [("NaN", "NaN"), ("+Inf", "+Inf"), ("-Inf", "-Inf"), ("Inf", "+Inf"), ("1e999", "+Inf")]
+
+
+@pytest.mark.parametrize("kind", ["scalar", "vector"])
+@pytest.mark.parametrize(("raw", "shown"), NON_FINITE, ids=[raw for raw, _ in NON_FINITE])
+def test_single_value_not_finite_is_an_error_naming_the_value(kind: str, raw: str, shown: str) -> None:
+    # Prometheus writes NaN and the infinities as strings; none is a value to compare with a bound.
+    result = {"resultType": "scalar", "result": [TS, raw]} if kind == "scalar" else vector(sample(raw))
+
+    with pytest.raises(NonFiniteValueError) as raised:
+        single_value(result)
+
+    assert not isinstance(raised.value, NoDataError)
+    assert f"is {shown}, not a finite number" in str(raised.value)
+
+
+@pytest.mark.parametrize("raw", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_single_value_not_finite_json_numbers_are_errors_too(raw: float) -> None:
+    # Python's JSON parser reads the bare tokens NaN and Infinity a hostile server may send.
+    with pytest.raises(NonFiniteValueError):
+        single_value(vector({"metric": {}, "value": [TS, raw]}))
+
+
 @pytest.mark.parametrize(
     "result",
-    [{"resultType": "scalar", "result": [TS, "NaN"]}, vector(sample("NaN"))],
-    ids=["scalar", "vector"],
+    [
+        vector(sample("abc")),
+        vector({"metric": {}}),
+        vector({"metric": {}, "value": [TS]}),
+        vector({"metric": {}, "value": [TS, None]}),
+        vector({"metric": {}, "value": [TS, ["1"]]}),
+        vector({"metric": {}, "value": [TS, True]}),
+        vector("not a sample"),
+        {"resultType": "vector", "result": {"0": 1}},
+        {"resultType": "scalar", "result": [TS, {}]},
+        {"resultType": "scalar", "result": "1"},
+    ],
+    ids=[
+        "text",
+        "no-value",
+        "short-pair",
+        "null",
+        "list",
+        "bool",
+        "string-sample",
+        "dict",
+        "scalar-dict",
+        "scalar-str",
+    ],
 )
-def test_single_value_nan_is_no_data(result: dict[str, Any]) -> None:
-    with pytest.raises(NoDataError, match="NaN"):
+def test_single_value_malformed_answers_are_errors_not_crashes(result: dict[str, Any]) -> None:
+    with pytest.raises(DriftDataError) as raised:
         single_value(result)
+
+    assert not isinstance(raised.value, (NoDataError, NonFiniteValueError))
 
 
 # ---------------------------------------------------------------- buckets
@@ -274,11 +331,47 @@ def test_buckets_duplicate_le_is_an_error(first: str, second: str, other: str) -
     assert not isinstance(raised.value, NoDataError)
 
 
-def test_buckets_nan_count_is_zero() -> None:
-    # increase() over a window with no observations yields NaN for idle buckets.
-    result = vector(bucket("0.5", "NaN"), bucket("1", "3"), bucket("+Inf", "NaN"))
+@pytest.mark.parametrize(("raw", "shown"), NON_FINITE, ids=[raw for raw, _ in NON_FINITE])
+@pytest.mark.parametrize("le", ["0.5", "+Inf"])
+@pytest.mark.parametrize("window", ["current", "baseline"])
+def test_buckets_not_finite_count_is_an_error_naming_window_and_bucket(
+    window: str, le: str, raw: str, shown: str
+) -> None:
+    # Read as zero (or as a huge count), such a bucket would invent a shift: never a value.
+    counts = {"0.5": "4", "1": "7", "+Inf": "10", le: raw}
+    result = vector(*(bucket(bound, count) for bound, count in counts.items()))
 
-    assert buckets(result) == [(0.5, 0.0), (1.0, 3.0), (INF, 0.0)]
+    with pytest.raises(NonFiniteValueError) as raised:
+        buckets(result, window)
+
+    assert f"the {window} bucket le={le} is {shown}, not a finite number" in str(raised.value)
+
+
+@pytest.mark.parametrize("le", ["abc", "NaN", ""])
+def test_buckets_le_that_is_not_a_boundary_is_an_error(le: str) -> None:
+    with pytest.raises(DriftDataError, match="not a bucket boundary") as raised:
+        buckets(vector(bucket(le, "1"), bucket("+Inf", "2")))
+
+    assert not isinstance(raised.value, (NoDataError, NonFiniteValueError))
+
+
+def test_buckets_minus_inf_boundary_is_a_boundary() -> None:
+    # le="-Inf" is an odd but valid boundary (nothing is below it); its count is finite.
+    assert buckets(vector(bucket("-Inf", "0"), bucket("1", "3"), bucket("+Inf", "5"))) == [
+        (-INF, 0.0),
+        (1.0, 3.0),
+        (INF, 5.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    "result",
+    [vector("x"), vector({"metric": "le"}), vector({"metric": {"le": "1"}}), {"resultType": "vector", "result": 7}],
+    ids=["string-series", "string-labels", "no-value", "result-not-a-list"],
+)
+def test_buckets_malformed_answers_are_errors_not_crashes(result: dict[str, Any]) -> None:
+    with pytest.raises(DriftDataError):
+        buckets(result)
 
 
 def test_buckets_empty_vector_is_no_data() -> None:
@@ -841,6 +934,23 @@ def test_no_data_or_error_resets_and_never_breaches(error: str) -> None:
     result = next_metric_state("m", TEN_MINUTES, None, error, NOW - timedelta(hours=1), NOW)
 
     assert result == MetricState("m", None, TEN_MINUTES, False, None, error)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(math.nan, "NaN"), (math.inf, "+Inf"), (-math.inf, "-Inf")], ids=["nan", "inf", "-inf"]
+)
+@pytest.mark.parametrize("limits", [(None, 0.2), (0.85, None), (0.1, 0.3)], ids=["max", "min", "both"])
+def test_a_value_that_is_not_finite_never_breaches_and_resets_the_clock(
+    limits: tuple[float | None, float | None], value: float, shown: str
+) -> None:
+    # NaN compares false with every bound and the infinities leave every range: whatever
+    # hands such a value over, it is an error, never a breach.
+    low, high = limits
+    limited = bounds(min=low, max=high)
+
+    result = next_metric_state("m", limited, value, None, NOW - timedelta(hours=1), NOW)
+
+    assert result == MetricState("m", None, limited, False, None, f"the value is {shown}, not a finite number")
 
 
 def test_no_data_with_for_zero_never_breaches() -> None:

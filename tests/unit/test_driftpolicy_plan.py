@@ -13,6 +13,7 @@ The policy in every case: target ``churn``, one metric ``feature_psi`` with ``ma
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from perennial.domain.driftpolicy import (
     NO_PROMETHEUS,
     MetricResult,
     ObservedPolicy,
+    allowed_endpoint,
     answer_to_absorb,
     evaluation_due_in,
     plan_driftpolicy,
@@ -492,6 +494,52 @@ CASES = [
         counts=[("drift_evaluations", {"result": "error"})],
     ),
     Case(
+        "+Inf from Prometheus: Ready False with NonFiniteValue, never a breach",
+        status=evaluated(WITHIN, ("False", "WithinBounds", "no sustained breach")),
+        target=serving(),
+        error=MetricResult(error="NonFiniteValue", message="the query's value is +Inf, not a finite number"),
+        expected={
+            "observedGeneration": 2,
+            "lastEvaluationTime": NOW_TEXT,
+            "metrics": [
+                {
+                    "name": "feature_psi",
+                    "max": 0.2,
+                    "breached": False,
+                    "error": "the query's value is +Inf, not a finite number",
+                }
+            ],
+        },
+        ready=("False", "NonFiniteValue", "feature_psi: the query's value is +Inf, not a finite number"),
+        drifting=("False", "NoData", "no metric has data"),
+        counts=[("drift_evaluations", {"result": "error"})],
+    ),
+    *(
+        Case(
+            f"a {shown} value handed over as a value: withdraws the pending request, never asks again",
+            status=evaluated(BREACHED, ASKED, retrainRequest=PENDING),
+            target=serving(),
+            value=value,
+            expected={
+                "observedGeneration": 2,
+                "lastEvaluationTime": NOW_TEXT,
+                "metrics": [
+                    {
+                        "name": "feature_psi",
+                        "max": 0.2,
+                        "breached": False,
+                        "error": f"the value is {shown}, not a finite number",
+                    }
+                ],
+            },
+            ready=("False", "NonFiniteValue", f"feature_psi: the value is {shown}, not a finite number"),
+            drifting=("False", "NoData", "no metric has data"),
+            events=[("Normal", "DriftRecovered", "metrics are back within bounds")],
+            counts=[("drift_evaluations", {"result": "error"})],
+        )
+        for value, shown in ((math.inf, "+Inf"), (-math.inf, "-Inf"), (math.nan, "NaN"))
+    ),
+    Case(
         "no data is no problem and never a breach",
         status=evaluated(BREACHED, ASKED, retrainRequest=PENDING),
         target=serving(),
@@ -537,6 +585,62 @@ def test_no_prometheus_url_is_not_ready() -> None:
     assert plan.status.to_api()["metrics"] == [
         {"name": "feature_psi", "max": 0.2, "breached": False, "error": NO_PROMETHEUS}
     ]
+
+
+def test_an_endpoint_not_allowed_is_not_ready_and_withdraws_the_request() -> None:
+    nowhere = "http://169.254.169.254/latest"
+    case = Case("", status=evaluated(BREACHED, ASKED, retrainRequest=PENDING), target=serving())
+    observed = dataclasses.replace(observe(case), prometheus_url=nowhere, endpoint_allowed=False, results={})
+
+    plan = plan_driftpolicy(observed)
+
+    status, reason, message = by_type(plan)["Ready"]
+    assert (status, reason) == ("False", "EndpointNotAllowed")
+    assert nowhere in message
+    assert "PERENNIAL_PROMETHEUS_ALLOWED_URLS" in message
+    assert plan.status.to_api()["metrics"] == [{"name": "feature_psi", "max": 0.2, "breached": False, "error": message}]
+    assert plan.status.retrain_request is None
+    assert by_type(plan)["Drifting"] == ("False", "NoData", "no metric has data")
+    assert plan.status.last_evaluation_time == NOW, "status is still written"
+
+
+ALLOWED = ("http://prometheus.monitoring:9090", "https://thanos.obs.svc:10902/prometheus/", "http://10.0.0.7")
+
+
+@pytest.mark.parametrize(
+    ("url", "entry"),
+    [
+        ("http://prometheus.monitoring:9090", ALLOWED[0]),
+        ("http://prometheus.monitoring:9090/", ALLOWED[0]),
+        ("HTTP://Prometheus.Monitoring:9090//", ALLOWED[0]),
+        ("https://thanos.obs.svc:10902/prometheus", ALLOWED[1]),
+        ("https://thanos.obs.svc:10902/prometheus/", ALLOWED[1]),
+        ("http://10.0.0.7:80/", ALLOWED[2]),
+        ("http://10.0.0.7", ALLOWED[2]),
+        ("http://prometheus.monitoring:9091", None),
+        ("https://prometheus.monitoring:9090", None),
+        ("http://prometheus.monitoring:9090/api/v1/admin", None),
+        ("http://prometheus.monitoring:9090/..", None),
+        ("https://thanos.obs.svc:10902", None),
+        ("https://thanos.obs.svc:10902/prometheus/../other", None),
+        ("http://prometheus.monitoring:9090@evil.example:9090", None),
+        ("http://user@prometheus.monitoring:9090", None),
+        ("http://prometheus.monitoring:9090?x=/", None),
+        ("http://prometheus.monitoring:9090#frag", None),
+        ("http://prometheus.monitoring.evil.example:9090", None),
+        ("http://prometheus.monitoring:99999", None),
+        ("http://169.254.169.254/latest/meta-data", None),
+        ("http://0x0a000007", None),
+        ("file:///etc/passwd", None),
+    ],
+)
+def test_allowed_endpoint_compares_scheme_host_port_and_path(url: str, entry: str | None) -> None:
+    assert allowed_endpoint(url, ALLOWED) == entry
+
+
+def test_nothing_is_allowed_from_an_empty_allowlist() -> None:
+    assert allowed_endpoint("http://prometheus.monitoring:9090", ()) is None
+    assert allowed_endpoint("http://prometheus.monitoring:9090", ("",)) is None
 
 
 def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:

@@ -36,7 +36,8 @@ def test_an_event_names_its_object_and_is_stamped_by_perennial() -> None:
         "uid": "u-1",
         "resourceVersion": "7",
     }
-    assert (event["type"], event["reason"], len(event["message"])) == ("Warning", "RolledBack", 1024)
+    assert (event["type"], event["reason"], len(event["message"].encode())) == ("Warning", "RolledBack", 1024)
+    assert event["message"].endswith("…")  # cut, and says so
     assert event["reportingComponent"] == event["source"]["component"] == "perennial"
     assert event["reportingInstance"] == "operator-0"
     assert event["firstTimestamp"] == event["lastTimestamp"]

@@ -87,3 +87,57 @@ async def test_a_plain_server_error_is_not_retried(endpoint: Endpoint) -> None:
         await client.get(kube.JOBS, "ml", "churn-v1")
     assert raised.value.status == 500
     assert endpoint.seen == ["GET"]
+
+
+@pytest.fixture
+async def pager(unused_tcp_port: int) -> AsyncIterator[tuple[KubeClient, list[dict[str, str]], list[str]]]:
+    """An API server stand-in that serves a LIST of three Jobs in pages of ``limit``."""
+    queries: list[dict[str, str]] = []
+    paths: list[str] = []
+    names = ["a", "b", "c"]
+
+    async def handler(request: web.Request) -> web.Response:
+        queries.append(dict(request.query))
+        paths.append(request.path)
+        start = int(request.query.get("continue") or 0)
+        end = start + int(request.query["limit"])
+        metadata = {"resourceVersion": "42", **({"continue": str(end)} if end < len(names) else {})}
+        items = [{"metadata": {"name": n, "namespace": "ml"}} for n in names[start:end]]
+        return web.json_response({"kind": "JobList", "apiVersion": "batch/v1", "metadata": metadata, "items": items})
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    client = KubeClient(Credentials(server=f"http://127.0.0.1:{unused_tcp_port}"))
+    yield client, queries, paths
+    await client.close()
+    await runner.cleanup()
+
+
+async def test_a_list_comes_in_pages_from_the_watch_cache(
+    pager: tuple[KubeClient, list[dict[str, str]], list[str]],
+) -> None:
+    client, queries, paths = pager
+    pages = [page async for page in client.list_pages(kube.JOBS, "ml", "app=x", limit=2)]
+    assert [([i["metadata"]["name"] for i in items], version) for items, version in pages] == [
+        (["a", "b"], "42"),
+        (["c"], "42"),
+    ]
+    # The first page from the watch cache (resourceVersion=0); the next continues its snapshot.
+    assert queries == [
+        {"limit": "2", "resourceVersion": "0", "labelSelector": "app=x"},
+        {"limit": "2", "continue": "2", "labelSelector": "app=x"},
+    ]
+    assert paths == ["/apis/batch/v1/namespaces/ml/jobs"] * 2
+    # Listed items of built-in kinds get the apiVersion and kind a watch event's body has.
+    assert {(i["apiVersion"], i["kind"]) for items, _ in pages for i in items} == {("batch/v1", "Job")}
+
+
+async def test_a_list_of_all_namespaces_uses_the_cluster_wide_path(
+    pager: tuple[KubeClient, list[dict[str, str]], list[str]],
+) -> None:
+    client, _, paths = pager
+    [_ async for _ in client.list_pages(kube.SERVICES, None)]
+    assert paths == ["/api/v1/services"]

@@ -1485,3 +1485,20 @@ def test_a_name_conflict_found_as_a_rollout_begins_is_degraded_at_once_and_looke
 
     assert wire(plan)["phase"] == "Degraded"
     assert plan.requeue_after == 10.0
+
+
+# ---------------------------------------------------------------- issue 15, case 6: requests of any size
+@pytest.mark.parametrize("length", [1, 1024, 1025, 200_000])
+def test_a_retrain_request_of_any_length_starts_one_run_with_bounded_lineage(length: int) -> None:
+    request = "ü" * length
+    spec = make_spec()
+    status = ModelDeploymentStatus.model_validate({"latestVersion": "1", "trainingSpecHash": md.training_hash(spec)})
+    (trigger,) = md.pending_triggers(spec, {"perennial.dev/retrain-request": request}, status, NOW)
+    record = trigger.record()  # validated against the API's bounds: it raised for long requests before
+    assert len(record.source or "") <= 1024
+    assert len(record.detail or "") <= 4096
+    identity = md.request_identity(request)
+    assert len(identity) <= 1024
+    assert (identity == request) is (length <= 1024)
+    status.handled_retrain_request = identity
+    assert md.pending_triggers(spec, {"perennial.dev/retrain-request": request}, status, NOW) == []

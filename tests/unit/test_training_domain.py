@@ -17,27 +17,34 @@ import pytest
 
 from perennial.api.trainingjob import TrainingJobSpec, TrainingJobStatus, ValidationRule
 from perennial.controllers.execute import ChildOutcome
-from perennial.domain.plan import Count, Event, Plan
+from perennial.domain.plan import ChildRef, Count, Event
 from perennial.domain.training import (
     COMPLETION_INDEX_ANNOTATION,
+    DEFAULT_START_DEADLINE,
     INVALID_TERMINATION_MESSAGE,
     JOB_DELETED,
     METRIC_ABOVE_MAX,
     METRIC_BELOW_MIN,
     METRICS_MISSING,
+    START_DEADLINE_EXCEEDED,
     InvalidSpec,
     MetricsResult,
     ObservedRun,
     TrainingJobRef,
+    TrainingPlan,
     check_gates,
     desired_job,
     desired_service,
     parse_termination_message,
     plan_trainingjob,
+    pods_needed,
+    pods_of_deleted_job,
     pods_of_job,
     read_spec,
     record_child_outcome,
     run_finished,
+    trainer_started,
+    ttl_seconds,
 )
 
 # ---------------------------------------------------------------- helpers
@@ -124,9 +131,19 @@ def job(
     conditions: Sequence[Mapping[str, Any]] = (),
     start_time: str | None = START,
     completion_time: str | None = None,
+    created: str | None = None,
+    workers: int = 1,
+    ttl: int | None = None,
+    completed_indexes: str | None = None,
 ) -> dict[str, Any]:
-    """A batch/v1 Job as the API server returns it (zero counters omitted, as the API does)."""
+    """A batch/v1 Job as the API server returns it (zero counters omitted, as the API does).
+
+    ``created`` is its creationTimestamp (left out: no start deadline applies), ``ttl`` its
+    ``ttlSecondsAfterFinished`` (left out: the operator has not handed it over yet).
+    """
     status: dict[str, Any] = {"ready": ready, "terminating": terminating, "uncountedTerminatedPods": {}}
+    if completed_indexes is not None:
+        status["completedIndexes"] = completed_indexes
     if start_time:
         status["startTime"] = start_time
     if completion_time:
@@ -135,7 +152,7 @@ def job(
     status.update({key: value for key, value in counters.items() if value})
     if conditions:
         status["conditions"] = [dict(c) for c in conditions]
-    return {
+    body: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
@@ -145,17 +162,25 @@ def job(
             "labels": managed_labels_for(),
             "ownerReferences": [REF.owner_reference()],
         },
-        "spec": {"backoffLimit": 2, "completions": 1, "parallelism": 1},
+        "spec": {"backoffLimit": 2, "completions": workers, "parallelism": workers},
         "status": status,
     }
+    if created is not None:
+        body["metadata"]["creationTimestamp"] = created
+    if ttl is not None:
+        body["spec"]["ttlSecondsAfterFinished"] = ttl
+    return body
 
 
-def complete_job(*, workers: int = 1, failed: int = 0, completion_time: str | None = END) -> dict[str, Any]:
+def complete_job(
+    *, workers: int = 1, failed: int = 0, completion_time: str | None = END, ttl: int | None = None
+) -> dict[str, Any]:
     message = "Reached expected number of succeeded pods"
     return job(
         succeeded=workers,
         failed=failed,
         completion_time=completion_time,
+        ttl=ttl,
         conditions=[
             job_condition("SuccessCriteriaMet", "CompletionsReached", message),
             job_condition("Complete", "CompletionsReached", message),
@@ -169,10 +194,11 @@ FAILURE_MESSAGES = {
 }
 
 
-def failed_job(reason: str, *, failed: int = 3) -> dict[str, Any]:
+def failed_job(reason: str, *, failed: int = 3, ttl: int | None = None) -> dict[str, Any]:
     message = FAILURE_MESSAGES[reason]
     return job(
         failed=failed,
+        ttl=ttl,
         conditions=[job_condition("FailureTarget", reason, message), job_condition("Failed", reason, message)],
     )
 
@@ -245,7 +271,7 @@ def trainer_pod(
 class Planned:
     """A plan, with its status in wire form (camelCase, unset fields left out)."""
 
-    plan: Plan[TrainingJobStatus]
+    plan: TrainingPlan
 
     @property
     def status(self) -> dict[str, Any]:
@@ -267,10 +293,12 @@ def derive(
     pods: Sequence[Mapping[str, Any]] = (),
     now: datetime = NOW,
     ref: TrainingJobRef = REF,
+    default_start_deadline: timedelta = DEFAULT_START_DEADLINE,
 ) -> Planned:
     """The plan for a run whose stored status is ``current`` (wire form) and whose Job is ``observed_job``."""
     stored = TrainingJobStatus.model_validate(current)
-    return Planned(plan_trainingjob(ObservedRun(ref, spec, stored, observed_job, pods, now)))
+    observed = ObservedRun(ref, spec, stored, observed_job, pods, now, default_start_deadline)
+    return Planned(plan_trainingjob(observed))
 
 
 def condition_or_none(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
@@ -544,11 +572,17 @@ def test_no_active_deadline_means_no_active_deadline_seconds() -> None:
     assert "activeDeadlineSeconds" not in desired_job(REF, make_spec())["spec"]
 
 
-@pytest.mark.parametrize(("ttl", "seconds"), [(None, 86400), ("1h", 3600), ("168h", 604800)])
+@pytest.mark.parametrize(("ttl", "seconds"), [(None, 86400), ("1h", 3600), ("168h", 604800), ("0", 0)])
 def test_ttl_after_finished_defaults_to_a_day(ttl: str | None, seconds: int) -> None:
     spec = make_spec() if ttl is None else make_spec(ttlAfterFinished=ttl)
 
-    assert desired_job(REF, spec)["spec"]["ttlSecondsAfterFinished"] == seconds
+    assert ttl_seconds(spec) == seconds
+
+
+def test_the_job_is_created_without_a_ttl_so_it_outlives_its_unread_result() -> None:
+    # The TTL controller would delete the Job and the pods holding the trainer's result before
+    # the operator read it (ttlAfterFinished "0", or an operator down longer than the TTL).
+    assert "ttlSecondsAfterFinished" not in desired_job(REF, make_spec(ttlAfterFinished="0"))["spec"]
 
 
 # ---------------------------------------------------------------- desired_job: security
@@ -1677,3 +1711,472 @@ def test_the_stored_status_is_not_changed_by_planning() -> None:
     plan_trainingjob(ObservedRun(REF, make_spec(), stored, complete_job(), [trainer_pod(None)], NOW))
 
     assert stored == before
+
+
+# ---------------------------------------------------------------- the start deadline (issue 15, case 7)
+CREATED = "2026-01-01T11:59:00Z"  # the Job's creationTimestamp: 60 s before NOW
+UNSCHEDULABLE = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
+
+
+def waiting_pod(
+    *,
+    name: str = f"{NAME}-x7k2q",
+    index: int | None = None,
+    created: str = CREATED,
+    waiting: Mapping[str, str] | None = None,
+    scheduled: Mapping[str, str] | None = None,
+    owners: Sequence[Mapping[str, Any]] = (job_owner(),),
+) -> dict[str, Any]:
+    """A Pending pod of the Job whose trainer never started: ``waiting`` is the kubelet's
+    container state, ``scheduled`` the scheduler's PodScheduled=False condition."""
+    pod = trainer_pod(None, name=name, index=index, created=created, owners=owners)
+    status: dict[str, Any] = {"phase": "Pending"}
+    if scheduled is not None:
+        status["conditions"] = [{"type": "PodScheduled", "status": "False", **scheduled}]
+    if waiting is not None:
+        status["containerStatuses"] = [
+            {"name": "trainer", "image": IMAGE, "ready": False, "restartCount": 0, "state": {"waiting": dict(waiting)}}
+        ]
+    pod["status"] = status
+    return pod
+
+
+def running_pod(*, name: str = f"{NAME}-r2d2x", index: int | None = None) -> dict[str, Any]:
+    pod = trainer_pod(None, name=name, index=index, created=CREATED)
+    pod["status"] = {
+        "phase": "Running",
+        "containerStatuses": [
+            {
+                "name": "trainer",
+                "image": IMAGE,
+                "ready": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": CREATED}},
+            }
+        ],
+    }
+    return pod
+
+
+def unstarted_job(*, workers: int = 1, **fields: Any) -> dict[str, Any]:
+    """A Job created at CREATED (60 s before NOW) whose ``workers`` pods are active, none ready."""
+    return job(active=fields.pop("active", workers), created=CREATED, workers=workers, **fields)
+
+
+def unschedulable(**fields: Any) -> dict[str, Any]:
+    return waiting_pod(scheduled={"reason": "Unschedulable", "message": UNSCHEDULABLE}, **fields)
+
+
+def image_pull_backoff(**fields: Any) -> dict[str, Any]:
+    waiting = {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{IMAGE}"'}
+    return waiting_pod(waiting=waiting, **fields)
+
+
+def observed_run(
+    spec: TrainingJobSpec,
+    observed_job: Mapping[str, Any] | None,
+    *,
+    current: Mapping[str, Any] | None = None,
+    now: datetime = NOW,
+) -> ObservedRun:
+    stored = TrainingJobStatus.model_validate(current or {})
+    return ObservedRun(REF, spec, stored, observed_job, (), now)
+
+
+def test_a_run_not_started_is_looked_at_again_exactly_at_its_start_deadline() -> None:
+    result = derive(make_spec(startDeadline="90s"), {}, unstarted_job(), now=NOW)
+
+    assert result.status["phase"] == "Pending"
+    assert result.plan.requeue_after == 30.0  # created 60 s ago, deadline 90 s
+    assert result.plan.delete == []
+    assert not result.finished
+
+
+def test_without_spec_start_deadline_the_operators_default_applies() -> None:
+    assert derive(make_spec(), {}, unstarted_job()).plan.requeue_after == 540.0  # 10m - 60s
+    five_minutes = derive(make_spec(), {}, unstarted_job(), default_start_deadline=timedelta(minutes=5))
+    assert five_minutes.plan.requeue_after == 240.0
+
+
+def test_the_requeue_counts_from_the_exact_moment_not_the_whole_second() -> None:
+    now = NOW + timedelta(milliseconds=250)
+
+    assert derive(make_spec(startDeadline="90s"), {}, unstarted_job(), now=now).plan.requeue_after == 29.75
+
+
+@pytest.mark.parametrize(
+    ("pod", "words"),
+    [
+        (unschedulable(), ["Unschedulable", UNSCHEDULABLE]),
+        (image_pull_backoff(), ["ImagePullBackOff", f'Back-off pulling image "{IMAGE}"']),
+        (waiting_pod(waiting={"reason": "ErrImagePull", "message": "pull access denied"}), ["ErrImagePull"]),
+        (waiting_pod(waiting={"reason": "CreateContainerConfigError", "message": 'secret "s3" not found'}), ["s3"]),
+        (waiting_pod(), ["Pending"]),
+    ],
+    ids=["unschedulable", "image-pull-backoff", "err-image-pull", "config-error", "no-reason-yet"],
+)
+def test_a_run_not_started_by_its_deadline_fails_with_the_pods_reason(pod: dict[str, Any], words: list[str]) -> None:
+    result = derive(make_spec(startDeadline="60s"), running_status(), unstarted_job(), [pod], now=NOW)
+
+    assert result.status["phase"] == "Failed"
+    assert result.finished
+    succeeded = condition(result.status, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"]) == ("False", START_DEADLINE_EXCEEDED)
+    message = succeeded["message"]
+    assert message.startswith("the trainer did not start within 1m of the Job's creation (spec.startDeadline 60s): ")
+    assert f"pod {pod['metadata']['name']}" in message
+    for word in words:
+        assert word in message
+    assert condition(result.status, "Running")["status"] == "False"
+    assert result.status["completionTime"] == NOW_TEXT
+    assert "metrics" not in result.status
+    assert condition_or_none(result.status, "Validated") is None
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "Failed")]
+    assert result.events[0].message == f"{START_DEADLINE_EXCEEDED}: {message}"
+    # Its Job goes, so the pod stops waiting (and retrying); nothing is created again.
+    assert result.plan.delete == [ChildRef("jobs", NAME)]
+    assert result.plan.create == []
+    assert result.plan.requeue_after is None
+
+
+def test_a_run_past_the_operators_default_names_the_setting_that_set_it() -> None:
+    result = derive(make_spec(), {}, unstarted_job(), [unschedulable()], default_start_deadline=timedelta(seconds=5))
+
+    message = condition(result.status, "Succeeded")["message"]
+    assert "within 5s of the Job's creation" in message
+    assert "PERENNIAL_TRAINING_START_DEADLINE" in message
+    assert "spec.startDeadline overrides it" in message
+
+
+def test_the_deadline_is_inclusive_and_a_second_is_a_second() -> None:
+    created = NOW - timedelta(seconds=1)
+    body = job(active=1, created=created.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    spec = make_spec(startDeadline="1s")
+
+    assert derive(spec, {}, body, [unschedulable()], now=NOW - timedelta(milliseconds=1)).status["phase"] == "Pending"
+    assert derive(spec, {}, body, [unschedulable()], now=NOW).status["phase"] == "Failed"
+
+
+def test_a_job_that_created_no_pods_fails_with_where_to_look() -> None:
+    result = derive(make_spec(startDeadline="30s"), {}, unstarted_job(), [])
+
+    message = condition(result.status, "Succeeded")["message"]
+    assert condition(result.status, "Succeeded")["reason"] == START_DEADLINE_EXCEEDED
+    assert f"kubectl describe job {NAME}" in message
+
+
+def test_the_newest_waiting_pod_tells_why_and_the_others_are_counted() -> None:
+    older = unschedulable(name=f"{NAME}-old", created="2026-01-01T11:59:00Z")
+    newer = image_pull_backoff(name=f"{NAME}-new", created="2026-01-01T11:59:30Z")
+
+    message = condition(
+        derive(make_spec(startDeadline="30s"), {}, unstarted_job(), [older, newer]).status, "Succeeded"
+    )["message"]
+
+    assert f"pod {NAME}-new: ImagePullBackOff" in message
+    assert "(and 1 more pod(s))" in message
+
+
+def test_a_trainer_that_started_although_the_job_does_not_say_so_yet_is_not_failed() -> None:
+    # The Job controller reports `ready` a moment after the kubelet started the container.
+    result = derive(make_spec(startDeadline="30s"), {}, unstarted_job(), [running_pod()])
+
+    assert result.status["phase"] == "Pending"
+    assert not result.finished
+    assert (result.plan.delete, result.plan.requeue_after) == ([], None)
+
+
+def test_a_trainer_that_ran_and_failed_counts_as_started_while_its_retry_waits() -> None:
+    ran = trainer_pod("boom", name=f"{NAME}-first", phase="Failed", created=CREATED)
+    retry = unschedulable(name=f"{NAME}-retry")
+
+    result = derive(make_spec(startDeadline="30s"), {}, unstarted_job(failed=1), [ran, retry])
+
+    # Retries are the backoff limit's and activeDeadline's business, not the start deadline's.
+    assert not result.finished
+    assert result.plan.delete == []
+
+
+def test_a_pod_that_failed_before_its_trainer_ran_did_not_start() -> None:
+    rejected = waiting_pod(name=f"{NAME}-rejected")
+    rejected["status"] = {"phase": "Failed", "reason": "OutOfcpu", "message": "Node didn't have enough resource: cpu"}
+
+    assert not trainer_started(rejected)
+    result = derive(make_spec(startDeadline="30s"), {}, unstarted_job(failed=1), [rejected])
+    assert condition(result.status, "Succeeded")["reason"] == START_DEADLINE_EXCEEDED
+    assert "OutOfcpu: Node didn't have enough resource: cpu" in condition(result.status, "Succeeded")["message"]
+
+
+def test_a_start_error_without_a_start_time_did_not_start() -> None:
+    pod = waiting_pod()
+    pod["status"] = {
+        "phase": "Failed",
+        "containerStatuses": [
+            {"name": "trainer", "state": {"terminated": {"exitCode": 128, "reason": "StartError"}}},
+        ],
+    }
+
+    assert not trainer_started(pod)
+
+
+def test_a_running_pod_of_another_job_does_not_start_this_run() -> None:
+    foreign = running_pod()
+    foreign["metadata"]["ownerReferences"] = [job_owner("uid-of-an-earlier-job")]
+
+    result = derive(make_spec(startDeadline="30s"), {}, unstarted_job(), [foreign, unschedulable()])
+
+    assert condition(result.status, "Succeeded")["reason"] == START_DEADLINE_EXCEEDED
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [{"ready": 1}, {"succeeded": 1, "active": 0}],
+    ids=["ready", "succeeded"],
+)
+def test_a_job_reporting_its_worker_started_needs_no_pods_and_no_deadline(counts: dict[str, int]) -> None:
+    body = unstarted_job(**counts)
+    observed = observed_run(make_spec(startDeadline="30s"), body)
+
+    assert not pods_needed(observed)
+    result = derive(make_spec(startDeadline="30s"), {}, body)
+    assert not result.finished
+    assert result.plan.requeue_after is None
+
+
+def test_an_outcome_already_decided_is_not_a_start_failure() -> None:
+    finishing = job(
+        failed=1,
+        created=CREATED,
+        conditions=[job_condition("FailureTarget", "BackoffLimitExceeded", FAILURE_MESSAGES["BackoffLimitExceeded"])],
+    )
+
+    result = derive(make_spec(startDeadline="30s"), {}, finishing, [unschedulable()])
+
+    assert not result.finished
+    assert result.plan.delete == []
+
+
+def test_a_distributed_run_needs_every_worker_started() -> None:
+    spec = make_spec(workers=2, startDeadline="30s")
+    rank_0 = running_pod(name=f"{NAME}-0-abcde", index=0)
+    rank_1 = unschedulable(name=f"{NAME}-1-fghij", index=1)
+
+    result = derive(spec, {}, unstarted_job(workers=2, active=2, ready=1), [rank_0, rank_1])
+
+    assert result.status["phase"] == "Failed"
+    message = condition(result.status, "Succeeded")["message"]
+    assert message.startswith("1 of 2 workers started within 30s of the Job's creation (spec.startDeadline 30s): ")
+    assert f"pod {NAME}-1-fghij: Unschedulable" in message
+    assert result.plan.delete == [ChildRef("jobs", NAME)]
+
+
+def test_a_distributed_run_counts_completed_indexes_as_started() -> None:
+    spec = make_spec(workers=2, startDeadline="30s")
+    body = unstarted_job(workers=2, active=1, ready=0, succeeded=1, completed_indexes="0")
+
+    result = derive(spec, {}, body, [running_pod(name=f"{NAME}-1-fghij", index=1)])
+
+    assert not result.finished
+
+
+def test_a_distributed_run_with_every_worker_ready_is_settled() -> None:
+    body = unstarted_job(workers=3, active=3, ready=3)
+
+    assert not pods_needed(observed_run(make_spec(workers=3, startDeadline="30s"), body))
+    assert derive(make_spec(workers=3, startDeadline="30s"), {}, body).plan.requeue_after is None
+
+
+def test_pods_are_listed_for_the_start_deadline_only_once_it_passed() -> None:
+    spec = make_spec(startDeadline="90s")
+
+    assert not pods_needed(observed_run(spec, unstarted_job(), now=NOW))
+    assert pods_needed(observed_run(spec, unstarted_job(), now=NOW + timedelta(seconds=30)))
+
+
+@pytest.mark.parametrize(
+    ("observed_job", "current", "needed"),
+    [
+        (None, {}, False),  # nothing created yet
+        (None, {"jobName": NAME, "phase": "Running"}, True),  # gone before the run finished
+        (complete_job(), {}, True),  # the result
+        (failed_job("BackoffLimitExceeded"), {}, True),
+        (job(active=1, ready=1), {}, False),
+        (job(active=1), {}, False),  # no creationTimestamp: no deadline to check
+        (complete_job(), {"phase": "Succeeded"}, False),  # history
+    ],
+    ids=["no-job", "job-gone", "complete", "failed", "running", "pending-no-created", "finished"],
+)
+def test_pods_are_listed_only_when_they_decide(
+    observed_job: dict[str, Any] | None, current: dict[str, Any], needed: bool
+) -> None:
+    assert pods_needed(observed_run(make_spec(), observed_job, current=current)) is needed
+
+
+def test_pods_of_a_job_that_is_not_ours_are_not_listed() -> None:
+    foreign = complete_job()
+    foreign["metadata"]["ownerReferences"] = []
+
+    assert not pods_needed(observed_run(make_spec(), foreign))
+
+
+def test_a_job_without_a_creation_time_has_no_start_deadline() -> None:
+    result = derive(make_spec(startDeadline="1s"), {}, job(active=1), [unschedulable()])
+
+    assert not result.finished
+    assert result.plan.requeue_after is None
+
+
+def test_a_run_failed_at_its_start_deadline_is_history_that_still_deletes_its_job() -> None:
+    failed = derive(make_spec(startDeadline="30s"), {}, unstarted_job(), [unschedulable()])
+
+    # The status was written, the operator died before deleting the Job: the next pass deletes it.
+    again = derive(make_spec(startDeadline="30s"), failed.status, unstarted_job(), now=LATER)
+
+    assert again.status == failed.status
+    assert again.events == []
+    assert again.plan.delete == [ChildRef("jobs", NAME)]
+    # Once gone (or going), nothing more.
+    gone = derive(make_spec(startDeadline="30s"), failed.status, None, now=LATER)
+    assert (gone.plan.delete, gone.events, gone.status) == ([], [], failed.status)
+    going = unstarted_job()
+    going["metadata"]["deletionTimestamp"] = NOW_TEXT
+    assert derive(make_spec(startDeadline="30s"), failed.status, going, now=LATER).plan.delete == []
+
+
+# ---------------------------------------------------------------- the Job kept until its result is read (case 8)
+@pytest.mark.parametrize(
+    ("observed_job", "pods", "phase"),
+    [
+        (complete_job(), [trainer_pod(metrics_message(auc=0.95))], "Succeeded"),
+        (complete_job(), [trainer_pod(metrics_message(auc=0.5))], "Rejected"),
+        (failed_job("BackoffLimitExceeded"), [], "Failed"),
+    ],
+    ids=["succeeded", "rejected", "failed"],
+)
+def test_a_finished_job_gets_the_runs_ttl_once_its_result_is_in_the_status(
+    observed_job: dict[str, Any], pods: list[dict[str, Any]], phase: str
+) -> None:
+    result = derive(make_spec(validation=AUC_GATE, ttlAfterFinished="0"), running_status(), observed_job, pods)
+
+    assert result.status["phase"] == phase
+    assert result.plan.job_ttl_seconds == 0
+    assert result.plan.delete == []
+
+
+def test_a_finished_run_whose_job_was_not_handed_over_hands_it_over_on_the_next_pass() -> None:
+    spec = make_spec(validation=AUC_GATE, ttlAfterFinished="1h")
+    done = derive(spec, running_status(), complete_job(), [trainer_pod(metrics_message(auc=0.95))])
+
+    # The operator died between the status write and the Job's TTL: the next pass sets it, from the cache.
+    again = derive(spec, done.status, complete_job(), now=LATER)
+
+    assert again.status == done.status
+    assert again.events == []
+    assert again.plan.job_ttl_seconds == 3600
+
+
+@pytest.mark.parametrize(
+    "observed_job",
+    [complete_job(ttl=86400), None],
+    ids=["ttl-already-set", "job-gone"],
+)
+def test_a_handed_over_or_gone_job_is_left_alone(observed_job: dict[str, Any] | None) -> None:
+    current = {**TERMINAL_STATUS, "phase": "Succeeded"}
+
+    result = derive(make_spec(), current, observed_job, now=LATER)
+
+    assert (result.plan.job_ttl_seconds, result.plan.delete) == (None, [])
+
+
+def test_a_finished_job_of_someone_else_is_left_alone() -> None:
+    foreign = complete_job()
+    foreign["metadata"]["ownerReferences"] = []
+
+    result = derive(make_spec(), {**TERMINAL_STATUS, "phase": "Succeeded"}, foreign, now=LATER)
+
+    assert (result.plan.job_ttl_seconds, result.plan.delete) == (None, [])
+
+
+def test_a_running_job_needs_no_ttl_yet() -> None:
+    assert derive(make_spec(), {}, job(active=1, ready=1)).plan.job_ttl_seconds is None
+
+
+def test_a_succeeded_run_keeps_its_metrics_when_its_job_is_deleted_afterwards() -> None:
+    spec = make_spec(validation=AUC_GATE)
+    done = derive(spec, running_status(), complete_job(), [trainer_pod(metrics_message(auc=0.95))])
+
+    after = derive(spec, done.status, None, now=LATER)
+
+    assert after.status == done.status
+    assert after.status["metrics"] == {"auc": 0.95}
+    assert after.events == []
+
+
+def test_a_job_deleted_before_its_result_was_read_gives_its_pods_result() -> None:
+    pod = trainer_pod(metrics_message(auc=0.95))  # the garbage collector has not deleted it yet
+
+    result = derive(make_spec(validation=AUC_GATE), running_status(), None, [pod])
+
+    assert result.status["phase"] == "Succeeded"
+    assert result.status["metrics"] == {"auc": 0.95}
+    assert result.status["completionTime"] == END  # when the trainer finished
+    assert condition(result.status, "Validated")["status"] == "True"
+    assert result.plan.create == []
+
+
+def test_a_deleted_distributed_job_gives_a_result_only_if_every_worker_succeeded() -> None:
+    spec = make_spec(workers=2, validation=AUC_GATE)
+    rank_0 = trainer_pod(metrics_message(auc=0.95), name=f"{NAME}-0-a", index=0)
+    rank_1 = trainer_pod(None, name=f"{NAME}-1-b", index=1)
+    rank_1_running = running_pod(name=f"{NAME}-1-b", index=1)
+
+    assert derive(spec, running_status(), None, [rank_0, rank_1]).status["phase"] == "Succeeded"
+    half = derive(spec, running_status(), None, [rank_0, rank_1_running])
+    assert condition(half.status, "Succeeded")["reason"] == JOB_DELETED
+
+
+def test_a_job_deleted_with_its_pods_before_its_result_was_read_fails_saying_so() -> None:
+    result = derive(make_spec(), running_status(), None, [])
+
+    succeeded = condition(result.status, "Succeeded")
+    assert succeeded["reason"] == JOB_DELETED
+    assert "before the operator read the run's result" in succeeded["message"]
+    assert "create a new TrainingJob" in succeeded["message"]
+
+
+def test_only_pods_the_deleted_job_controlled_can_give_its_result() -> None:
+    ours = trainer_pod(metrics_message(auc=0.95), name="ours")
+    other = trainer_pod(metrics_message(auc=0.99), name="other", owners=[{**job_owner(), "name": "another-job"}])
+    labelled = trainer_pod(metrics_message(auc=0.99), name="labelled", owners=())
+
+    assert [p["metadata"]["name"] for p in pods_of_deleted_job([other, ours, labelled], NAME)] == ["ours"]
+    result = derive(make_spec(validation=AUC_GATE), running_status(), None, [other, labelled])
+    assert condition(result.status, "Succeeded")["reason"] == JOB_DELETED
+
+
+def test_a_suspended_job_is_queued_not_stuck() -> None:
+    # A queue (Kueue) suspends the Job until it admits it: no deadline runs meanwhile.
+    body = unstarted_job(active=0)
+    body["spec"]["suspend"] = True
+    body["status"]["conditions"] = [job_condition("Suspended", "JobSuspended", "Job suspended", at=CREATED)]
+
+    result = derive(make_spec(startDeadline="30s"), {}, body, [])
+
+    assert not result.finished
+    assert result.plan.requeue_after is None
+    assert not pods_needed(observed_run(make_spec(startDeadline="30s"), body))
+
+
+def test_a_resumed_job_gets_its_deadline_from_its_resumption() -> None:
+    resumed_at = "2026-01-01T11:59:50Z"  # 10 s before NOW; created 60 s before
+    body = unstarted_job(start_time=resumed_at)
+    body["status"]["conditions"] = [
+        {**job_condition("Suspended", "JobResumed", "Job resumed", at=resumed_at), "status": "False"}
+    ]
+
+    waiting = derive(make_spec(startDeadline="30s"), {}, body)
+    assert waiting.plan.requeue_after == 20.0
+
+    failed = derive(make_spec(startDeadline="30s"), {}, body, [unschedulable()], now=NOW + timedelta(seconds=20))
+    message = condition(failed.status, "Succeeded")["message"]
+    assert message.startswith("the trainer did not start within 30s of the Job's resumption (spec.startDeadline 30s)")

@@ -19,6 +19,7 @@ from typing import Any
 
 from perennial.adapters import logs, metrics
 from perennial.adapters.kube import KubeClient, Resource
+from perennial.domain.text import shorten_bytes
 from perennial.domain.timeutil import format_time
 
 EVENTS = Resource("", "v1", "events")
@@ -44,7 +45,7 @@ def event_body(obj: Mapping[str, Any], type_: str, reason: str, message: str, in
         },
         "type": type_,
         "reason": reason,
-        "message": message[:1024],
+        "message": shorten_bytes(message, 1024),
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,
         "reportingInstance": instance,

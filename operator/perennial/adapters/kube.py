@@ -20,7 +20,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -37,8 +37,11 @@ class Resource:
     version: str
     plural: str
 
-    def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        """The URL path of an object (or of its kind's collection); namespace None: across all namespaces."""
         prefix = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if namespace is None:
+            return f"{prefix}/{self.plural}"
         path = f"{prefix}/namespaces/{quote(namespace)}/{self.plural}"
         if name is not None:
             path += f"/{quote(name)}"
@@ -63,6 +66,10 @@ _BY_KIND = {
     (API_VERSION, "TrainingJob"): TRAINING_JOBS,
 }
 _BY_PLURAL = {resource.plural: resource for resource in _BY_KIND.values()}
+
+Items = list[dict[str, Any]]  # a LIST's items
+# Objects per page of a paginated LIST (client-go's pager uses 500).
+LIST_PAGE_SIZE = 500
 
 # Server-side apply's field manager: `kubectl get -o yaml --show-managed-fields` shows it.
 FIELD_MANAGER = "perennial"
@@ -267,6 +274,44 @@ class KubeClient:
         items: list[dict[str, Any]] = document.get("items", [])
         return items
 
+    async def list_pages(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str = "",
+        *,
+        limit: int = LIST_PAGE_SIZE,
+    ) -> AsyncIterator[tuple[Items, str]]:
+        """LIST a kind in pages of ``limit``: yields (items, the list's resourceVersion).
+
+        ``namespace`` None lists across all namespaces. The first page asks for
+        ``resourceVersion=0``: served from the API server's watch cache, as client-go's
+        reflector lists, instead of a quorum read of etcd; the snapshot may be slightly
+        older than what a watch already delivered, which the list's resourceVersion tells.
+        Later pages follow the server's ``continue`` token (the same snapshot). One page
+        at a time is held, so a big kind never sits in memory whole.
+        """
+        params = {"limit": str(limit), "resourceVersion": "0"}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        while True:
+            document = await self.request("GET", resource.path(namespace), params=params)
+            metadata = document.get("metadata") or {}
+            items: Items = document.get("items") or []
+            # Items of built-in kinds come without apiVersion and kind: a watch event's body has them.
+            kind = str(document.get("kind") or "").removesuffix("List")
+            for item in items:
+                item.setdefault("apiVersion", document.get("apiVersion"))
+                item.setdefault("kind", kind)
+            yield items, str(metadata.get("resourceVersion") or "")
+            token = metadata.get("continue")
+            if not token:
+                return
+            # A continued LIST must not name a resourceVersion: the token carries the snapshot.
+            params = {"limit": str(limit), "continue": str(token)}
+            if label_selector:
+                params["labelSelector"] = label_selector
+
     async def create(self, resource: Resource, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", resource.path(namespace), body=body, params={"fieldManager": FIELD_MANAGER})
 
@@ -286,6 +331,14 @@ class KubeClient:
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("DELETE", resource.path(namespace, name), body={"propagationPolicy": "Background"})
+
+    async def merge_patch(
+        self, resource: Resource, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """A JSON merge patch of the object (for the few fields Perennial sets on a child it never applies)."""
+        return await self.request(
+            "PATCH", resource.path(namespace, name), body=dict(patch), content_type="application/merge-patch+json"
+        )
 
     async def patch_status(
         self, resource: Resource, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None

@@ -45,6 +45,8 @@ BUILD_INFO.labels(version=__version__, python_version=platform.python_version())
 # ---------------------------------------------------------------- reconciles and API calls
 RESULTS = ("success", "error")
 KINDS = ("TrainingJob", "ModelDeployment", "DriftPolicy")
+# Every kind the operator watches (and caches): its own three and the children it owns.
+WATCHED_KINDS = (*KINDS, "Job", "Deployment", "Service")
 
 RECONCILES = Counter(
     "perennial_reconciles_total",
@@ -83,6 +85,24 @@ EVENTS_DROPPED = Counter(
     "Kubernetes Events not posted because the operator's Event backlog was full.",
     registry=REGISTRY,
 )
+STATUS_CONFLICTS = Counter(
+    "perennial_status_conflicts_total",
+    "Status writes refused with 409 Conflict (the object changed since it was read): re-read and planned again.",
+    ["kind"],
+    registry=REGISTRY,
+)
+RESYNCS = Counter(
+    "perennial_resyncs_total",
+    "Periodic resyncs of the watch caches (a LIST of every watched kind), by result (error: a LIST failed).",
+    ["result"],
+    registry=REGISTRY,
+)
+RESYNC_REMOVED = Counter(
+    "perennial_resync_removed_total",
+    "Cached objects a resync found deleted from the API server (their DELETED watch event was missed), by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
 API_REQUEST_DURATION = Histogram(
     "perennial_api_request_duration_seconds",
     "Latency of the operator's Kubernetes API requests, client-side rate limiting excluded.",
@@ -115,8 +135,13 @@ TRAINING_DURATION = Histogram(
 # Every labelled series exists from the start, so alerts never see a missing series.
 for _kind in KINDS:
     RECONCILE_DURATION.labels(kind=_kind)
+    STATUS_CONFLICTS.labels(kind=_kind)
     for _result in RESULTS:
         RECONCILES.labels(kind=_kind, result=_result)
+for _result in RESULTS:
+    RESYNCS.labels(result=_result)
+for _kind in WATCHED_KINDS:
+    RESYNC_REMOVED.labels(kind=_kind)
 for _run_result in RUN_RESULTS:
     TRAINING_RUNS_FINISHED.labels(result=_run_result)
     TRAINING_DURATION.labels(result=_run_result)

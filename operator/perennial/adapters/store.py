@@ -4,6 +4,12 @@ Reconciles read children from here instead of GETting them, so steady state cost
 API reads. A cache may lag the API server (or miss an object right after a restart,
 before its watch listed it): code that acts on an *absence* confirms it with one GET.
 
+A watch can miss events: kopf relists after a 410 Gone but tells its handlers neither
+that a relist happened nor which objects it no longer found, so an object deleted during
+the gap would stay cached for ever. ``relist`` replaces the cache's contents with what a
+LIST returned, telling subscribers DELETED for what the LIST lacked (a periodic resync
+does it: ``perennial.controllers.context.Resync``).
+
 Cached bodies are slimmed as client-go's informer transforms do: ``managedFields`` and
 kubectl's last-applied annotation are dropped, which no reconcile reads and which are
 often the larger part of an object (measured in benchmarks/README.md).
@@ -12,8 +18,9 @@ often the larger part of an object (measured in benchmarks/README.md).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 Key = tuple[str, str]  # (namespace, name)
@@ -58,6 +65,10 @@ class ObjectStore:
         self._refers_to = refers_to
         self._by_reference: dict[Key, set[Key]] = {}
         self._subscribers: list[Subscriber] = []
+        # While a relist runs: keys the watch deleted meanwhile -> the deletion's resourceVersion,
+        # so a LIST page taken before the deletion does not bring the object back.
+        self._relists = 0
+        self._tombstones: dict[Key, int] = {}
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Call ``subscriber`` with every watch event, after the store recorded it (an informer's handler)."""
@@ -67,11 +78,48 @@ class ObjectStore:
         """Record one watch event (ADDED/MODIFIED/None for the initial listing store, DELETED
         forgets), then tell the subscribers."""
         if event_type == "DELETED":
-            self.forget(key_of(body))
+            key = key_of(body)
+            self.forget(key)
+            self._bury(key, _resource_version(body))
         else:
             self._store(body)
+        self._notify(event_type, body)
+
+    def _notify(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         for subscriber in self._subscribers:
             subscriber(event_type, body)
+
+    def delete(self, key: Key) -> bool:
+        """The object is gone from the API server (a write found it missing, a relist lacked it):
+        forget it and tell the subscribers, as its DELETED watch event would. False if it was not cached."""
+        entry = self._objects.get(key)
+        if entry is None:
+            return False
+        body = _decode(entry)
+        self.forget(key)
+        self._bury(key, entry.resource_version)
+        self._notify("DELETED", body)
+        return True
+
+    def _bury(self, key: Key, resource_version: int) -> None:
+        if self._relists:
+            self._tombstones[key] = max(resource_version, self._tombstones.get(key, -1))
+
+    def relist(self, namespace: str | None = None) -> Relist:
+        """Start replacing the cached objects of ``namespace`` (None: all) with a LIST's result.
+
+        Use it as a context manager: ``add`` each page, then ``finish`` with the LIST's
+        resourceVersion. Leaving the block without ``finish`` (a failed LIST) removes nothing.
+        """
+        return Relist(self, namespace)
+
+    def replace(
+        self, items: Iterable[Mapping[str, Any]], resource_version: str, namespace: str | None = None
+    ) -> list[Key]:
+        """Make the cache hold what one LIST returned; the keys removed (see ``relist``)."""
+        with self.relist(namespace) as relist:
+            relist.add(items)
+            return relist.finish(resource_version)
 
     def put(self, body: Mapping[str, Any]) -> None:
         """Record what a write returned, so the next reconcile sees it before the watch does.
@@ -83,8 +131,9 @@ class ObjectStore:
         key = key_of(body)
         previous = self._objects.get(key)
         version = _resource_version(body)
-        # Events can arrive out of order across reconnects; never go back in time.
-        if previous is not None and -1 < version < previous.resource_version:
+        # Events can arrive out of order across reconnects; never go back in time. The same
+        # resourceVersion is the same object (a relist of an unchanged one): nothing to redo.
+        if previous is not None and -1 < version <= previous.resource_version:
             return
         if previous is not None:
             self._unindex(key, previous)
@@ -135,6 +184,59 @@ class ObjectStore:
 
     def __len__(self) -> int:
         return len(self._objects)
+
+
+class Relist:
+    """One relist in progress (``ObjectStore.relist``), as client-go's informer does on a relist.
+
+    Every listed object is recorded and its subscribers are told (event type None, as
+    for a watch's initial listing), so every key is queued again: a missed MODIFIED is
+    reconciled. ``finish`` then removes the cached objects the LIST lacked and tells the
+    subscribers DELETED — except objects cached at a resourceVersion newer than the
+    LIST's (created after the LIST's snapshot, which a watch-cache LIST may predate).
+    """
+
+    def __init__(self, store: ObjectStore, namespace: str | None) -> None:
+        self._store = store
+        self._namespace = namespace
+        self._seen: set[Key] = set()
+
+    def __enter__(self) -> Relist:
+        self._store._relists += 1
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        store = self._store
+        store._relists -= 1
+        if not store._relists:
+            store._tombstones.clear()
+
+    def add(self, items: Iterable[Mapping[str, Any]]) -> None:
+        store = self._store
+        for body in items:
+            key = key_of(body)
+            self._seen.add(key)
+            deleted_at = store._tombstones.get(key)
+            if deleted_at is not None and -1 < _resource_version(body) <= deleted_at:
+                continue  # listed before the watch saw it deleted
+            store.apply_event(None, body)
+
+    def finish(self, resource_version: str) -> list[Key]:
+        """Remove what the LIST (at ``resource_version``) lacked; the keys removed."""
+        store = self._store
+        listed_at = _resource_version({"metadata": {"resourceVersion": resource_version}})
+        removed = []
+        for key in sorted(store._objects.keys() - self._seen):
+            if self._namespace is not None and key[0] != self._namespace:
+                continue
+            cached_at = store._objects[key].resource_version
+            if -1 < listed_at < cached_at:
+                continue  # the watch delivered it after the LIST's snapshot
+            store.delete(key)
+            removed.append(key)
+        return removed
 
 
 def _decode(entry: _Entry) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from perennial.api.base import (
     defaulted,
     validations,
 )
+from perennial.api.durations import DURATION_PATTERN
 
 PromQL = Annotated[str, Field(min_length=1, max_length=LONG_TEXT)]
 DistributionTest = Literal["psi", "ks", "js", "hellinger"]
@@ -33,13 +34,32 @@ class TargetRef(ApiModel):
     """Name of the ModelDeployment."""
 
 
+MAX_PROMETHEUS_TIMEOUT = "5m"
+
+
+def _timeout_rule(comparison: str, bound: str, message: str) -> dict[str, str]:
+    # Checked once the format is valid (the format has its own rule and message).
+    return cel(f"!self.matches(r'{DURATION_PATTERN}') || duration(self) {comparison} duration('{bound}')", message)
+
+
+# One slow endpoint must not hold a policy's evaluation for long: the API refuses more
+# than 5m, and the operator caps every request further (PERENNIAL_PROMETHEUS_MAX_TIMEOUT).
+_TIMEOUT_BOUNDS = Field(
+    json_schema_extra=validations(
+        _timeout_rule(">=", "1s", "prometheus.timeout must be at least 1s"),
+        _timeout_rule("<=", MAX_PROMETHEUS_TIMEOUT, f"prometheus.timeout must be at most {MAX_PROMETHEUS_TIMEOUT}"),
+    )
+)
+
+
 class PrometheusEndpoint(ApiModel):
     """The Prometheus to query."""
 
     url: Annotated[str, Field(pattern=r"^https?://", max_length=URI)] | None = None
     """Base URL, e.g. http://prometheus.monitoring:9090 (default: the operator's setting)."""
-    timeout: Annotated[Duration, at_least("1s", "prometheus.timeout")] = "10s"
-    """Timeout of each query."""
+    timeout: Annotated[Duration, _TIMEOUT_BOUNDS] = "10s"
+    """Timeout of each query, 1s-5m; the operator caps it further at its own maximum
+    (PERENNIAL_PROMETHEUS_MAX_TIMEOUT, 30s by default)."""
 
 
 class Baseline(ApiModel):

@@ -20,6 +20,7 @@ from perennial.api.base import (
     LabelValue,
     MetricName,
     StringMap,
+    at_least,
     cel,
     cel_rules,
     label_map_rules,
@@ -133,8 +134,14 @@ class TrainingTemplate(ApiModel):
     """Retries before the run fails."""
     active_deadline: Duration | None = None
     """Longest a run may take, retries included; then it fails with DeadlineExceeded."""
+    start_deadline: Annotated[Duration, at_least("1s", "startDeadline")] | None = None
+    """Longest wait, from the Job's creation (or its resumption, when a queue such as Kueue held it
+    suspended), until every worker's trainer container has started (an image that cannot be
+    pulled, a pod no node can take); then the run fails with StartDeadlineExceeded and its Job
+    is deleted. Unset: the operator's default (PERENNIAL_TRAINING_START_DEADLINE, 10m)."""
     ttl_after_finished: Duration = "24h"
-    """How long the finished Job and its pods are kept."""
+    """How long the finished Job and its pods are kept once the operator has read the run's result
+    (until then the Job is kept, so no result is lost while the operator is down)."""
     service_account_name: DnsSubdomain | None = None
     """ServiceAccount of the pods; without one the pods get no API token."""
     node_selector: StringMap | None = None

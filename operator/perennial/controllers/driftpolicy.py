@@ -1,10 +1,20 @@
 """DriftPolicy controller: evaluate metrics in Prometheus every interval; a sustained breach asks for a retrain.
 
 Each policy is a work-queue key that re-queues itself every ``interval`` (plus up to 10%
-jitter, so a thousand policies do not query in lockstep); the queue guarantees one
-evaluation in flight per policy, and all policies share one async HTTP client. Watch
-events (including the status this controller writes) only re-queue the key: a policy
-evaluated less than ``interval`` ago waits for its turn, so events cost no queries.
+jitter, so a thousand policies do not query in lockstep); all policies share one async
+HTTP client. Watch events (including the status this controller writes) only re-queue
+the key: a policy evaluated less than ``interval`` ago waits for its turn, so events cost
+no queries.
+
+Prometheus is never awaited by a work-queue worker. A due policy's queries run as one
+task of its own (at most one per policy; its metrics queried concurrently, each request
+ending within min(``spec.prometheus.timeout``, the operator's max timeout)); when it ends
+it queues the key, and the next reconcile plans from its results. So a hanging endpoint
+or an expensive query delays only its own policy: the queue's workers keep reconciling
+every other policy, and this one's handshake with its target, meanwhile.
+
+A policy may only query an endpoint the operator allows (``allowed_endpoint``); any other
+``spec.prometheus.url`` is Ready=False/EndpointNotAllowed and no request is sent.
 
 A retrain is asked for through the API (``perennial.domain.driftpolicy`` describes the
 handshake): the policy writes ``status.retrainRequest``, its target ModelDeployment
@@ -19,7 +29,10 @@ for one episode. This module only does I/O; ``plan_driftpolicy`` decides.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import math
 import random
 import time
 from collections.abc import Mapping
@@ -28,7 +41,12 @@ from typing import Any, ClassVar
 
 from perennial.adapters import metrics
 from perennial.adapters.kube import DRIFT_POLICIES
-from perennial.adapters.prometheus import PrometheusClient, PrometheusUnreachableError, QueryError
+from perennial.adapters.prometheus import (
+    PrometheusClient,
+    PrometheusTimeoutError,
+    PrometheusUnreachableError,
+    QueryError,
+)
 from perennial.adapters.store import Key, key_of
 from perennial.api.driftpolicy import DriftMetric, DriftPolicySpec, DriftPolicyStatus
 from perennial.api.durations import parse_duration
@@ -39,6 +57,7 @@ from perennial.domain import drift
 from perennial.domain.driftpolicy import (
     MetricResult,
     ObservedPolicy,
+    allowed_endpoint,
     answer_to_absorb,
     evaluation_due_in,
     plan_driftpolicy,
@@ -52,18 +71,36 @@ def _jittered(seconds: float) -> float:
     return seconds + random.uniform(0, 0.1 * seconds)
 
 
+def _raised(answer: dict[str, Any] | BaseException) -> dict[str, Any]:
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer
+
+
+@dataclasses.dataclass(frozen=True)
+class _Evaluation:
+    """One policy's queries in flight, outside the work queue's workers."""
+
+    generation: int | None
+    """The generation whose spec is being evaluated: results of an older one are dropped."""
+    url: str
+    task: asyncio.Task[dict[str, MetricResult]]
+
+
 class DriftPolicyController(Controller):
     kind: ClassVar[str] = "DriftPolicy"
 
     def __init__(self, cluster: Cluster, prometheus: PrometheusClient) -> None:
         super().__init__(cluster)
         self.prometheus = prometheus
+        self._evaluations: dict[Key, _Evaluation] = {}
         cluster.driftpolicies.subscribe(self._policy_event)
         cluster.modeldeployments.subscribe(self._model_event)
 
     def _policy_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         if event_type == "DELETED":
             namespace, name = key_of(body)
+            self._cancel((namespace, name))
             metrics.forget_policy(namespace, name)
             return
         self.queue.add(key_of(body))
@@ -74,9 +111,15 @@ class DriftPolicyController(Controller):
         for key in self.cluster.driftpolicies.keys_referring_to(key_of(body)):
             self.queue.add(key)
 
+    async def stop(self) -> None:
+        for key in list(self._evaluations):
+            self._cancel(key)
+        await super().stop()
+
     async def reconcile(self, key: Key) -> float | None:
         body = self.cluster.driftpolicies.get(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            self._cancel(key)
             return None
         metadata = body["metadata"]
         spec = DriftPolicySpec.model_validate(body.get("spec") or {})
@@ -93,27 +136,71 @@ class DriftPolicyController(Controller):
             created=parse_time(metadata.get("creationTimestamp")),
         )
         if spec.suspend:
+            self._cancel(key)
             await self._execute(body, status, plan_driftpolicy(observed))
             return None
+        evaluation = self._evaluations.get(key)
+        if evaluation is not None and not evaluation.task.done():
+            # Queries in flight (their task queues the key when it ends): meanwhile only
+            # the target's answer to a pending request is recorded.
+            if answer_to_absorb(observed) is not None:
+                await self._execute(body, status, plan_driftpolicy(dataclasses.replace(observed, evaluate=False)))
+            return None
+        if evaluation is not None and evaluation.generation == observed.generation:
+            del self._evaluations[key]
+            results = evaluation.task.result()  # a bug in the task raises here: the queue retries
+            return await self._record(body, status, observed, evaluation.url, results)
+        self._cancel(key)  # results of a spec edited while it was queried: evaluate the new one
         remaining = evaluation_due_in(spec, status, observed.generation, now)
         if remaining > 0:
             if answer_to_absorb(observed) is not None:
                 await self._execute(body, status, plan_driftpolicy(dataclasses.replace(observed, evaluate=False)))
             return remaining
 
-        started = time.monotonic()
-        url = spec.prometheus.url or self.cluster.settings.prometheus_url
-        results: dict[str, MetricResult] = {}
-        if observed.target is not None and url:
-            for metric in spec.metrics:
-                results[metric.name] = await self._value(spec, metric, url, observed.target, now)
+        default = self.cluster.settings.prometheus_url
+        url = spec.prometheus.url or default
+        allowed = True
+        if spec.prometheus.url:
+            permitted = allowed_endpoint(spec.prometheus.url, (default, *self.cluster.settings.allowed_prometheus_urls))
+            allowed = permitted is not None
+            url = permitted or spec.prometheus.url  # query the allowlist's spelling of the endpoint
+        if observed.target is None or not url or not allowed:
+            # Nothing to query (Ready says why); no request is sent.
+            return await self._record(body, status, dataclasses.replace(observed, endpoint_allowed=allowed), url, {})
+        task = asyncio.create_task(self._evaluate(spec, url, observed.target, now), name=f"drift-evaluation-{key}")
+        self._evaluations[key] = _Evaluation(observed.generation, url, task)
+        task.add_done_callback(lambda done: self._evaluated(key, done))
+        return None
+
+    def _evaluated(self, key: Key, task: asyncio.Task[dict[str, MetricResult]]) -> None:
+        if not task.cancelled():
+            self.queue.add(key)  # the next reconcile records the results
+
+    async def _record(
+        self,
+        body: Mapping[str, Any],
+        status: DriftPolicyStatus,
+        observed: ObservedPolicy,
+        url: str,
+        results: dict[str, MetricResult],
+    ) -> float | None:
+        """Plan from an evaluation's results, export the values, write status."""
         plan = plan_driftpolicy(dataclasses.replace(observed, results=results, prometheus_url=url or None))
-        metrics.DRIFT_EVALUATION_DURATION.observe(time.monotonic() - started)
         for name, result in results.items():
-            if result.value is not None:
+            if result.value is not None and math.isfinite(result.value):
                 metrics.set_drift_value(observed.namespace, observed.name, name, result.value)
         await self._execute(body, status, plan)
         return _jittered(plan.requeue_after) if plan.requeue_after is not None else None
+
+    def _cancel(self, key: Key) -> None:
+        evaluation = self._evaluations.pop(key, None)
+        if evaluation is None:
+            return
+        if evaluation.task.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                evaluation.task.result()  # retrieved, so asyncio does not log it as never retrieved
+        else:
+            evaluation.task.cancel()
 
     def _target(self, namespace: str, spec: DriftPolicySpec) -> ModelDeploymentStatus | None:
         body = self.cluster.modeldeployments.get((namespace, spec.target_ref.name))
@@ -128,35 +215,64 @@ class DriftPolicyController(Controller):
         await write_status(self.cluster, DRIFT_POLICIES, self.cluster.driftpolicies, body, before, plan.status)
         post(self.cluster, body, plan.events, ())
 
+    async def _evaluate(
+        self, spec: DriftPolicySpec, url: str, target: ModelDeploymentStatus, now: datetime
+    ) -> dict[str, MetricResult]:
+        """Every metric's value or error, queried concurrently: one evaluation lasts about one timeout."""
+        started = time.monotonic()
+        values = await asyncio.gather(*(self._value(spec, metric, url, target, now) for metric in spec.metrics))
+        metrics.DRIFT_EVALUATION_DURATION.observe(time.monotonic() - started)
+        return {metric.name: value for metric, value in zip(spec.metrics, values, strict=True)}
+
+    def _timeout(self, spec: DriftPolicySpec) -> tuple[float, str]:
+        """Seconds one request may take, and what to say when it took longer."""
+        asked = parse_duration(spec.prometheus.timeout).total_seconds()
+        cap = self.cluster.settings.prometheus_max_timeout_seconds
+        if asked <= cap:
+            return asked, f"spec.prometheus.timeout {spec.prometheus.timeout}"
+        return cap, (
+            f"spec.prometheus.timeout {spec.prometheus.timeout}, capped at {cap:g}s by the operator's"
+            " PERENNIAL_PROMETHEUS_MAX_TIMEOUT"
+        )
+
     async def _value(
         self, spec: DriftPolicySpec, metric: DriftMetric, url: str, target: ModelDeploymentStatus, now: datetime
     ) -> MetricResult:
         """One metric's value from Prometheus, or why there is none."""
-        timeout = parse_duration(spec.prometheus.timeout).total_seconds()
+        timeout, timeout_text = self._timeout(spec)
+        cap = self.cluster.settings.prometheus_max_response_bytes
         prometheus = self.prometheus
+
+        async def query(expression: str, at: datetime | None = None) -> dict[str, Any]:
+            return await prometheus.query(url, expression, timeout_seconds=timeout, at=at, max_response_bytes=cap)
+
         try:
             if metric.query is not None:
-                return MetricResult(
-                    drift.single_value(await prometheus.query(url, metric.query, timeout_seconds=timeout))
-                )
+                return MetricResult(drift.single_value(await query(metric.query)))
             distribution = metric.distribution
             assert distribution is not None  # the CRD requires exactly one of query/distribution
-            current = drift.buckets(await prometheus.query(url, distribution.current, timeout_seconds=timeout))
             if distribution.baseline.query is not None:
-                baseline_result = await prometheus.query(url, distribution.baseline.query, timeout_seconds=timeout)
+                baseline_query = query(distribution.baseline.query)
             else:
                 window = parse_duration(str(distribution.baseline.since_promotion))
-                at = drift.baseline_time(promoted_at(target), window, now)
-                baseline_result = await prometheus.query(url, distribution.current, timeout_seconds=timeout, at=at)
-            baseline = drift.buckets(baseline_result)
+                baseline_query = query(distribution.current, drift.baseline_time(promoted_at(target), window, now))
+            # Both windows at once; the current window's error, if any, is the one told.
+            answers = await asyncio.gather(query(distribution.current), baseline_query, return_exceptions=True)
+            current_result, baseline_result = (_raised(answer) for answer in answers)
+            current = drift.buckets(current_result, "current")
+            baseline = drift.buckets(baseline_result, "baseline")
             return MetricResult(
                 drift.distribution_statistic(distribution.test, current, baseline, distribution.min_samples)
             )
+        except PrometheusTimeoutError as error:
+            return MetricResult(error="PrometheusUnreachable", message=f"{error} ({timeout_text})")
         except PrometheusUnreachableError as error:
             return MetricResult(error="PrometheusUnreachable", message=str(error))
         except QueryError as error:
             return MetricResult(error="QueryError", message=str(error))
         except drift.NoDataError as error:
             return MetricResult(error="NoData", message=str(error))
+        except drift.NonFiniteValueError as error:
+            return MetricResult(error="NonFiniteValue", message=str(error))
         except drift.DriftDataError as error:
             return MetricResult(error="QueryError", message=str(error))

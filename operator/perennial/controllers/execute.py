@@ -15,7 +15,7 @@ from perennial.adapters import metrics
 from perennial.adapters.kube import ApiError, Resource, resource_of
 from perennial.adapters.store import ObjectStore
 from perennial.api.base import ApiModel
-from perennial.controllers.context import Cluster
+from perennial.controllers.context import Cluster, ObjectGoneError, StaleObjectError
 from perennial.domain.children import controlled_by, differs
 from perennial.domain.conditions import merge_patch
 from perennial.domain.plan import Count, Event
@@ -135,15 +135,40 @@ async def write_status(
     before: ApiModel | None,
     after: ApiModel,
 ) -> bool:
-    """Merge-patch the status subresource from ``before`` to ``after``; nothing when equal."""
+    """Merge-patch the status subresource from ``before`` to ``after``; nothing when equal.
+
+    The patch carries the resourceVersion ``body`` was read at, so the API server refuses
+    it (409) if anyone wrote the object since: a merge patch replaces lists whole, and
+    without the precondition a plan made from a stale read would drop what another
+    writer added (an entry of ``status.versions``). On a conflict the object is read
+    again into ``store`` and ``StaleObjectError`` makes the controller plan again at once
+    from what is there now; the same patch is never sent twice. On a 404 the object was
+    deleted: it leaves ``store`` (subscribers hear DELETED) and ``ObjectGoneError`` ends
+    the reconcile, so a deleted object is never patched in a loop.
+    """
     old = before.to_api() if before is not None else {}
     new = after.to_api()
     if old == new:
         return False
     metadata = body["metadata"]
-    updated = await cluster.client.patch_status(
-        resource, metadata["namespace"], metadata["name"], merge_patch(old, new), resource_version=None
-    )
+    namespace, name = str(metadata["namespace"]), str(metadata["name"])
+    try:
+        updated = await cluster.client.patch_status(
+            resource, namespace, name, merge_patch(old, new), resource_version=metadata.get("resourceVersion")
+        )
+    except ApiError as error:
+        if error.not_found:
+            store.delete((namespace, name))
+            raise ObjectGoneError(f"{body.get('kind')} {namespace}/{name} was deleted") from error
+        if not error.conflict:
+            raise
+        metrics.STATUS_CONFLICTS.labels(kind=str(body.get("kind"))).inc()
+        fresh = await _get_or_none(cluster, resource, namespace, name)
+        if fresh is None:
+            store.delete((namespace, name))
+            raise ObjectGoneError(f"{body.get('kind')} {namespace}/{name} was deleted") from error
+        store.put(fresh)
+        raise StaleObjectError(f"{body.get('kind')} {namespace}/{name} changed since it was read") from error
     store.put(updated)
     return True
 

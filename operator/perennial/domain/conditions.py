@@ -7,12 +7,15 @@ that finds nothing new writes nothing new (and kopf sees no status change to rea
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from perennial.api.base import Condition, ConditionStatus
+from perennial.domain.text import shorten
 from perennial.domain.timeutil import truncate
+
+MESSAGE_LIMIT = 32768  # metav1.Condition's message
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ def set_condition(conditions: list[Condition], state: ConditionState, *, now: da
     ``lastTransitionTime`` moves only when the status does; ``observedGeneration`` follows
     the object's generation.
     """
+    # Messages quote API servers, Prometheus and people: bounded to what the schema holds.
+    state = replace(state, message=shorten(state.message, MESSAGE_LIMIT))
     previous = get_condition(conditions, state.type)
     if previous is None:
         conditions.append(

@@ -34,55 +34,105 @@ class NoDataError(DriftDataError):
     """Too little or no data: never a breach."""
 
 
+class NonFiniteValueError(DriftDataError):
+    """Prometheus answered NaN, +Inf or -Inf where a number is needed: an error, never a breach."""
+
+
 # ---------------------------------------------------------------- Prometheus results
+def _number(raw: Any, what: str) -> float:
+    """A sample value as Prometheus encodes it (a string: "0.31", "+Inf", "NaN"), finite or an error."""
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise DriftDataError(f"{what} is {_clip(raw)}, not a number")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DriftDataError(f"{what} is {_clip(raw)}, not a number") from None
+    if not math.isfinite(value):
+        raise NonFiniteValueError(f"{what} is {non_finite_text(value)}, not a finite number")
+    return value
+
+
+def non_finite_text(value: float) -> str:
+    """NaN, +Inf or -Inf, as Prometheus writes them."""
+    if math.isnan(value):
+        return "NaN"
+    return "+Inf" if value > 0 else "-Inf"
+
+
+def _clip(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _sample_value(series: Any, what: str) -> float:
+    """The value of one instant-vector element ``{"metric": {...}, "value": [t, "v"]}``."""
+    pair = series.get("value") if isinstance(series, Mapping) else None
+    if not isinstance(pair, list) or len(pair) != 2:
+        raise DriftDataError(f"malformed sample {_clip(series)}")
+    return _number(pair[1], what)
+
+
 def single_value(result: Mapping[str, Any]) -> float:
-    """The one number of an instant query result (``data`` of /api/v1/query)."""
+    """The one finite number of an instant query result (``data`` of /api/v1/query).
+
+    No series is NoData; several series, a range vector or a string are errors that say
+    what to change; NaN, +Inf and -Inf are NonFiniteValueError (never a value to compare).
+    """
     kind = result.get("resultType")
     payload = result.get("result")
     if kind == "scalar":
         if not isinstance(payload, list) or len(payload) != 2:
-            raise DriftDataError(f"malformed scalar result {payload!r}")
-        value = float(payload[1])
-    elif kind == "vector":
-        series = list(payload or [])
-        if not series:
+            raise DriftDataError(f"malformed scalar result {_clip(payload)}")
+        return _number(payload[1], "the query's value")
+    if kind == "vector":
+        if not isinstance(payload, list):
+            raise DriftDataError(f"malformed vector result {_clip(payload)}")
+        if not payload:
             raise NoDataError("NoData: the query returned no series")
-        if len(series) > 1:
+        if len(payload) > 1:
             raise DriftDataError(
-                f"the query returned {len(series)} series; aggregate it to one (e.g. max(...), avg(...))"
+                f"the query returned {len(payload)} series; aggregate it to one (e.g. max(...), avg(...))"
             )
-        value = float(series[0]["value"][1])
-    elif kind == "matrix":
+        return _sample_value(payload[0], "the query's value")
+    if kind == "matrix":
         raise DriftDataError("the query returned a range vector; use an instant expression (e.g. avg_over_time)")
-    else:
-        raise DriftDataError(f"the query returned a {kind}; it must yield a number")
-    if math.isnan(value):
-        raise NoDataError("NoData: the query returned NaN")
-    return value
+    raise DriftDataError(f"the query returned a {_clip(kind)}; it must yield a number")
 
 
 def _le(text: str) -> float:
-    return math.inf if text in ("+Inf", "Inf", "inf") else float(text)
+    try:
+        bound = math.inf if text in ("+Inf", "Inf", "inf") else float(text)
+    except ValueError:
+        raise DriftDataError(f"a distribution series has le={_clip(text)}, not a bucket boundary") from None
+    if math.isnan(bound):
+        raise DriftDataError("a distribution series has le=NaN, not a bucket boundary")
+    return bound
 
 
-def buckets(result: Mapping[str, Any]) -> list[tuple[float, float]]:
-    """Cumulative (le, count) pairs from a vector with one series per ``le``, sorted by ``le``."""
-    if result.get("resultType") != "vector":
+def buckets(result: Mapping[str, Any], window: str = "distribution") -> list[tuple[float, float]]:
+    """Cumulative (le, count) pairs from a vector with one series per ``le``, sorted by ``le``.
+
+    ``window`` (current, baseline) names the histogram in errors. A count that is NaN or
+    infinite is a NonFiniteValueError: a histogram with such a bucket has no meaning, and
+    reading it as zero could invent a shift.
+    """
+    series_list = result.get("result")
+    if result.get("resultType") != "vector" or not isinstance(series_list, list):
         raise DriftDataError("a distribution query must return an instant vector with one series per le")
     pairs: dict[float, float] = {}
-    for series in result.get("result") or []:
-        le = series.get("metric", {}).get("le")
+    for series in series_list:
+        labels = series.get("metric") if isinstance(series, Mapping) else None
+        le = labels.get("le") if isinstance(labels, Mapping) else None
         if le is None:
             raise DriftDataError("a distribution series has no le label; aggregate with sum by (le) (...)")
         bound = _le(str(le))
         if bound in pairs:
             raise DriftDataError(f"several series for le={le}; aggregate with sum by (le) (...)")
-        count = float(series["value"][1])
-        pairs[bound] = 0.0 if math.isnan(count) else count
+        pairs[bound] = _sample_value(series, f"the {window} bucket le={le}")
     if not pairs:
-        raise NoDataError("NoData: the distribution query returned no buckets")
+        raise NoDataError(f"NoData: the {window} query returned no buckets")
     if math.inf not in pairs:
-        raise DriftDataError('the buckets lack le="+Inf", which holds the total count')
+        raise DriftDataError(f'the {window} buckets lack le="+Inf", which holds the total count')
     return sorted(pairs.items())
 
 
@@ -221,7 +271,14 @@ def next_metric_state(
     previous_since: datetime | None,
     now: datetime,
 ) -> MetricState:
-    """Out of bounds continuously for ``for`` -> breached. No data or an error resets the clock."""
+    """Out of bounds continuously for ``for`` -> breached. No data or an error resets the clock.
+
+    A value that is not a finite number is an error too, whatever handed it over: NaN
+    compares false with every bound and +Inf exceeds every max, so either would breach.
+    """
+    if value is not None and not math.isfinite(value):
+        error = error or f"the value is {non_finite_text(value)}, not a finite number"
+        value = None
     if value is None:
         return MetricState(name, None, bounds, False, None, error)
     if bounds.contains(value):

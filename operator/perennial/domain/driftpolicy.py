@@ -27,10 +27,12 @@ a moment too late still answers ``Started``; that run is recorded as a trigger t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
+from urllib.parse import urlsplit
 
 from perennial.api.base import Condition
 from perennial.api.driftpolicy import DriftMetricStatus, DriftPolicySpec, DriftPolicyStatus, RetrainRequest
@@ -41,8 +43,9 @@ from perennial.domain.conditions import condition_is_true, get_condition
 from perennial.domain.plan import Plan
 from perennial.domain.timeutil import format_time, parse_time, truncate
 
-ErrorKind = Literal["NoData", "PrometheusUnreachable", "QueryError"]
-"""Why a metric has no value: ``NoData`` is never a problem; the others make Ready False."""
+ErrorKind = Literal["NoData", "PrometheusUnreachable", "QueryError", "NonFiniteValue"]
+"""Why a metric has no value: ``NoData`` is never a problem; the others make Ready False
+with that reason. ``NonFiniteValue``: Prometheus answered NaN, +Inf or -Inf."""
 
 NO_PROMETHEUS = "no Prometheus URL: set spec.prometheus.url or the operator's PERENNIAL_PROMETHEUS_URL"
 
@@ -75,6 +78,9 @@ class ObservedPolicy:
     """By metric name; empty when the controller could not query (no target, no Prometheus)."""
     prometheus_url: str | None = None
     """The Prometheus the controller queried (spec.prometheus.url or the operator's default)."""
+    endpoint_allowed: bool = True
+    """False: spec.prometheus.url is not among the endpoints the operator allows
+    (``allowed_endpoint``), so nothing was queried."""
     created: datetime | None = None
     """The policy's creationTimestamp: answers to requests older than the policy belong to
     an earlier policy of the same name."""
@@ -91,6 +97,46 @@ def evaluation_due_in(spec: DriftPolicySpec, status: DriftPolicyStatus, generati
     if last is None or status.observed_generation != generation:
         return 0.0
     return parse_duration(spec.interval).total_seconds() - (now - last).total_seconds()
+
+
+def allowed_endpoint(url: str, allowed: Iterable[str]) -> str | None:
+    """The entry of ``allowed`` that ``url`` names, or None: the policy may not query it.
+
+    Base URLs are compared as scheme, host, port and path, so a trailing slash, the case
+    of scheme and host, and a default port written out or not make no difference; any
+    other difference (another path, a user-info part, a query) is another endpoint. The
+    controller then queries the allowlist's own spelling, never the policy's: no two URL
+    parsers can disagree about where a request goes.
+    """
+    wanted = _endpoint(url)
+    if wanted is None:
+        return None
+    return next((entry for entry in allowed if _endpoint(entry) == wanted), None)
+
+
+def _endpoint(url: str) -> tuple[str, str, int, str] | None:
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:  # an invalid port or IPv6 literal
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    if parts.query or parts.fragment:
+        return None
+    default_port = 443 if scheme == "https" else 80
+    return scheme, parts.hostname.rstrip("."), port or default_port, parts.path.rstrip("/")
+
+
+def endpoint_not_allowed(url: str) -> str:
+    """The message of Ready=False/EndpointNotAllowed."""
+    return (
+        f"spec.prometheus.url {url} is not a Prometheus endpoint the operator allows, so nothing was"
+        " queried: leave spec.prometheus.url empty for the operator's default Prometheus, or ask the"
+        " operator's administrators to add it (chart value prometheus.allowedUrls,"
+        " PERENNIAL_PROMETHEUS_ALLOWED_URLS)"
+    )
 
 
 def promoted_at(target: ModelDeploymentStatus) -> datetime | None:
@@ -252,16 +298,18 @@ def _evaluate(work: _Pass) -> list[drift.MetricState]:
     """The metrics' new states (breach clocks), ``status.metrics`` and ``Ready``."""
     observed, plan = work.observed, work.plan
     problem: tuple[str, str] | None = None
-    queried = observed.target is not None and bool(observed.prometheus_url)
+    queried = observed.target is not None and bool(observed.prometheus_url) and observed.endpoint_allowed
     if observed.target is None:
         problem = ("TargetNotFound", f"ModelDeployment {work.target_name} not found in {observed.namespace}")
     elif not observed.prometheus_url:
         problem = ("PrometheusUnreachable", NO_PROMETHEUS)
+    elif not observed.endpoint_allowed:
+        problem = ("EndpointNotAllowed", endpoint_not_allowed(observed.prometheus_url))
     previous = {m.name: m for m in work.status.metrics or []}
     states: list[drift.MetricState] = []
     for metric in work.spec.metrics:
         if queried:
-            result = observed.results.get(metric.name) or MetricResult(error="NoData", message="NoData: not queried")
+            result = _finite(observed.results.get(metric.name))
             value, error = result.value, _metric_error(result)
             problem = problem or _problem(metric.name, result)
         else:
@@ -284,6 +332,17 @@ def _evaluate(work: _Pass) -> list[drift.MetricState]:
     return states
 
 
+def _finite(result: MetricResult | None) -> MetricResult:
+    """The controller's result; a value that is not a finite number becomes NonFiniteValue."""
+    if result is None:
+        return MetricResult(error="NoData", message="NoData: not queried")
+    if result.value is not None and not math.isfinite(result.value):
+        return MetricResult(
+            error="NonFiniteValue", message=f"the value is {drift.non_finite_text(result.value)}, not a finite number"
+        )
+    return result
+
+
 def _metric_error(result: MetricResult) -> str | None:
     if result.error == "PrometheusUnreachable":
         return f"Prometheus unreachable: {result.message}"
@@ -294,8 +353,8 @@ def _problem(name: str, result: MetricResult) -> tuple[str, str] | None:
     """What a metric's error makes of Ready (NoData is no problem)."""
     if result.error == "PrometheusUnreachable":
         return "PrometheusUnreachable", result.message
-    if result.error == "QueryError":
-        return "QueryError", f"{name}: {result.message}"
+    if result.error in ("QueryError", "NonFiniteValue"):
+        return result.error, f"{name}: {result.message}"
     return None
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from perennial.api.base import API_VERSION
+from perennial.api.base import API_VERSION, LONG_TEXT, TEXT
 from perennial.api.durations import parse_duration
 from perennial.api.modeldeployment import (
     RETRAIN_REQUEST_ANNOTATION,
@@ -30,6 +30,7 @@ from perennial.api.trainingjob import Dataset
 from perennial.api.trainingjob import Trigger as TriggerRecord
 from perennial.domain import cron
 from perennial.domain.labels import MANAGED_BY_LABEL, MODEL_LABEL, VERSION_LABEL, OwnerRef, managed_labels
+from perennial.domain.text import shorten
 from perennial.domain.timeutil import format_time, parse_time
 from perennial.domain.training import TERMINAL_PHASES
 
@@ -63,11 +64,12 @@ class Trigger:
     """For Drift: the id of the DriftPolicy's retrain request this trigger answers."""
 
     def to_api(self) -> dict[str, str]:
+        # A request annotation may hold anything up to 256 KiB: lineage keeps a bounded copy.
         result = {"reason": self.reason}
         if self.source:
-            result["source"] = self.source
+            result["source"] = shorten(self.source, TEXT)
         if self.detail:
-            result["detail"] = self.detail
+            result["detail"] = shorten(self.detail, LONG_TEXT)
         return result
 
     def record(self) -> TriggerRecord:
@@ -129,7 +131,7 @@ def pending_triggers(
     if not status.latest_version:
         triggers.append(Trigger(INITIAL, "", "no version yet"))
     request = annotations.get(RETRAIN_REQUEST_ANNOTATION)
-    if request and request != status.handled_retrain_request:
+    if request and request_identity(request) != status.handled_retrain_request:
         triggers.append(Trigger(MANUAL, request, f"{RETRAIN_REQUEST_ANNOTATION}={request}"))
     recorded = status.training_spec_hash
     if spec.retraining.on_spec_change and recorded and recorded != training_hash(spec):
@@ -186,6 +188,18 @@ SPEC_HASH_ANNOTATION = "perennial.dev/training-spec-hash"
 HANDLED_REQUEST_ANNOTATION = "perennial.dev/handled-retrain-request"
 DRIFT_REQUESTS_ANNOTATION = "perennial.dev/drift-requests"  # JSON {policy: request id}
 STARTS_COOLDOWN_ANNOTATION = "perennial.dev/starts-cooldown"  # "true": it answered a Drift or Schedule trigger
+
+
+def request_identity(request: str) -> str:
+    """How a retrain request is recorded as handled (status, the TrainingJob's annotation).
+
+    The value itself, or for one longer than ``TEXT`` characters its SHA-256: an annotation
+    may hold up to 256 KiB, and a copy of it must still fit beside the TrainingJob's other
+    annotations. Either way the same request is never acted on twice.
+    """
+    if len(request) <= TEXT:
+        return request
+    return "sha256:" + hashlib.sha256(request.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -265,7 +265,7 @@ def _triggers(work: _Pass) -> None:
         md.SPEC_HASH_ANNOTATION: md.training_hash(work.spec),
     }
     if request:
-        bookkeeping[md.HANDLED_REQUEST_ANNOTATION] = request
+        bookkeeping[md.HANDLED_REQUEST_ANNOTATION] = md.request_identity(request)
     if automatic:
         bookkeeping[md.STARTS_COOLDOWN_ANNOTATION] = "true"
     if drift:
@@ -282,7 +282,7 @@ def _triggers(work: _Pass) -> None:
     if automatic:
         status.last_automatic_retrain = plan.now
     if request:
-        status.handled_retrain_request = request  # this run also answers a pending manual request
+        status.handled_retrain_request = md.request_identity(request)  # this run also answers a pending request
     if any(t.reason == md.SCHEDULE for t in triggers):
         status.next_scheduled_retrain = md.next_schedule(work.spec, plan.now)
     for t in drift:

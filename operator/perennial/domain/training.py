@@ -3,6 +3,15 @@
 Pure functions of what was observed (the TrainingJob, its Job and pods, now): no I/O, no
 kopf. ``plan_trainingjob`` decides everything a reconcile does; the controller executes
 the plan and hands back what the API server answered (``record_child_outcome``).
+
+Two bounds keep a run from blocking its model or losing its result:
+- the start deadline: a run none of whose trainers started (an image that cannot be pulled,
+  a pod no node takes, pods the API refuses) fails with StartDeadlineExceeded that long
+  after its Job was created (or resumed from suspension), and the Job is deleted;
+- the Job is created without ``ttlSecondsAfterFinished``: Kubernetes' TTL controller may
+  delete a finished Job (and the pods holding the trainer's termination message) only after
+  the operator has read the result and set the run's ``ttlAfterFinished`` on it, however
+  long the operator was down.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from perennial.api.durations import format_duration, parse_duration
 from perennial.api.trainingjob import TrainingJobSpec, TrainingJobStatus, TrainingPhase, ValidationRule
 from perennial.domain.children import controlled_by
 from perennial.domain.labels import MANAGED_BY, OwnerRef, managed_labels
-from perennial.domain.plan import Plan
+from perennial.domain.plan import ChildRef, Plan
 from perennial.domain.timeutil import parse_time, truncate
 
 TRAINER_CONTAINER = "trainer"
@@ -33,6 +42,7 @@ COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 # Reasons (api.md); the Job controller's own reasons (BackoffLimitExceeded,
 # DeadlineExceeded, ...) pass through unchanged.
 JOB_DELETED = "JobDeleted"
+START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
 JOB_CONFLICT = "JobConflict"
 JOB_REFUSED = "JobRefused"
 INVALID_SPEC = "InvalidSpec"
@@ -47,6 +57,10 @@ TERMINAL_PHASES = ("Succeeded", "Failed", "Rejected")
 CONFLICT_RETRY_SECONDS = 15.0
 # The counter a created Job increments (perennial.adapters.metrics.COUNTERS).
 RUNS_STARTED = "training_runs_started"
+# How long a run waits for its trainers to start when neither spec.startDeadline nor the
+# operator's setting (PERENNIAL_TRAINING_START_DEADLINE) says otherwise.
+DEFAULT_START_DEADLINE = timedelta(minutes=10)
+JOBS_PLURAL = "jobs"
 
 
 @dataclass(frozen=True)
@@ -156,7 +170,9 @@ def desired_job(ref: TrainingJobRef, spec: TrainingJobSpec) -> dict[str, Any]:
 
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.backoff_limit,
-        "ttlSecondsAfterFinished": int(parse_duration(spec.ttl_after_finished).total_seconds()),
+        # No ttlSecondsAfterFinished yet: the TTL controller would delete the Job and the
+        # pods holding the result before the operator read it (ttlAfterFinished "0", or an
+        # operator down longer than the TTL). It is set once the result is read (``TrainingPlan``).
         "completions": spec.workers,
         "parallelism": spec.workers,
         "template": {
@@ -183,6 +199,16 @@ def desired_job(ref: TrainingJobRef, spec: TrainingJobSpec) -> dict[str, Any]:
         },
         "spec": job_spec,
     }
+
+
+def ttl_seconds(spec: TrainingJobSpec) -> int:
+    """The ``ttlSecondsAfterFinished`` the run's Job gets once its result is read."""
+    return int(parse_duration(spec.ttl_after_finished).total_seconds())
+
+
+def start_deadline(spec: TrainingJobSpec, default: timedelta) -> timedelta:
+    """How long after its Job's creation the run's trainers must have started: spec, else the operator's."""
+    return parse_duration(spec.start_deadline) if spec.start_deadline else default
 
 
 def desired_service(ref: TrainingJobRef, spec: TrainingJobSpec) -> dict[str, Any] | None:
@@ -315,8 +341,19 @@ class ObservedRun:
     job: Mapping[str, Any] | None
     """The run's Job (of that name, whoever owns it), or None when there is none."""
     pods: Sequence[Mapping[str, Any]]
-    """The pods carrying the run's label; listed only once the Job finished."""
+    """The pods carrying the run's label; listed only when ``pods_needed`` says so."""
     now: datetime
+    default_start_deadline: timedelta = DEFAULT_START_DEADLINE
+    """The operator's start deadline (PERENNIAL_TRAINING_START_DEADLINE), for runs without spec.startDeadline."""
+
+
+@dataclass
+class TrainingPlan(Plan[TrainingJobStatus]):
+    """A TrainingJob's plan: the shared shape, plus handing a finished Job to the TTL controller."""
+
+    job_ttl_seconds: int | None = None
+    """After the status is written, set the run's Job's ``ttlSecondsAfterFinished`` to this: its
+    result is read, so Kubernetes' TTL-after-finished controller may delete it from now on."""
 
 
 def run_finished(status: TrainingJobStatus) -> bool:
@@ -327,6 +364,14 @@ def run_finished(status: TrainingJobStatus) -> bool:
 def job_finished(job: Mapping[str, Any]) -> bool:
     """The Job reached Complete or Failed: its pods' termination messages are final."""
     return _true_job_condition(job, "Complete") is not None or _true_job_condition(job, "Failed") is not None
+
+
+def _job_condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for condition in job.get("status", {}).get("conditions") or []:
+        if condition.get("type") == type_:
+            found: Mapping[str, Any] = condition
+            return found
+    return None
 
 
 def _true_job_condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
@@ -341,6 +386,36 @@ def pods_of_job(pods: Sequence[Mapping[str, Any]], job: Mapping[str, Any]) -> li
     """The pods ``job`` created: anyone may put the run's label on a pod, only the Job controls its own."""
     uid = str(job.get("metadata", {}).get("uid") or "")
     return [pod for pod in pods if uid and controlled_by(pod, uid)]
+
+
+def pods_of_deleted_job(pods: Sequence[Mapping[str, Any]], job_name: str) -> list[Mapping[str, Any]]:
+    """The pods a Job of ``job_name`` that is gone controlled (its UID is gone with it): the
+    garbage collector deletes them after the Job, so for a moment they may still hold a result."""
+    return [
+        pod
+        for pod in pods
+        if any(
+            owner.get("controller") and owner.get("kind") == "Job" and owner.get("name") == job_name
+            for owner in pod.get("metadata", {}).get("ownerReferences") or []
+        )
+    ]
+
+
+def pods_needed(observed: ObservedRun) -> bool:
+    """Whether the reconcile must list the run's pods (the one costly read, so only when it decides):
+    the Job finished (the result), the Job is gone before the run finished (a result its pods may
+    still hold), or the start deadline passed without the Job reporting every worker started."""
+    if run_finished(observed.status) or isinstance(observed.spec, InvalidSpec):
+        return False
+    job = observed.job
+    if job is None:
+        return bool(observed.status.job_name)
+    if not controlled_by(job, observed.ref.uid):
+        return False
+    if job_finished(job):
+        return True
+    deadline = _start_deadline_at(observed.spec, job, observed.default_start_deadline)
+    return deadline is not None and observed.now >= deadline and not _start_settled(job, observed.spec.workers)
 
 
 def _attempts(job_status: Mapping[str, Any]) -> int:
@@ -363,57 +438,200 @@ def result_pod(pods: Sequence[Mapping[str, Any]], workers: int) -> Mapping[str, 
 
 
 def trainer_termination(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    terminated: Mapping[str, Any] = _trainer_status(pod).get("state", {}).get("terminated") or {}
+    return terminated
+
+
+def _trainer_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     for status in pod.get("status", {}).get("containerStatuses") or []:
         if status.get("name") == TRAINER_CONTAINER:
-            terminated: Mapping[str, Any] = status.get("state", {}).get("terminated") or {}
-            return terminated
+            found: Mapping[str, Any] = status
+            return found
     return {}
 
 
-# ---------------------------------------------------------------- the plan
-def plan_trainingjob(observed: ObservedRun) -> Plan[TrainingJobStatus]:
-    """Everything one reconcile of a TrainingJob does: its status, the children to create, the Events.
+# ---------------------------------------------------------------- the start deadline
+def trainer_started(pod: Mapping[str, Any]) -> bool:
+    """The kubelet started the trainer container of ``pod``: it runs, or it ran and exited.
 
-    The status comes from the Job (and, once it finished, its pods). The Job (and a
+    A container that never ran (its image not pulled, the pod never scheduled, a start
+    error) has no ``running`` state and no ``startedAt`` in its ``terminated`` one.
+    """
+    if pod.get("status", {}).get("phase") == "Succeeded":
+        return True
+    status = _trainer_status(pod)
+    state = status.get("state") or {}
+    if "running" in state:
+        return True
+    return any(
+        bool((states.get("terminated") or {}).get("startedAt")) for states in (state, status.get("lastState") or {})
+    )
+
+
+def _worker(pod: Mapping[str, Any], workers: int) -> str:
+    """Which worker a pod is: its completion index (distributed runs), else the only one."""
+    if workers <= 1:
+        return "0"
+    metadata = pod.get("metadata", {})
+    return str(metadata.get("annotations", {}).get(COMPLETION_INDEX_ANNOTATION) or metadata.get("name"))
+
+
+def _indexes(text: str | None) -> set[str]:
+    """The indexes of an Indexed Job's ``completedIndexes`` ("0-2,5")."""
+    found: set[str] = set()
+    for part in (text or "").split(","):
+        first, _, last = part.strip().partition("-")
+        if first.isdigit() and (not last or last.isdigit()):
+            found.update(str(i) for i in range(int(first), int(last or first) + 1))
+    return found
+
+
+def _start_clock(job: Mapping[str, Any]) -> tuple[datetime, str] | None:
+    """Since when the run's trainers may start, and what that moment was: the Job's creation, or
+    its resumption (``status.startTime``, reset on resume) when a queue such as Kueue held it
+    suspended. None while it is suspended: a queued run is not stuck."""
+    suspended = _job_condition(job, "Suspended")  # a Job that was never suspended has none
+    if job.get("spec", {}).get("suspend") or (suspended is not None and suspended.get("status") == "True"):
+        return None
+    created = parse_time(job.get("metadata", {}).get("creationTimestamp"))
+    if created is None:
+        return None
+    started = parse_time(job.get("status", {}).get("startTime"))
+    if suspended is not None and started is not None:
+        return max(started, created), "resumption"
+    return created, "creation"
+
+
+def _start_deadline_at(spec: TrainingJobSpec, job: Mapping[str, Any], default: timedelta) -> datetime | None:
+    clock = _start_clock(job)
+    return clock[0] + start_deadline(spec, default) if clock is not None else None
+
+
+def _start_settled(job: Mapping[str, Any], workers: int) -> bool:
+    """The Job itself shows every worker started (ready or succeeded), or its outcome decided:
+    nothing for the start deadline to do, and no pods to list for it."""
+    status = job.get("status", {})
+    if int(status.get("ready") or 0) + int(status.get("succeeded") or 0) >= workers:
+        return True
+    return any(
+        _true_job_condition(job, type_) is not None
+        for type_ in ("Complete", "Failed", "SuccessCriteriaMet", "FailureTarget")
+    )
+
+
+def _started_workers(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], workers: int) -> set[str]:
+    started = {_worker(pod, workers) for pod in pods if trainer_started(pod)}
+    status = job.get("status", {})
+    if workers > 1:
+        started |= _indexes(status.get("completedIndexes"))
+    elif int(status.get("succeeded") or 0) > 0:
+        started.add("0")
+    return started
+
+
+def _why_not_started(pod: Mapping[str, Any]) -> str:
+    """What holds a pod back, in the kubelet's or the scheduler's words."""
+    status = pod.get("status", {})
+    waiting = (_trainer_status(pod).get("state") or {}).get("waiting") or {}
+    scheduled: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {}
+    )
+    if waiting.get("reason"):
+        reason, message = waiting.get("reason"), waiting.get("message")
+    elif scheduled.get("status") == "False":
+        reason, message = scheduled.get("reason") or "NotScheduled", scheduled.get("message")
+    elif status.get("phase") == "Failed":
+        reason, message = status.get("reason") or "Failed", status.get("message")
+    else:
+        reason, message = status.get("phase") or "Pending", "no reason reported yet"
+    name = pod.get("metadata", {}).get("name", "")
+    return f"pod {name}: {reason}: {message}" if message else f"pod {name}: {reason}"
+
+
+def _not_started_message(
+    spec: TrainingJobSpec,
+    job: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    started: set[str],
+    deadline: timedelta,
+) -> str:
+    source = (
+        f"spec.startDeadline {spec.start_deadline}"
+        if spec.start_deadline
+        else "the operator's default, PERENNIAL_TRAINING_START_DEADLINE; spec.startDeadline overrides it"
+    )
+    clock = _start_clock(job)
+    since = clock[1] if clock is not None else "creation"
+    within = f"within {format_duration(deadline)} of the Job's {since} ({source})"
+    head = (
+        f"the trainer did not start {within}"
+        if spec.workers == 1
+        else f"{len(started)} of {spec.workers} workers started {within}"
+    )
+    waiting = [
+        pod
+        for pod in pods
+        if not trainer_started(pod)
+        and _worker(pod, spec.workers) not in started
+        and not pod.get("metadata", {}).get("deletionTimestamp")
+    ]
+    if not waiting:
+        name = job.get("metadata", {}).get("name", "")
+        return (
+            f"{head}: the Job has no pod waiting to start;"
+            f" `kubectl describe job {name}` shows why (a ResourceQuota, an admission webhook)"
+        )
+    # Newest first: a replacement pod tells the current state, not a failed predecessor.
+    waiting.sort(key=lambda p: str(p.get("metadata", {}).get("creationTimestamp", "")), reverse=True)
+    more = f" (and {len(waiting) - 1} more pod(s))" if len(waiting) > 1 else ""
+    return f"{head}: {_why_not_started(waiting[0])}{more}"
+
+
+# ---------------------------------------------------------------- the plan
+def plan_trainingjob(observed: ObservedRun) -> TrainingPlan:
+    """Everything one reconcile of a TrainingJob does: its status, the children to create or
+    delete, what to do with a finished Job, the Events, when to look again.
+
+    The status comes from the Job (and, when it decides, its pods). The Job (and a
     distributed run's headless Service) is created only while status records no
     ``jobName``: once it does, a missing Job is never recreated — rerunning a finished or
     half-finished training would silently produce a second model under one version.
     """
     ref = observed.ref
-    plan = Plan(status=observed.status.model_copy(deep=True), now=truncate(observed.now), generation=ref.generation)
+    plan = TrainingPlan(
+        status=observed.status.model_copy(deep=True), now=truncate(observed.now), generation=ref.generation
+    )
     plan.status.observed_generation = ref.generation
-    if run_finished(observed.status):
-        return plan  # history: only the observed generation follows the object
+    if not run_finished(observed.status):  # a finished run is history: only the observed generation follows
+        _plan_run(plan, observed)
+    if run_finished(plan.status):
+        _settle_job(plan, observed)
+    return plan
+
+
+def _plan_run(plan: TrainingPlan, observed: ObservedRun) -> None:
+    ref = observed.ref
     if isinstance(observed.spec, InvalidSpec):
         plan.status.phase = "Failed"
         plan.condition("Succeeded", "False", INVALID_SPEC, observed.spec.detail[:1000])
-        return plan
+        return
     spec = observed.spec
     job = observed.job
     if job is not None and not controlled_by(job, ref.uid):
         _conflict(plan, "Job", ref.name)
-        return plan
+        return
 
     plan.status = _base_status(ref, spec, plan.status.conditions)
     if job is None:
         if observed.status.job_name:
-            # The Job existed and someone deleted it before the run finished: say so, do not rerun.
-            plan.status.job_name = observed.status.job_name
-            plan.status.start_time = observed.status.start_time
-            plan.status.attempts = observed.status.attempts
-            _finish(
-                plan,
-                "Failed",
-                JOB_DELETED,
-                "the Job was deleted before the run finished; create a new TrainingJob to run again",
-            )
-            return plan
+            _job_gone(plan, spec, observed)
+            return
         plan.status.phase = "Pending"
         plan.condition("Succeeded", "Unknown", "Pending", "creating the Job")
         plan.condition("Running", "False", "Pending", "the Job has not started")
         service = desired_service(ref, spec)
         plan.create = [*([service] if service is not None else []), desired_job(ref, spec)]
-        return plan
+        return
 
     job_status = job.get("status", {})
     plan.status.job_name = ref.name
@@ -430,10 +648,65 @@ def plan_trainingjob(observed: ObservedRun) -> Plan[TrainingJobStatus]:
             completion=parse_time(failed.get("lastTransitionTime")),
         )
     elif _true_job_condition(job, "Complete") is not None:
-        _complete(plan, spec, job, pods_of_job(observed.pods, job))
+        completion = parse_time(job_status.get("completionTime"))
+        _complete(plan, spec, pods_of_job(observed.pods, job), completion)
     else:
         _progress(plan, ref, spec, job, observed.status.phase)
-    return plan
+        _check_start(plan, spec, job, observed)
+
+
+def _job_gone(plan: TrainingPlan, spec: TrainingJobSpec, observed: ObservedRun) -> None:
+    """The Job existed and is gone before the run finished (deleted by hand, or by a TTL set on
+    it by someone else): a result its pods still hold is read; otherwise the run fails, never reruns."""
+    stored = observed.status
+    plan.status.job_name = stored.job_name
+    plan.status.start_time = stored.start_time
+    plan.status.attempts = stored.attempts
+    pods = pods_of_deleted_job(observed.pods, stored.job_name or "")
+    succeeded = [pod for pod in pods if pod.get("status", {}).get("phase") == "Succeeded"]
+    if len({_worker(pod, spec.workers) for pod in succeeded}) >= spec.workers:
+        finished = [parse_time(trainer_termination(pod).get("finishedAt")) for pod in succeeded]
+        _complete(plan, spec, pods, max((t for t in finished if t is not None), default=None))
+        return
+    _finish(
+        plan,
+        "Failed",
+        JOB_DELETED,
+        "the Job was deleted before the operator read the run's result, and no pod of it holds one"
+        " (the run had not finished, or its pods are gone too); create a new TrainingJob to run again",
+    )
+
+
+def _check_start(plan: TrainingPlan, spec: TrainingJobSpec, job: Mapping[str, Any], observed: ObservedRun) -> None:
+    """Until every worker's trainer started, the run waits at most its start deadline (from the
+    Job's creation); then it fails with the reason a pod gives, and its Job is deleted."""
+    if _start_settled(job, spec.workers):
+        return
+    deadline = start_deadline(spec, observed.default_start_deadline)
+    deadline_at = _start_deadline_at(spec, job, observed.default_start_deadline)
+    if deadline_at is None:
+        return
+    if observed.now < deadline_at:
+        plan.later((deadline_at - observed.now).total_seconds())  # look again exactly then
+        return
+    pods = pods_of_job(observed.pods, job)
+    started = _started_workers(job, pods, spec.workers)
+    if len(started) >= spec.workers:
+        return  # they all ran; a retry waiting now is the backoff limit's and activeDeadline's business
+    _finish(plan, "Failed", START_DEADLINE_EXCEEDED, _not_started_message(spec, job, pods, started, deadline))
+
+
+def _settle_job(plan: TrainingPlan, observed: ObservedRun) -> None:
+    """What becomes of a finished run's Job: one still running is deleted (the run gave up on it:
+    its pods stop retrying); a finished one gets the run's TTL (its result is read), once."""
+    job = observed.job
+    metadata = job.get("metadata", {}) if job is not None else {}
+    if job is None or not controlled_by(job, observed.ref.uid) or metadata.get("deletionTimestamp"):
+        return
+    if not job_finished(job):
+        plan.delete.append(ChildRef(JOBS_PLURAL, str(metadata.get("name") or observed.ref.name)))
+    elif not isinstance(observed.spec, InvalidSpec) and job.get("spec", {}).get("ttlSecondsAfterFinished") is None:
+        plan.job_ttl_seconds = ttl_seconds(observed.spec)
 
 
 def _base_status(ref: TrainingJobRef, spec: TrainingJobSpec, conditions: list[Condition] | None) -> TrainingJobStatus:
@@ -476,13 +749,15 @@ def _set_progress(plan: Plan[TrainingJobStatus], *, running: str | None) -> None
 
 
 def _complete(
-    plan: Plan[TrainingJobStatus], spec: TrainingJobSpec, job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
+    plan: Plan[TrainingJobStatus],
+    spec: TrainingJobSpec,
+    pods: Sequence[Mapping[str, Any]],
+    completion: datetime | None,
 ) -> None:
-    """A Complete Job: the trainer's metrics against the gates make the run Succeeded or Rejected."""
+    """A run whose workers all succeeded: the trainer's metrics against the gates make it Succeeded or Rejected."""
     pod = result_pod(pods, spec.workers)
     terminated = trainer_termination(pod) if pod else {}
     parsed = parse_termination_message(terminated.get("message"))
-    completion = parse_time(job.get("status", {}).get("completionTime"))
     if parsed.error_reason == INVALID_TERMINATION_MESSAGE or (
         parsed.error_reason == METRICS_MISSING and spec.validation
     ):
