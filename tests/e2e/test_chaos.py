@@ -34,7 +34,7 @@ import yaml
 from kubernetes import client, config
 from localcluster.cluster import LocalCluster
 
-from tests.e2e.test_modeldeployment_loop import NAME, RETRAIN_REQUEST, VERSION_LABEL, mdep, record, served
+from tests.e2e.test_modeldeployment_loop import NAME, RETRAIN_REQUEST, VERSION_LABEL, cond, mdep, record, served
 from tests.support import operator as operator_support
 from tests.support.cluster import ClusterInfo, install_crds
 from tests.support.resources import GROUP, VERSION, apply, get_custom, wait_for_status
@@ -150,6 +150,17 @@ def unready_version(cluster: ClusterInfo, version: str) -> None:
     cluster.kubectl_run("apply", "-f", "-", stdin=yaml.safe_dump(stage))
 
 
+def rolled_back_to_2(status: dict[str, Any]) -> bool:
+    """v3 rolled back, v2 serves and is Ready (the phase stays Degraded: the rollback is news)."""
+    return (
+        status.get("servingVersion") == "2"
+        and not status.get("rollout")
+        and cond(status, "Ready").get("status") == "True"
+        and record(status, "2").get("state") == "Serving"
+        and record(status, "3").get("state") == "RolledBack"
+    )
+
+
 def drift_policy() -> dict[str, Any]:
     """Always out of bounds: one retrain, then the policy's own trigger cooldown (6h) holds."""
     return {
@@ -197,17 +208,14 @@ def test_the_loop_finishes_while_the_operator_is_killed_at_random(
         # A version that never becomes Available: rolled back after progressDeadline (10s).
         unready_version(cluster, "3")
         cluster.kubectl_run("annotate", "-n", NAMESPACE, f"mdep/{NAME}", f"{RETRAIN_REQUEST}=chaos-1")
-        wait(
-            lambda s: record(s, "3").get("state") == "RolledBack" and served("2")(s),
-            "v3 rolled back, v2 serving",
-        )
+        wait(rolled_back_to_2, "v3 rolled back, v2 serving")
     finally:
         chaos.stop()
     assert not chaos.errors, chaos.errors
 
     # One last operator that is left alone: the end state is stable and complete.
     with operator_support.subprocess_operator(cluster, [NAMESPACE], tmp_path / "final.log", cluster.prometheus_url):
-        final = wait(lambda s: served("2")(s) and record(s, "3").get("state") == "RolledBack", "the loop settled")
+        final = wait(rolled_back_to_2, "the loop settled")
         custom = client.CustomObjectsApi(api)
 
         def training_jobs() -> list[str]:

@@ -64,3 +64,57 @@ def test_an_invalid_api_qps_is_refused_with_its_range(value: str) -> None:
 def test_an_invalid_api_burst_is_refused(value: str) -> None:
     with pytest.raises(InvalidSettingsError, match="PERENNIAL_API_BURST"):
         from_environment({"PERENNIAL_API_BURST": value})
+
+
+# ---------------------------------------------------------------- the bounds of issue 15
+def test_the_bounds_have_documented_defaults() -> None:
+    settings = from_environment({})
+    assert settings.prometheus_allowed_urls == ()
+    assert settings.allowed_prometheus_urls == ()
+    assert settings.prometheus_max_response_bytes == 10 * 1024 * 1024
+    assert settings.prometheus_max_timeout_seconds == 30
+    assert settings.training_start_deadline_seconds == 600
+    assert settings.resync_period_seconds == 600
+
+
+def test_the_default_prometheus_is_the_allowlist_when_none_is_given() -> None:
+    assert from_environment({"PERENNIAL_PROMETHEUS_URL": "http://prom:9090/"}).allowed_prometheus_urls == (
+        "http://prom:9090",
+    )
+
+
+def test_the_allowlist_is_read_trimmed_and_deduplicated() -> None:
+    settings = from_environment(
+        {
+            "PERENNIAL_PROMETHEUS_URL": "http://prom:9090",
+            "PERENNIAL_PROMETHEUS_ALLOWED_URLS": " https://thanos.example/ ,http://prom:9090,, https://thanos.example",
+        }
+    )
+    assert settings.allowed_prometheus_urls == ("https://thanos.example", "http://prom:9090")
+
+
+@pytest.mark.parametrize("value", ["thanos:9090", "ftp://x", "file:///etc/passwd"])
+def test_an_allowlist_entry_that_is_not_http_is_refused(value: str) -> None:
+    with pytest.raises(InvalidSettingsError, match="PERENNIAL_PROMETHEUS_ALLOWED_URLS"):
+        from_environment({"PERENNIAL_PROMETHEUS_ALLOWED_URLS": value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PERENNIAL_RESYNC_PERIOD", "0"),
+        ("PERENNIAL_RESYNC_PERIOD", "48h"),
+        ("PERENNIAL_TRAINING_START_DEADLINE", "soon"),
+        ("PERENNIAL_PROMETHEUS_MAX_TIMEOUT", "11m"),
+        ("PERENNIAL_PROMETHEUS_MAX_RESPONSE_BYTES", "12"),
+        ("PERENNIAL_PROMETHEUS_MAX_RESPONSE_BYTES", "ten"),
+    ],
+)
+def test_a_bound_out_of_range_names_its_variable(name: str, value: str) -> None:
+    with pytest.raises(InvalidSettingsError, match=name):
+        from_environment({name: value})
+
+
+def test_durations_are_read_in_seconds() -> None:
+    settings = from_environment({"PERENNIAL_RESYNC_PERIOD": "1h30m", "PERENNIAL_TRAINING_START_DEADLINE": "45s"})
+    assert (settings.resync_period_seconds, settings.training_start_deadline_seconds) == (5400, 45)
