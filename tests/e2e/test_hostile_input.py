@@ -12,6 +12,7 @@ import hashlib
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from tests.e2e.test_modeldeployment_loop import (
     NAME,
@@ -78,3 +79,61 @@ def test_a_retrain_request_of_any_content_is_acted_on_once(
         assert len(message.encode()) <= 1024, message[:200]
     for item in status_of(api_client, namespace).get("conditions") or []:
         assert len(item.get("message", "")) <= 32768
+
+
+# ---------------------------------------------------------------- case 9: a forged owner
+def test_a_training_job_with_a_forged_model_owner_is_refused_at_admission(
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    operator_subprocess: RunningOperator,
+) -> None:
+    """Anyone who may create TrainingJobs can copy the model's uid into an ownerReference;
+    the chart's ValidatingAdmissionPolicy lets only the operator's ServiceAccount do so."""
+    apply(perennial_crds, namespace, mdep())
+    wait_mdep(api_client, namespace, served("1"), what="v1 served")
+    model = get_custom(api_client, namespace, "modeldeployments", NAME)
+    owner = {
+        "apiVersion": "perennial.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "name": NAME,
+        "uid": model["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    v1 = get_custom(api_client, namespace, "trainingjobs", f"{NAME}-v1")
+    forged = {
+        "apiVersion": "perennial.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {
+            "name": f"{NAME}-v9",
+            "labels": v1["metadata"]["labels"] | {"perennial.dev/version": "9"},
+            "annotations": v1["metadata"].get("annotations") or {},
+            "ownerReferences": [owner],
+        },
+        "spec": v1["spec"] | {"version": "9"},
+    }
+    custom = client.CustomObjectsApi(api_client)
+    with pytest.raises(ApiException) as refused:
+        custom.create_namespaced_custom_object("perennial.dev", "v1alpha1", namespace, "trainingjobs", forged)
+    assert refused.value.status == 403
+    assert "only the Perennial operator may make a TrainingJob belong to a ModelDeployment" in str(refused.value.body)
+
+    # A standalone run is anyone's to create; adding the model as its owner later is refused too.
+    standalone = forged | {"metadata": {k: v for k, v in forged["metadata"].items() if k != "ownerReferences"}}
+    custom.create_namespaced_custom_object("perennial.dev", "v1alpha1", namespace, "trainingjobs", standalone)
+    with pytest.raises(ApiException) as adopted:
+        custom.patch_namespaced_custom_object(
+            "perennial.dev",
+            "v1alpha1",
+            namespace,
+            "trainingjobs",
+            f"{NAME}-v9",
+            {"metadata": {"ownerReferences": [owner]}},
+        )
+    assert adopted.value.status == 403
+    holds_for(
+        lambda: [r["version"] for r in status_of(api_client, namespace)["versions"]] == ["1"],
+        seconds=4,
+        what="no version from a TrainingJob the model did not create",
+    )
