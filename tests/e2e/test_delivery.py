@@ -284,8 +284,19 @@ def test_helm_install_and_uninstall_as_the_readme_says(
     try:
         perennial_crds.kubectl_run("label", "namespace", namespace, f"{RESTRICTED}=restricted")
         kubeconfig = ["--kubeconfig", str(perennial_crds.kubeconfig), "--namespace", namespace]
+        # A second cluster-wide install beside the session's (manifests/): its ownership
+        # policy would refuse the session operator's TrainingJobs cluster-wide, as the
+        # chart's values say, so this one leaves it out.
         installed = delivery.helm(
-            "install", release, str(delivery.CHART_DIR), *kubeconfig, "--wait", "--timeout", "90s"
+            "install",
+            release,
+            str(delivery.CHART_DIR),
+            *kubeconfig,
+            "--set",
+            "ownershipPolicy.enabled=false",
+            "--wait",
+            "--timeout",
+            "90s",
         )
         assert "STATUS: deployed" in installed.stdout, installed.stdout
         assert "Upgrading the CRDs" in installed.stdout, "NOTES.txt is shown"

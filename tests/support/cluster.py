@@ -129,7 +129,8 @@ def install_crds(cluster: ClusterInfo) -> None:
         f"crd/{path.name.removeprefix('perennial.dev_').removesuffix('.yaml')}.perennial.dev"
         for path in sorted(CRDS_DIR.glob("*.yaml"))
     ]
-    # The session's clusters are LocalCluster's (bring_up): its wait copes with a CRD
-    # whose conditions are still null, which `kubectl wait` does not.
-    LocalCluster().wait_established(*names)
+    # Every test cluster is a LocalCluster (the session's, or a test's private one), its
+    # admin kubeconfig in its state directory: its wait copes with a CRD whose conditions
+    # are still null, which `kubectl wait` does not.
+    LocalCluster(cluster.kubeconfig.parent).wait_established(*names)
     _crds_installed.add(cluster.kubeconfig)
