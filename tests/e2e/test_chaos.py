@@ -34,7 +34,8 @@ import yaml
 from kubernetes import client, config
 from localcluster.cluster import LocalCluster
 
-from tests.e2e.test_modeldeployment_loop import NAME, RETRAIN_REQUEST, VERSION_LABEL, cond, mdep, record, served
+from tests.e2e.test_modeldeployment_loop import NAME, RETRAIN_REQUEST, cond, mdep, record, served
+from tests.support import kwok
 from tests.support import operator as operator_support
 from tests.support.cluster import ClusterInfo, install_crds
 from tests.support.resources import GROUP, VERSION, apply, get_custom, wait_for_status
@@ -127,29 +128,6 @@ class Chaos:
             self.kills += 1
 
 
-def unready_version(cluster: ClusterInfo, version: str) -> None:
-    """A kwok Stage: ``version``'s serving pods run but never become Ready (training pods are spared)."""
-    stage = {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": f"chaos-unready-v{version}"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "weight": 1_000_000_000,
-            "selector": {
-                "matchLabels": {VERSION_LABEL: version},
-                "matchExpressions": [
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
-                    {"key": '.metadata.labels["perennial.dev/training-job"]', "operator": "DoesNotExist"},
-                ],
-            },
-            "next": {"statusTemplate": 'phase: Running\nconditions:\n- {type: Ready, status: "False"}\n'},
-        },
-    }
-    cluster.kubectl_run("apply", "-f", "-", stdin=yaml.safe_dump(stage))
-
-
 def rolled_back_to_2(status: dict[str, Any]) -> bool:
     """v3 rolled back, v2 serves and is Ready (the phase stays Degraded: the rollback is news)."""
     return (
@@ -206,7 +184,7 @@ def test_the_loop_finishes_while_the_operator_is_killed_at_random(
         apply(cluster, NAMESPACE, drift_policy())
         wait(served("2"), "v2 (drift retrain) served")
         # A version that never becomes Available: rolled back after progressDeadline (10s).
-        unready_version(cluster, "3")
+        cluster.kubectl_run("apply", "-f", "-", stdin=yaml.safe_dump(kwok.unready_serving("chaos-unready-v3", "3")))
         cluster.kubectl_run("annotate", "-n", NAMESPACE, f"mdep/{NAME}", f"{RETRAIN_REQUEST}=chaos-1")
         wait(rolled_back_to_2, "v3 rolled back, v2 serving")
     finally:

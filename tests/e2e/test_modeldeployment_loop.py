@@ -23,6 +23,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.support import kwok
 from tests.support import operator as operator_support
 from tests.support.cluster import ClusterInfo
 from tests.support.resources import GROUP, VERSION, apply, condition, events_for, get_custom, wait_for_status
@@ -186,31 +187,9 @@ def kubectl_patch_spec(cluster: ClusterInfo, namespace: str, spec: dict[str, Any
 # ---------------------------------------------------------------- a version whose serving pods never get Ready
 @pytest.fixture
 def unready_serving_v2(cluster: ClusterInfo, namespace: str) -> Iterator[str]:
-    """A runtime kwok Stage: version "2" serving pods in this namespace run but never become Ready.
-
-    Training pods carry ``perennial.dev/training-job`` (and the version label too), so they
-    are left to the built-in Stages and still report their metrics.
-    """
+    """A runtime kwok Stage: version "2" serving pods in this namespace run but never become Ready."""
     name = f"unready-v2-{namespace}"[:63].rstrip("-")
-    stage = {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": name},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "weight": 1_000_000_000,
-            "selector": {
-                "matchLabels": {VERSION_LABEL: "2"},
-                "matchExpressions": [
-                    {"key": ".metadata.namespace", "operator": "In", "values": [namespace]},
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
-                    {"key": '.metadata.labels["perennial.dev/training-job"]', "operator": "DoesNotExist"},
-                ],
-            },
-            "next": {"statusTemplate": 'phase: Running\nconditions:\n- {type: Ready, status: "False"}\n'},
-        },
-    }
+    stage = kwok.unready_serving(name, "2", namespace)
     cluster.kubectl_run("apply", "-f", "-", stdin=yaml.safe_dump(stage))
     yield name
     cluster.kubectl_run("delete", "stage", name, "--wait=false", "--ignore-not-found")

@@ -18,6 +18,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.support import kwok
 from tests.support import operator as operator_support
 from tests.support.cluster import ClusterInfo
 from tests.support.resources import GROUP, VERSION, apply, condition, events_for, get_custom, wait_for_status
@@ -91,29 +92,14 @@ def image_pull_fails(cluster: ClusterInfo, namespace: str) -> Iterator[str]:
         "{{ end }}\n"
         "phase: Pending\n"
     )
-    stage = {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": name},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            # Outweighs the built-in Stages (weight 1) for the pods it selects.
-            "weight": 1_000_000_000,
-            "selector": {
-                "matchExpressions": [
-                    {"key": ".metadata.namespace", "operator": "In", "values": [namespace]},
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
-                    {
-                        "key": '.metadata.annotations["sim.perennial.dev/image-pull"]',
-                        "operator": "In",
-                        "values": ["fail"],
-                    },
-                ],
-            },
-            "next": {"statusTemplate": status_template},
-        },
-    }
+    stage = kwok.pod_stage(
+        name,
+        status_template,
+        expressions=[
+            kwok.in_namespace(namespace),
+            {"key": '.metadata.annotations["sim.perennial.dev/image-pull"]', "operator": "In", "values": ["fail"]},
+        ],
+    )
     cluster.kubectl_run("apply", "-f", "-", stdin=yaml.safe_dump(stage))
     yield name
     cluster.kubectl_run("delete", "stage", name, "--wait=false", "--ignore-not-found")
