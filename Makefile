@@ -85,6 +85,7 @@ run: install ## run the operator locally against the local cluster
 	set -a; . "$$env_file"; set +a; \
 	PERENNIAL_METRICS_ADDRESS=$${PERENNIAL_METRICS_ADDRESS:-127.0.0.1} \
 	PERENNIAL_PROMETHEUS_URL=$${PERENNIAL_PROMETHEUS_URL:-$${PROMETHEUS_URL:-}} \
+	PERENNIAL_LEASE_NAMESPACE=$${PERENNIAL_LEASE_NAMESPACE:-default} \
 	exec $(BIN)/perennial run
 
 # ---------------------------------------------------------------- delivery
@@ -124,3 +125,11 @@ BENCH_N ?= 100 300 1000
 .PHONY: bench
 bench: install $(OPERATOR_VENV)/.installed ## scale benchmark on the full local cluster (BENCH_N="100 300 1000")
 	$(BIN)/python -m benchmarks.scale --fresh-cluster --operator $(OPERATOR_VENV)/bin/perennial $(foreach n,$(BENCH_N),--n $(n))
+
+# Failover benchmark (issue 16): two replicas, the leader SIGKILLed KILLS times; prints the
+# time from each kill to the standby's first reconcile, against lease duration + 2 s.
+KILLS ?= 5
+.PHONY: bench-failover
+bench-failover: install ## leader failover benchmark on the full local cluster (KILLS=5)
+	$(BIN)/python -m localcluster up --profile full >/dev/null
+	$(BIN)/python -m benchmarks.failover --kills $(KILLS)

@@ -546,18 +546,32 @@ def spawn(executable: Path, env: dict[str, str], log_path: Path) -> subprocess.P
 async def start_operator(
     kubeconfig: Path, namespace: str, prometheus_url: str, log_path: Path, options: Options
 ) -> Operator:
+    env = {"PERENNIAL_API_QPS": str(options.api_qps)}
+    return await start_operator_env(kubeconfig, namespace, prometheus_url, log_path, env, options.operator)
+
+
+async def start_operator_env(
+    kubeconfig: Path,
+    namespace: str,
+    prometheus_url: str,
+    log_path: Path,
+    extra_env: Mapping[str, str],
+    executable: Path = Options.operator,
+) -> Operator:
+    """``perennial run`` watching ``namespace`` (its Lease there too); returns once /healthz answers."""
     port = free_port()
     env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
         "PERENNIAL_NAMESPACES": namespace,
+        "PERENNIAL_LEASE_NAMESPACE": namespace,
         "PERENNIAL_METRICS_ADDRESS": "127.0.0.1",
         "PERENNIAL_METRICS_PORT": str(port),
         "PERENNIAL_LOG_LEVEL": "INFO",
         "PERENNIAL_PROMETHEUS_URL": prometheus_url,
-        "PERENNIAL_API_QPS": str(options.api_qps),
+        **extra_env,
     }
-    process = spawn(options.operator, env, log_path)
+    process = spawn(executable, env, log_path)
     operator = Operator(process, f"http://127.0.0.1:{port}/metrics", log_path)
     deadline = time.monotonic() + 60
     async with aiohttp.ClientSession() as session:

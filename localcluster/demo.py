@@ -104,6 +104,8 @@ def _operator(cluster: LocalCluster, log_path: Path) -> Iterator[subprocess.Pope
         **os.environ,
         "KUBECONFIG": str(cluster.admin_kubeconfig),
         "PERENNIAL_NAMESPACES": NAMESPACE,
+        # The leader election Lease beside the demo's models (no perennial-system here).
+        "PERENNIAL_LEASE_NAMESPACE": NAMESPACE,
         "PERENNIAL_PROMETHEUS_URL": cluster.prometheus_url(),
         "PERENNIAL_METRICS_ADDRESS": "127.0.0.1",
         "PERENNIAL_METRICS_PORT": str(_free_port()),

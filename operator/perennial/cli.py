@@ -16,7 +16,7 @@ from perennial.settings import InvalidSettingsError, Settings, from_environment
 
 def _version_text() -> str:
     parts = [f"perennial {__version__}"]
-    for dependency in ("kopf", "aiohttp", "pydantic", "prometheus-client"):
+    for dependency in ("kopf", "kubernetes", "aiohttp", "pydantic", "prometheus-client"):
         parts.append(f"{dependency} {importlib.metadata.version(dependency)}")
     parts.append(f"python {sys.version.split()[0]}")
     return "\n".join(parts)
@@ -34,7 +34,8 @@ def _run(config: Settings) -> int:
     logs.configure(config.log_level, config.log_format)
     try:
         kopf.run(
-            # One replica by design (Deployment strategy Recreate): no peering objects needed.
+            # No kopf peering: replicas coordinate through Perennial's own Lease
+            # (perennial.adapters.leader), which only the leader's writers honour.
             standalone=True,
             clusterwide=config.clusterwide,
             namespaces=list(config.namespaces),

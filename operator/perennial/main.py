@@ -7,16 +7,19 @@ perennial.main``) or as a subprocess, so all three share this one wiring.
 from __future__ import annotations
 
 import logging
-import os
+import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from perennial import settings as settings_module
+from perennial.adapters import metrics
 from perennial.adapters.http_server import OperatorHTTPServer
-from perennial.adapters.kube import Credentials, KubeClient
+from perennial.adapters.kube import KubeClient
+from perennial.adapters.leader import LeaderElector, LeaseConfig
+from perennial.adapters.login import Credentials, Login, LoginError
 from perennial.adapters.prometheus import PrometheusClient
 from perennial.adapters.store import ObjectStore
 from perennial.controllers.context import (
@@ -41,7 +44,12 @@ _http_server: OperatorHTTPServer | None = None
 
 @dataclass
 class Operator:
-    """Everything one running operator holds: the shared caches, the three controllers, the resync."""
+    """Everything one running operator holds: the shared caches, the three controllers, the resync.
+
+    The caches are fed by kopf's watches on every replica, leader or not, so a standby is
+    warm when it takes over. Only ``lead`` starts what writes: the controllers, the
+    periodic resync and the Event senders; ``follow`` stops them all at once.
+    """
 
     cluster: Cluster
     prometheus: PrometheusClient
@@ -49,11 +57,12 @@ class Operator:
     modeldeployments: ModelDeploymentController
     driftpolicies: DriftPolicyController
     resync: Resync
+    elector: LeaderElector | None = field(default=None)
 
     @classmethod
     def build(cls, cluster: Cluster) -> Operator:
         prometheus = PrometheusClient()
-        return cls(
+        operator = cls(
             cluster,
             prometheus,
             TrainingJobController(cluster),
@@ -61,18 +70,55 @@ class Operator:
             DriftPolicyController(cluster, prometheus),
             Resync(cluster),
         )
+        config = cluster.settings
+        if config.leader_election:
+            lease = LeaseConfig(
+                name=config.lease_name,
+                namespace=config.lease_namespace,
+                identity=LeaseConfig.unique_identity(config.identity or socket.gethostname()),
+                lease_duration=config.lease_duration_seconds,
+                renew_deadline=config.lease_renew_deadline_seconds,
+                retry_period=config.lease_retry_period_seconds,
+            )
+            operator.elector = LeaderElector(cluster.client, lease, lead=operator.lead, follow=operator.follow)
+        return operator
+
+    @property
+    def controllers(self) -> tuple[TrainingJobController, ModelDeploymentController, DriftPolicyController]:
+        return self.trainingjobs, self.modeldeployments, self.driftpolicies
 
     def start(self) -> None:
+        """Campaign for the Lease (or, without leader election, lead at once)."""
+        if self.elector is not None:
+            self.elector.start()
+        else:
+            metrics.LEADER.set(1)
+            self._lead()
+
+    async def lead(self) -> None:
+        self._lead()
+
+    def _lead(self) -> None:
         self.cluster.events.start()
-        for controller in (self.trainingjobs, self.modeldeployments, self.driftpolicies):
+        for controller in self.controllers:
             controller.start()
         self.resync.start()
 
-    async def stop(self) -> None:
+    async def follow(self) -> None:
+        """Stop every writer now; Events not yet posted are dropped (a new leader tells its own story)."""
         await self.resync.stop()
-        for controller in (self.trainingjobs, self.modeldeployments, self.driftpolicies):
+        for controller in self.controllers:
             await controller.stop()
-        await self.cluster.events.stop()
+        await self.cluster.events.stop(flush_timeout=0)
+
+    async def stop(self) -> None:
+        if self.elector is not None:
+            await self.elector.stop()  # follows (if leading) and releases the Lease
+        else:
+            await self.resync.stop()
+            for controller in self.controllers:
+                await controller.stop()
+            await self.cluster.events.stop()
         await self.cluster.client.close()
         await self.prometheus.close()
 
@@ -131,31 +177,43 @@ async def service_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> 
     _feed(_cluster(memo).services, event)
 
 
-def _connection(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
-    # kopf's built-ins read KUBECONFIG when called, not when the client library was
-    # imported, so an operator embedded in a test process finds the right cluster.
-    return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+def _login(memo: kopf.Memo) -> Login:
+    """The operator's one Login, shared by kopf's watches and the operator's own client."""
+    login = getattr(memo, "login", None)
+    if not isinstance(login, Login):
+        login = memo.login = Login()
+    return login
 
 
 @kopf.on.login()
-def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
-    return _connection(settings)
+async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials: the same Login as the operator's client, renewed the same way."""
+    shared = _login(memo)
+    given = getattr(memo, "kopf_credentials", None)
+    try:
+        credentials = await shared.credentials()
+        if credentials is given:
+            # kopf asks again while nothing is due: the API server refused what it had (401).
+            credentials = await shared.refresh(given)
+    except LoginError as error:
+        raise kopf.PermanentError(f"no cluster credentials: {error}") from error
+    memo.kopf_credentials = credentials
+    return _connection_info(credentials)
 
 
-def _credentials(info: kopf.ConnectionInfo) -> Credentials:
-    def path(value: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None) -> str | None:
-        return os.fsdecode(value) if value is not None else None
-
-    return Credentials(
-        server=info.server,
-        ca_data=info.ca_data,
-        ca_path=path(info.ca_path),
-        insecure=bool(info.insecure),
-        certificate_data=info.certificate_data,
-        certificate_path=path(info.certificate_path),
-        private_key_data=info.private_key_data,
-        private_key_path=path(info.private_key_path),
-        token=info.token,
+def _connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
+    configuration = credentials.configuration
+    return kopf.ConnectionInfo(
+        server=credentials.server,
+        ca_path=configuration.ssl_ca_cert,
+        ca_data=configuration.ca_cert_data,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        scheme="Bearer" if credentials.token else None,
+        token=credentials.token,
+        # kopf logs in again from then on, through this same handler.
+        expiration=credentials.renew_at,
     )
 
 
@@ -191,20 +249,20 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    info = _connection(settings)
-    if info is None:
-        raise kopf.PermanentError("no cluster credentials: set KUBECONFIG or run in a pod")
-    client = KubeClient(_credentials(info), qps=config.api_qps, burst=config.api_burst)
+    client = KubeClient(_login(memo), qps=config.api_qps, burst=config.api_burst)
     operator = Operator.build(Cluster(client=client, settings=config))
     operator.start()
     memo.operator = operator
     _http_server = OperatorHTTPServer(config.metrics_address, config.metrics_port)
     await _http_server.start()
     logger.info(
-        "perennial started: metrics on %s:%d, watching %s",
+        "perennial started: metrics on %s:%d, watching %s, %s",
         config.metrics_address,
         config.metrics_port,
         ", ".join(config.namespaces) or "all namespaces",
+        f"leader election on Lease {config.lease_namespace}/{config.lease_name}"
+        if config.leader_election
+        else "leader election off",
     )
 
 

@@ -7,6 +7,7 @@ chart's values document the same variables.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -14,6 +15,10 @@ from perennial.api.durations import InvalidDurationError, parse_duration
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
+DEFAULT_LEASE_NAMESPACE = "perennial-system"
+# A Lease's name: a DNS subdomain (what the API server accepts for metadata.name).
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class InvalidSettingsError(ValueError):
@@ -51,6 +56,18 @@ class Settings:
     # Every object is re-queued this often from a fresh LIST, so a missed watch event
     # never leaves an object unreconciled (nor a deleted one cached).
     resync_period_seconds: float = 600.0
+    # Leader election: of all replicas, only the holder of the Lease reconciles. The
+    # others keep their caches warm and take over when the holder stops renewing.
+    leader_election: bool = True
+    lease_name: str = "perennial"
+    lease_namespace: str = DEFAULT_LEASE_NAMESPACE
+    # client-go's defaults: a dead leader is replaced about lease_duration after its last
+    # renewal; a leader that cannot renew for renew_deadline stops reconciling first.
+    lease_duration_seconds: float = 15.0
+    lease_renew_deadline_seconds: float = 10.0
+    lease_retry_period_seconds: float = 2.0
+    # Who this replica is in the Lease: POD_NAME in a pod; empty: the host name.
+    identity: str = ""
 
     @property
     def allowed_prometheus_urls(self) -> tuple[str, ...]:
@@ -107,6 +124,34 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         raise InvalidSettingsError(
             f"PERENNIAL_PROMETHEUS_MAX_RESPONSE_BYTES={raw_cap!r}: use a whole number of bytes, 1024-1073741824"
         )
+    leader_election = env.get("PERENNIAL_LEADER_ELECTION", "true").strip().lower()
+    if leader_election not in ("true", "false"):
+        raise InvalidSettingsError(f"PERENNIAL_LEADER_ELECTION={leader_election!r}: use true or false")
+    lease_name = env.get("PERENNIAL_LEASE_NAME", "perennial").strip()
+    if len(lease_name) > 253 or not _DNS_SUBDOMAIN.match(lease_name):
+        raise InvalidSettingsError(
+            f"PERENNIAL_LEASE_NAME={lease_name!r}: use a DNS subdomain name (lower case letters, digits, '-', '.')"
+        )
+    # The chart sets POD_NAMESPACE from the downward API: the Lease lives beside the pods.
+    lease_namespace_variable = "POD_NAMESPACE" if env.get("POD_NAMESPACE", "").strip() else "PERENNIAL_LEASE_NAMESPACE"
+    lease_namespace = env.get(lease_namespace_variable, "").strip() or DEFAULT_LEASE_NAMESPACE
+    if len(lease_namespace) > 63 or not _DNS_LABEL.match(lease_namespace):
+        raise InvalidSettingsError(f"{lease_namespace_variable}={lease_namespace!r}: use a namespace name")
+    lease_duration = _seconds(env, "PERENNIAL_LEASE_DURATION", "15s", 1, 3600)
+    renew_deadline = _seconds(env, "PERENNIAL_LEASE_RENEW_DEADLINE", "10s", 1, 3600)
+    retry_period = _seconds(env, "PERENNIAL_LEASE_RETRY_PERIOD", "2s", 1, 3600)
+    # client-go's rules: a leader gives up (renew deadline) before anyone may take over
+    # (lease duration), and retries at least once within the deadline.
+    if not lease_duration > renew_deadline:
+        raise InvalidSettingsError(
+            f"PERENNIAL_LEASE_DURATION ({lease_duration:g}s) must be longer than "
+            f"PERENNIAL_LEASE_RENEW_DEADLINE ({renew_deadline:g}s)"
+        )
+    if not renew_deadline > 1.2 * retry_period:
+        raise InvalidSettingsError(
+            f"PERENNIAL_LEASE_RENEW_DEADLINE ({renew_deadline:g}s) must be longer than 1.2 x "
+            f"PERENNIAL_LEASE_RETRY_PERIOD ({retry_period:g}s)"
+        )
     return Settings(
         namespaces=namespaces,
         prometheus_url=prometheus_url,
@@ -121,6 +166,13 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         prometheus_max_timeout_seconds=_seconds(env, "PERENNIAL_PROMETHEUS_MAX_TIMEOUT", "30s", 1, 600),
         training_start_deadline_seconds=_seconds(env, "PERENNIAL_TRAINING_START_DEADLINE", "10m", 1, 7 * 86400),
         resync_period_seconds=_seconds(env, "PERENNIAL_RESYNC_PERIOD", "10m", 1, 86400),
+        leader_election=leader_election == "true",
+        lease_name=lease_name,
+        lease_namespace=lease_namespace,
+        lease_duration_seconds=lease_duration,
+        lease_renew_deadline_seconds=renew_deadline,
+        lease_retry_period_seconds=retry_period,
+        identity=env.get("POD_NAME", "").strip(),
     )
 
 

@@ -126,8 +126,12 @@ def test_kubectl_apply_k_installs_an_operator_admitted_as_restricted(
     assert pod.spec.service_account_name == delivery.SERVICE_ACCOUNT
 
     deployment = apps.read_namespaced_deployment(delivery.RELEASE, delivery.NAMESPACE)
-    assert deployment.spec.replicas == 1
-    assert deployment.spec.strategy.type == "Recreate"
+    assert deployment.spec.replicas == 2, "a leader and a warm standby"
+    assert deployment.spec.strategy.type == "RollingUpdate"
+    assert (
+        deployment.spec.strategy.rolling_update.max_unavailable,
+        deployment.spec.strategy.rolling_update.max_surge,
+    ) == (0, 1)
     spec = deployment.spec.template.spec
     assert spec.security_context.run_as_non_root is True
     assert spec.security_context.seccomp_profile.type == "RuntimeDefault"
@@ -199,6 +203,224 @@ def test_users_get_the_three_kinds_through_the_built_in_view_and_edit_roles(
         assert not can("bob", "patch", resource, "--subresource=status")
 
 
+# ---------------------------------------------------------------- high availability
+LEASE_ENV = ("PERENNIAL_LEASE_DURATION", "PERENNIAL_LEASE_RENEW_DEADLINE", "PERENNIAL_LEASE_RETRY_PERIOD")
+
+
+def operator_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The operator container's env by name: the value, or the whole entry for a valueFrom."""
+    return {e["name"]: e.get("value", e) for e in operator_container(deployment)["env"]}
+
+
+def lease_roles(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Roles and ClusterRoles with any rule on coordination.k8s.io leases."""
+    return [
+        o
+        for o in objects
+        if o["kind"] in ("Role", "ClusterRole")
+        and any(
+            {"coordination.k8s.io", "*"} & set(rule.get("apiGroups", []))
+            and {"leases", "*"} & set(rule.get("resources", []))
+            for rule in o.get("rules") or []
+        )
+    ]
+
+
+def test_chart_runs_a_leader_and_a_standby_by_default() -> None:
+    values = yaml.safe_load((delivery.CHART_DIR / "values.yaml").read_text())
+    assert values["replicaCount"] == 2
+    assert values["leaderElection"] == {
+        "enabled": True,
+        "leaseDuration": "15s",
+        "renewDeadline": "10s",
+        "retryPeriod": "2s",
+    }
+    # manifests/ (the defaults plus the Namespace) and `helm template` with the defaults agree.
+    for objects in (manifest_objects(), documents(delivery.render())):
+        deployment = one(objects, "Deployment")
+        spec = deployment["spec"]
+        assert spec["replicas"] == 2
+        assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+        env = env_of(deployment)
+        for name, field in (("POD_NAMESPACE", "metadata.namespace"), ("POD_NAME", "metadata.name")):
+            assert env[name] == {"name": name, "valueFrom": {"fieldRef": {"fieldPath": field}}}, name
+        assert env["PERENNIAL_LEADER_ELECTION"] == "true"
+        # The Lease is named after the release: the Deployment's own name.
+        assert env["PERENNIAL_LEASE_NAME"] == deployment["metadata"]["name"] == delivery.RELEASE
+        assert [env[name] for name in LEASE_ENV] == ["15s", "10s", "2s"]
+        # Every replica serves /healthz and is Ready: a standby serves /metrics too.
+        container = operator_container(deployment)
+        assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+
+        # Soft anti-affinity across nodes for exactly the operator's pods; nothing required.
+        affinity = spec["template"]["spec"]["affinity"]
+        assert list(affinity) == ["podAntiAffinity"]
+        assert list(affinity["podAntiAffinity"]) == ["preferredDuringSchedulingIgnoredDuringExecution"]
+        (term,) = affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert term["podAffinityTerm"] == {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": spec["selector"],
+        }
+        assert 1 <= term["weight"] <= 100
+        assert "topologySpreadConstraints" not in spec["template"]["spec"]
+
+        # The disruption budget selects exactly the Deployment's pods.
+        budget = one(objects, "PodDisruptionBudget")
+        assert budget["apiVersion"] == "policy/v1"
+        assert budget["metadata"]["name"] == delivery.RELEASE
+        assert budget["metadata"]["namespace"] == delivery.NAMESPACE
+        assert budget["spec"]["selector"] == spec["selector"]
+        assert budget["spec"]["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+        assert budget["spec"]["maxUnavailable"] == 1
+        assert "minAvailable" not in budget["spec"]
+        assert budget["metadata"]["labels"] == deployment["metadata"]["labels"]
+        assert budget["metadata"]["annotations"][SYNC_WAVE] == deployment["metadata"]["annotations"][SYNC_WAVE]
+
+
+def test_manifests_list_the_disruption_budget_in_its_own_file() -> None:
+    kustomization = yaml.safe_load((delivery.MANIFESTS_DIR / "kustomization.yaml").read_text())
+    assert "poddisruptionbudget.yaml" in kustomization["resources"]
+    (budget,) = documents((delivery.MANIFESTS_DIR / "poddisruptionbudget.yaml").read_text())
+    assert budget["kind"] == "PodDisruptionBudget"
+
+
+def test_two_releases_in_one_namespace_never_share_a_lease_or_a_budget() -> None:
+    releases = [documents(delivery.render(release=name, namespace="ml-platform")) for name in ("perennial", "canary")]
+    leases = [env_of(one(objects, "Deployment"))["PERENNIAL_LEASE_NAME"] for objects in releases]
+    assert leases == ["perennial", "canary-perennial"]
+    roles = [one(objects, "Role") for objects in releases]
+    assert [r["metadata"]["name"] for r in roles] == ["perennial-leader-election", "canary-perennial-leader-election"]
+    selectors = [one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] for objects in releases]
+    assert [s["app.kubernetes.io/instance"] for s in selectors] == ["perennial", "canary"]
+
+
+def test_chart_values_override_replicas_lease_timings_and_placement(tmp_path: Path) -> None:
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "node-role.example.com/platform", "operator": "Exists"}]}
+                ]
+            }
+        }
+    }
+    spread = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "perennial"}},
+        }
+    ]
+    values = {
+        "replicaCount": 3,
+        "fullnameOverride": "ml-operator",
+        "leaderElection": {"enabled": True, "leaseDuration": "1m", "renewDeadline": "40s", "retryPeriod": "5s"},
+        "podDisruptionBudget": {"enabled": True, "maxUnavailable": "50%"},
+        "affinity": affinity,
+        "topologySpreadConstraints": spread,
+    }
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    objects = documents(delivery.render(values_files=[path]))
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    env = env_of(deployment)
+    assert env["PERENNIAL_LEASE_NAME"] == "ml-operator"
+    assert [env[name] for name in LEASE_ENV] == ["1m", "40s", "5s"]
+    # The user's affinity replaces the default anti-affinity, as written.
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["affinity"] == affinity
+    assert pod["topologySpreadConstraints"] == spread
+    budget = one(objects, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == "50%"
+    assert budget["metadata"]["name"] == "ml-operator"
+    assert one(objects, "Role")["metadata"]["name"] == "ml-operator-leader-election"
+
+
+def test_without_leader_election_the_chart_runs_one_replica_replaced_with_recreate() -> None:
+    objects = documents(delivery.render(set_values=["leaderElection.enabled=false", "replicaCount=1"]))
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}, "never two operators at once"
+    assert env_of(deployment)["PERENNIAL_LEADER_ELECTION"] == "false"
+    assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    assert not lease_roles(objects), "no Lease, no permission on Leases"
+    # Two replicas that both act: refused, with the reason.
+    chart = str(delivery.CHART_DIR)
+    both = [
+        "template",
+        "perennial",
+        chart,
+        "--kube-version",
+        delivery.KUBE_VERSION,
+        "--set",
+        "leaderElection.enabled=false",
+    ]
+    result = delivery.helm(*both, check=False)
+    assert result.returncode != 0
+    assert "replicaCount 2 needs leaderElection.enabled" in result.stderr, result.stderr
+
+
+def test_one_replica_gets_no_disruption_budget_and_the_budget_can_be_turned_off() -> None:
+    single = documents(delivery.render(set_values=["replicaCount=1"]))
+    assert one(single, "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"  # the new pod waits for the Lease
+    assert not [o for o in single if o["kind"] == "PodDisruptionBudget"], "it would block every drain"
+    assert len(lease_roles(single)) == 1
+    off = documents(delivery.render(set_values=["podDisruptionBudget.enabled=false"]))
+    assert not [o for o in off if o["kind"] == "PodDisruptionBudget"]
+
+
+def test_manifests_run_a_leader_and_a_standby_within_a_disruption_budget(
+    perennial_crds: ClusterInfo, api_client: client.ApiClient
+) -> None:
+    """Both replicas run on the one kwok node (the anti-affinity is soft); the PDB counts exactly them."""
+    delivery.install_manifests(perennial_crds)
+    selector = f"app.kubernetes.io/name=perennial,app.kubernetes.io/instance={delivery.RELEASE}"
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+
+    def rolled_out() -> list[client.V1Pod] | None:
+        deployment = apps.read_namespaced_deployment(delivery.RELEASE, delivery.NAMESPACE)
+        status = deployment.status
+        if (status.observed_generation, status.updated_replicas, status.ready_replicas, status.replicas) != (
+            deployment.metadata.generation,
+            2,
+            2,
+            2,
+        ):
+            return None
+        pods = core.list_namespaced_pod(delivery.NAMESPACE, label_selector=selector).items
+        live = [p for p in pods if p.status.phase == "Running" and p.metadata.deletion_timestamp is None]
+        return live if len(live) == len(pods) == 2 else None
+
+    pods = wait_until(rolled_out, timeout=90, what="two operator pods Running and Ready")
+    assert len({p.spec.node_name for p in pods}) == 1, "one node, and both are scheduled there"
+    policy = client.PolicyV1Api(api_client)
+
+    def budget_counts_both() -> client.V1PodDisruptionBudget | None:
+        budget = policy.read_namespaced_pod_disruption_budget(delivery.RELEASE, delivery.NAMESPACE)
+        status = budget.status
+        done = status and status.observed_generation == budget.metadata.generation and status.expected_pods == 2
+        return budget if done else None
+
+    budget = wait_until(budget_counts_both, timeout=60, what="the PodDisruptionBudget counting the two pods")
+    assert (budget.status.current_healthy, budget.status.disruptions_allowed) == (2, 1)
+    lease_role = client.RbacAuthorizationV1Api(api_client).read_namespaced_role(
+        f"{delivery.RELEASE}-leader-election", delivery.NAMESPACE
+    )
+    assert [(r.api_groups, r.resources, r.verbs, r.resource_names) for r in lease_role.rules] == [
+        (["coordination.k8s.io"], ["leases"], ["get", "create", "update"], None)
+    ]
+
+
 # ---------------------------------------------------------------- the chart
 def test_helm_lint_passes_with_default_and_non_default_values(cluster: ClusterInfo) -> None:
     for args in ([], ["--values", str(delivery.ALT_VALUES)]):
@@ -218,6 +440,28 @@ def test_helm_lint_passes_with_default_and_non_default_values(cluster: ClusterIn
         pytest.param({"prometheusUrl": "prometheus:9090"}, "at '/prometheusUrl'", id="prometheus-url"),
         pytest.param({"rbac": {"craete": True}}, "at '/rbac': additional properties 'craete' not allowed", id="typo"),
         pytest.param({"resources": {"limits": {"memory": "lots"}}}, "at '/resources", id="quantity"),
+        pytest.param({"replicaCount": 0}, "at '/replicaCount': minimum: got 0, want 1", id="no-replicas"),
+        pytest.param({"replicaCount": "two"}, "at '/replicaCount': got string, want integer", id="replicas-word"),
+        pytest.param({"replicaCount": 1.5}, "at '/replicaCount'", id="replicas-fraction"),
+        pytest.param(
+            {"leaderElection": {"leaseDuration": "15"}}, "at '/leaderElection/leaseDuration'", id="lease-no-unit"
+        ),
+        pytest.param(
+            {"leaderElection": {"renewDeadline": "10 seconds"}}, "at '/leaderElection/renewDeadline'", id="renew"
+        ),
+        pytest.param({"leaderElection": {"retryPeriod": "0"}}, "at '/leaderElection/retryPeriod'", id="retry-zero"),
+        pytest.param({"leaderElection": {"retryPeriod": 2}}, "at '/leaderElection/retryPeriod'", id="retry-number"),
+        pytest.param(
+            {"leaderElection": {"enabled": "yes"}}, "at '/leaderElection/enabled': got string, want boolean", id="le"
+        ),
+        pytest.param(
+            {"leaderElection": {"leseDuration": "15s"}},
+            "additional properties 'leseDuration' not allowed",
+            id="le-typo",
+        ),
+        pytest.param(
+            {"podDisruptionBudget": {"maxUnavailable": 0}}, "at '/podDisruptionBudget/maxUnavailable'", id="pdb"
+        ),
     ],
 )
 def test_values_schema_rejects_bad_values(
@@ -303,6 +547,11 @@ def test_helm_install_and_uninstall_as_the_readme_says(
         pod = operator_pod_running(api_client, namespace, f"app.kubernetes.io/instance={release}")
         assert pod is not None
         assert pod.spec.service_account_name == release
+        # --wait waited for both replicas; the Lease Role and the budget are the release's own.
+        assert client.AppsV1Api(api_client).read_namespaced_deployment(release, namespace).status.ready_replicas == 2
+        rbac = client.RbacAuthorizationV1Api(api_client)
+        assert rbac.read_namespaced_role(f"{release}-leader-election", namespace).rules[0].resources == ["leases"]
+        client.PolicyV1Api(api_client).read_namespaced_pod_disruption_budget(release, namespace)
         delivery.helm("uninstall", release, *kubeconfig, "--wait", "--timeout", "60s")
         # The CRDs stay (Helm never deletes crds/), as NOTES.txt says.
         perennial_crds.kubectl_run("get", "crd", "modeldeployments.perennial.dev")
@@ -349,6 +598,16 @@ def test_chart_with_non_default_values_installs_namespaced_rbac(
     assert env["PERENNIAL_METRICS_PORT"] == "9095"
     assert env["PERENNIAL_LOG_FORMAT"] == "text"
     assert pod.spec.service_account_name == "perennial-alt-operator"
+    # One replica without leader election: Recreate, no budget, no Lease permissions; the
+    # user's affinity and topology spread instead of the default anti-affinity.
+    assert env["PERENNIAL_LEADER_ELECTION"] == "false"
+    deployment = client.AppsV1Api(api_client).read_namespaced_deployment("perennial-alt", ALT_NAMESPACE)
+    assert (deployment.spec.replicas, deployment.spec.strategy.type) == (1, "Recreate")
+    assert pod.spec.affinity.pod_anti_affinity is None
+    assert pod.spec.affinity.node_affinity.preferred_during_scheduling_ignored_during_execution
+    assert [c.topology_key for c in pod.spec.topology_spread_constraints] == ["topology.kubernetes.io/zone"]
+    assert not client.PolicyV1Api(api_client).list_namespaced_pod_disruption_budget(ALT_NAMESPACE).items
+    assert not lease_roles(objects)
 
     # Watching listed namespaces: the role is bound there only, not cluster-wide.
     rbac = client.RbacAuthorizationV1Api(api_client)
@@ -429,7 +688,8 @@ def test_builder_reads_the_dependencies_of_pyproject() -> None:
     result = subprocess.run([sys.executable, "-c", command["code"]], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     names = {re.split(r"[~=<>!]", requirement)[0] for requirement in result.stdout.split()}
-    assert names == {"kopf", "pydantic", "prometheus-client", "aiohttp"}  # the test tools stay out of the image
+    # The test tools stay out of the image.
+    assert names == {"kopf", "pydantic", "prometheus-client", "aiohttp", "kubernetes"}
 
 
 def test_docker_context_excludes_local_state() -> None:

@@ -11,12 +11,14 @@ serving) is admitted by the API server's own PodSecurity admission.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from tests.support import delivery
@@ -225,7 +227,10 @@ DENIED = [
     ("impersonate", "serviceaccounts"),
     ("create", "ingresses.networking.k8s.io"),
     ("create", "networkpolicies.networking.k8s.io"),
+    # Leases only in the operator's own namespace (below), none in the watched ones.
     ("get", "leases.coordination.k8s.io"),
+    ("create", "leases.coordination.k8s.io"),
+    ("update", "leases.coordination.k8s.io/perennial"),
     ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
     ("approve", "certificatesigningrequests.certificates.k8s.io"),
     ("create", "statefulsets.apps"),
@@ -242,3 +247,83 @@ def test_service_account_may_do_exactly_what_the_operator_needs(installed: Clust
     wrong = [f"{' '.join(q)}: {answer}" for q in ALLOWED if (answer := can(*q)) != "yes"]
     wrong += [f"{' '.join(q)}: {answer}" for q in DENIED if (answer := can(*q)) != "no"]
     assert not wrong, "\n".join(wrong)
+
+
+# Leader election: in the release namespace, create, read and renew (update) Leases; nothing
+# else on Leases, and nowhere else. Not limited to the release's Lease by name: operators
+# the tests start as this ServiceAccount campaign for Leases of their own there.
+LEASE_ALLOWED = [
+    ("create", "leases.coordination.k8s.io"),
+    ("get", f"leases.coordination.k8s.io/{delivery.RELEASE}"),
+    ("update", f"leases.coordination.k8s.io/{delivery.RELEASE}"),
+]
+LEASE_DENIED = [
+    ("list", "leases.coordination.k8s.io"),
+    ("watch", "leases.coordination.k8s.io"),
+    ("patch", f"leases.coordination.k8s.io/{delivery.RELEASE}"),
+    ("delete", f"leases.coordination.k8s.io/{delivery.RELEASE}"),
+    ("deletecollection", "leases.coordination.k8s.io"),
+]
+
+
+def test_service_account_may_hold_its_own_lease_in_the_release_namespace_only(
+    installed: ClusterInfo, namespace: str
+) -> None:
+    def can(verb: str, resource: str, where: list[str]) -> str:
+        args = ["auth", "can-i", verb, resource, *where, f"--as={OPERATOR}"]
+        return str(installed.kubectl_run(*args, check=False).stdout.strip())
+
+    home = ["-n", delivery.NAMESPACE]
+    wrong = [f"{' '.join(q)} in {delivery.NAMESPACE}: {a}" for q in LEASE_ALLOWED if (a := can(*q, home)) != "yes"]
+    wrong += [f"{' '.join(q)} in {delivery.NAMESPACE}: {a}" for q in LEASE_DENIED if (a := can(*q, home)) != "no"]
+    # Nowhere else: not in a watched namespace, not in kube-system, not cluster-wide.
+    for where in (["-n", namespace], ["-n", "kube-system"], ["--all-namespaces"]):
+        wrong += [f"{' '.join(q)} {' '.join(where)}: {a}" for q in LEASE_ALLOWED if (a := can(*q, where)) != "no"]
+    assert not wrong, "\n".join(wrong)
+
+    # The server's own account of the ServiceAccount's rules on Leases, exactly.
+    def lease_rules(in_namespace: str) -> set[tuple[str, str]]:
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectRulesReview",
+            "spec": {"namespace": in_namespace},
+        }
+        created = installed.kubectl_run("create", "-o", "json", f"--as={OPERATOR}", "-f", "-", stdin=json.dumps(review))
+        rules = json.loads(created.stdout)["status"]["resourceRules"]
+        return {
+            (verb, name)
+            for rule in rules
+            if {"coordination.k8s.io", "*"} & set(rule.get("apiGroups", []))
+            and {"leases", "*"} & set(rule.get("resources", []))
+            for verb in rule["verbs"]
+            for name in rule.get("resourceNames") or ["*"]
+        }
+
+    assert lease_rules(delivery.NAMESPACE) == {("get", "*"), ("create", "*"), ("update", "*")}
+    assert lease_rules(namespace) == set()
+
+
+def test_leases_are_granted_by_a_namespaced_role_and_by_no_cluster_role() -> None:
+    objects = [doc for doc in yaml.safe_load_all((delivery.MANIFESTS_DIR / "rbac.yaml").read_text()) if doc]
+
+    def on_leases(rule: dict[str, Any]) -> bool:
+        groups, resources = set(rule.get("apiGroups", [])), set(rule.get("resources", []))
+        return bool({"coordination.k8s.io", "*"} & groups and {"leases", "*"} & resources)
+
+    for role in (o for o in objects if o["kind"] == "ClusterRole"):
+        assert not [r for r in role["rules"] if on_leases(r)], role["metadata"]["name"]
+    (role,) = [o for o in objects if o["kind"] == "Role" and any(on_leases(r) for r in o["rules"])]
+    assert role["metadata"]["namespace"] == delivery.NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    (binding,) = [o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == role["metadata"]["name"]]
+    assert binding["metadata"]["namespace"] == delivery.NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": delivery.SERVICE_ACCOUNT, "namespace": delivery.NAMESPACE}
+    ]

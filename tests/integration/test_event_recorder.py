@@ -1,30 +1,13 @@
 """Events go out in the background and reach the real API server; stopping flushes them."""
 
-from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client
 
 from perennial.adapters.events import EventRecorder
-from perennial.adapters.kube import Credentials, KubeClient
+from perennial.adapters.kube import KubeClient
+from perennial.adapters.login import Login
 from tests.support.cluster import ClusterInfo
-
-
-def _credentials(kubeconfig: Path) -> Credentials:
-    config = yaml.safe_load(kubeconfig.read_text())
-    cluster = config["clusters"][0]["cluster"]
-    user = config["users"][0]["user"]
-    return Credentials(
-        server=cluster["server"],
-        ca_data=cluster.get("certificate-authority-data"),
-        ca_path=cluster.get("certificate-authority"),
-        certificate_data=user.get("client-certificate-data"),
-        certificate_path=user.get("client-certificate"),
-        private_key_data=user.get("client-key-data"),
-        private_key_path=user.get("client-key"),
-        token=user.get("token"),
-    )
 
 
 def _config_map(api: client.ApiClient, namespace: str) -> dict[str, Any]:
@@ -42,7 +25,7 @@ async def test_recorded_events_are_all_posted_by_the_time_the_recorder_stops(
     cluster: ClusterInfo, api_client: client.ApiClient, namespace: str
 ) -> None:
     subject = _config_map(api_client, namespace)
-    kube = KubeClient(_credentials(cluster.kubeconfig))
+    kube = KubeClient(Login(str(cluster.kubeconfig)))
     recorder = EventRecorder(kube, senders=2)
     recorder.start()
     try:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from perennial.adapters import metrics
-from perennial.adapters.kube import MODEL_DEPLOYMENTS, Credentials, KubeClient
+from perennial.adapters.kube import MODEL_DEPLOYMENTS, KubeClient
+from perennial.adapters.login import Login
 from perennial.adapters.store import Key
 from perennial.adapters.workqueue import WorkQueue
 from perennial.api.modeldeployment import ModelDeploymentStatus
@@ -29,22 +28,6 @@ from tests.support.resources import GROUP, VERSION, get_custom, simulated_model
 from tests.support.waiting import holds_for, wait_until
 
 NAME = "churn"
-
-
-def _credentials(kubeconfig: Path) -> Credentials:
-    config = yaml.safe_load(kubeconfig.read_text())
-    cluster = config["clusters"][0]["cluster"]
-    user = config["users"][0]["user"]
-    return Credentials(
-        server=cluster["server"],
-        ca_data=cluster.get("certificate-authority-data"),
-        ca_path=cluster.get("certificate-authority"),
-        certificate_data=user.get("client-certificate-data"),
-        certificate_path=user.get("client-certificate"),
-        private_key_data=user.get("client-key-data"),
-        private_key_path=user.get("client-key"),
-        token=user.get("token"),
-    )
 
 
 def _record(version: str, state: str) -> dict[str, Any]:
@@ -85,7 +68,7 @@ class PromotingWriter(Controller):
 
 @pytest.fixture
 async def kube(perennial_crds: ClusterInfo) -> AsyncIterator[KubeClient]:
-    kube = KubeClient(_credentials(perennial_crds.kubeconfig))
+    kube = KubeClient(Login(str(perennial_crds.kubeconfig)))
     yield kube
     await kube.close()
 

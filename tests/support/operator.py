@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ class RunningOperator:
     def metrics_text(self) -> str:
         with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
             return str(response.read().decode())
+
+    def leading(self) -> bool:
+        """Whether this operator holds its leader election Lease (its ``perennial_leader`` gauge)."""
+        return leader_gauge(self.metrics_text()) == 1
 
     def forbidden_requests(self) -> float:
         """How many of the operator's own API requests got a 403 so far."""
@@ -151,6 +156,14 @@ def api_requests(metrics_text: str) -> dict[tuple[str, str], float]:
     return counts
 
 
+def leader_gauge(metrics_text: str) -> float | None:
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "perennial_leader":
+                return sample.value
+    return None
+
+
 def _assert_no_403(forbidden_before: float, forbidden_after: float, log_text: str) -> None:
     refused = forbidden_after - forbidden_before
     assert refused == 0, f"the operator's ServiceAccount was refused: {refused:g} requests got 403"
@@ -173,6 +186,9 @@ def operator_environment(
         "PERENNIAL_METRICS_PORT": str(port),
         "PERENNIAL_LOG_LEVEL": "DEBUG",
         "PERENNIAL_PROMETHEUS_URL": prometheus_url,
+        # Leader election stays on, as users run it; each operator a test starts campaigns
+        # for a Lease of its own (tests run in parallel), unless the test names one to share.
+        "PERENNIAL_LEASE_NAME": f"test-{uuid.uuid4().hex[:12]}",
         **(extra_env or {}),
     }
 
@@ -192,6 +208,7 @@ def in_process(
     running = RunningOperator(f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{port}/healthz")
     with KopfRunner(args, env=env) as runner:
         wait_until(lambda: _healthy(running.healthz_url), timeout=60, what="in-process operator /healthz")
+        wait_until(running.leading, timeout=60, what="in-process operator to hold its Lease")
         # The metrics registry is the test process's: count this operator's 403s only.
         forbidden_before = running.forbidden_requests()
         yield running
@@ -210,10 +227,15 @@ def subprocess_operator(
     extra_env: Mapping[str, str] | None = None,
     kubeconfig: Path | None = None,
     forbidden_expected: str = "",
+    standby: bool = False,
+    command: list[str] | None = None,
 ) -> Iterator[RunningOperator]:
     """``perennial run`` as its ServiceAccount (or with ``kubeconfig``: a test's own credentials).
 
-    A 403 fails the test, unless ``forbidden_expected`` says why this run may see some.
+    Yields once it serves /healthz and holds its Lease (``standby``: once it serves, for a
+    replica that shares a Lease another holds). ``command`` wraps the run (a prefix such
+    as ``unshare``). A 403 fails the test, unless ``forbidden_expected`` says why this run
+    may see some.
     """
     port = free_port()
     credentials = kubeconfig or operator_kubeconfig(cluster)
@@ -221,7 +243,7 @@ def subprocess_operator(
     console_script = Path(sys.executable).parent / "perennial"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(console_script), "run"],
+            [*(command or []), str(console_script), "run"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -240,6 +262,8 @@ def subprocess_operator(
             return _healthy(running.healthz_url)
 
         wait_until(ready, timeout=60, what="operator subprocess /healthz")
+        if not standby:
+            wait_until(running.leading, timeout=60, what="operator subprocess to hold its Lease")
         yield running
         completed = True
         try:

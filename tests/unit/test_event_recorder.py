@@ -2,7 +2,8 @@
 
 from perennial.adapters import metrics
 from perennial.adapters.events import EventRecorder, event_body
-from perennial.adapters.kube import Credentials, KubeClient
+from perennial.adapters.kube import KubeClient
+from perennial.adapters.login import Login
 
 SUBJECT = {
     "apiVersion": "perennial.dev/v1alpha1",
@@ -16,7 +17,7 @@ def _dropped() -> float:
 
 
 async def test_a_full_backlog_drops_the_newest_and_counts_it() -> None:
-    kube = KubeClient(Credentials(server="http://127.0.0.1:1"))  # never reached: no sender runs
+    kube = KubeClient(Login("/nonexistent/kubeconfig"))  # never reached: no sender runs
     recorder = EventRecorder(kube, backlog=2)
     before = _dropped()
     for i in range(5):

@@ -1,59 +1,73 @@
-"""The API client's pacing: when a throttled request is retried, and that it is."""
+"""The API client's pacing and credentials: what is retried and when, and a 401 logs in again."""
 
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp import web
 
 from perennial.adapters import kube
-from perennial.adapters.kube import ApiError, Credentials, KubeClient, retry_after_seconds
+from perennial.adapters.kube import ApiError, KubeClient
+from perennial.adapters.login import Login, renew_time
+
+# client-go's Retry-After ceiling: the first attempt and 10 retries.
+ATTEMPTS = 11
 
 
-@pytest.mark.parametrize(
-    ("status", "header", "expected"),
-    [
-        (429, "2", 2.0),  # API Priority and Fairness rejected it: wait as told
-        (429, None, 1.0),  # no header: a second, as client-go
-        (429, "Wed, 21 Oct 2026 07:28:00 GMT", 1.0),  # an HTTP-date: the default
-        (429, "3600", kube.MAX_RETRY_AFTER_SECONDS),  # capped
-        (429, "-4", 0.0),
-        (503, "1", 1.0),  # a 5xx that asks for a retry gets one
-        (503, None, None),  # a 5xx that does not: the error goes to the caller
-        (500, None, None),
-        (409, "1", None),  # a conflict is an answer, not throttling
-        (404, None, None),
-    ],
-)
-def test_which_responses_are_retried_and_when(status: int, header: str | None, expected: float | None) -> None:
-    assert retry_after_seconds(status, header) == expected
+def kubeconfig(path: Path, server: str, user: dict[str, object]) -> Path:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": user}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 @dataclass
 class Endpoint:
-    """A local HTTP endpoint that answers with ``answers`` in turn (then 201) and records what it saw."""
+    """A local HTTP endpoint that answers with ``answers`` in turn (then 201) and records what it saw.
+
+    Only ``accepted`` tokens are let in (401 otherwise).
+    """
 
     url: str
-    answers: list[int] = field(default_factory=list)
+    directory: Path
+    answers: list[tuple[int, str | None]] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    accepted: set[str] = field(default_factory=lambda: {"t0"})
     clients: list[KubeClient] = field(default_factory=list)
 
-    def client_for(self, answers: list[int]) -> KubeClient:
+    def client_for(self, answers: list[tuple[int, str | None]], user: dict[str, object] | None = None) -> KubeClient:
         self.answers[:] = answers
-        client = KubeClient(Credentials(server=self.url))
+        config = kubeconfig(self.directory / f"kubeconfig-{len(self.clients)}", self.url, user or {"token": "t0"})
+        client = KubeClient(Login(str(config)))
         self.clients.append(client)
         return client
 
 
 @pytest.fixture
-async def endpoint(unused_tcp_port: int) -> AsyncIterator[Endpoint]:
-    served = Endpoint(f"http://127.0.0.1:{unused_tcp_port}")
+async def endpoint(unused_tcp_port: int, tmp_path: Path) -> AsyncIterator[Endpoint]:
+    served = Endpoint(f"http://127.0.0.1:{unused_tcp_port}", tmp_path)
 
     async def handler(request: web.Request) -> web.Response:
         served.seen.append(request.method)
-        status = served.answers.pop(0) if served.answers else 201
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        served.tokens.append(token)
+        if token not in served.accepted:
+            status, retry_after = 401, None
+        else:
+            status, retry_after = served.answers.pop(0) if served.answers else (201, None)
         body = {"kind": "Status", "reason": "TooManyRequests", "message": "slow down"} if status >= 400 else {}
-        return web.json_response(body, status=status, headers={"Retry-After": "0"} if status == 429 else None)
+        return web.json_response(body, status=status, headers={"Retry-After": retry_after} if retry_after else None)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
@@ -66,23 +80,45 @@ async def endpoint(unused_tcp_port: int) -> AsyncIterator[Endpoint]:
     await runner.cleanup()
 
 
+@pytest.mark.parametrize(
+    ("answer", "attempts"),
+    [
+        ((429, "0"), 2),  # API Priority and Fairness rejected it: wait as told, then again
+        ((503, "0"), 2),  # a 5xx that asks for a retry gets one
+        ((503, None), 1),  # a 5xx that does not: the error goes to the caller
+        ((500, None), 1),
+        ((409, "0"), 1),  # a conflict is an answer, not throttling
+        ((404, None), 1),
+    ],
+)
+async def test_which_responses_are_retried(endpoint: Endpoint, answer: tuple[int, str | None], attempts: int) -> None:
+    client = endpoint.client_for([answer])
+    if attempts == 1:
+        with pytest.raises(ApiError) as raised:
+            await client.get(kube.JOBS, "ml", "churn-v1")
+        assert raised.value.status == answer[0]
+    else:
+        await client.get(kube.JOBS, "ml", "churn-v1")  # the retry got the 201
+    assert len(endpoint.seen) == attempts
+
+
 async def test_a_throttled_post_is_retried_until_it_lands(endpoint: Endpoint) -> None:
-    client = endpoint.client_for([429, 429])
+    client = endpoint.client_for([(429, "0"), (429, "0")])
     await client.create(kube.JOBS, "ml", {"metadata": {"name": "churn-v1"}})
     assert endpoint.seen == ["POST", "POST", "POST"]
 
 
 async def test_retries_stop_after_client_gos_limit(endpoint: Endpoint) -> None:
-    client = endpoint.client_for([429] * (kube.MAX_THROTTLED_RETRIES + 1))
+    client = endpoint.client_for([(429, "0")] * ATTEMPTS)
     with pytest.raises(ApiError) as raised:
         await client.create(kube.JOBS, "ml", {"metadata": {"name": "churn-v1"}})
     assert raised.value.status == 429
     assert raised.value.reason == "TooManyRequests"
-    assert len(endpoint.seen) == kube.MAX_THROTTLED_RETRIES + 1
+    assert len(endpoint.seen) == ATTEMPTS
 
 
 async def test_a_plain_server_error_is_not_retried(endpoint: Endpoint) -> None:
-    client = endpoint.client_for([500])
+    client = endpoint.client_for([(500, None)])
     with pytest.raises(ApiError) as raised:
         await client.get(kube.JOBS, "ml", "churn-v1")
     assert raised.value.status == 500
@@ -90,7 +126,9 @@ async def test_a_plain_server_error_is_not_retried(endpoint: Endpoint) -> None:
 
 
 @pytest.fixture
-async def pager(unused_tcp_port: int) -> AsyncIterator[tuple[KubeClient, list[dict[str, str]], list[str]]]:
+async def pager(
+    unused_tcp_port: int, tmp_path: Path
+) -> AsyncIterator[tuple[KubeClient, list[dict[str, str]], list[str]]]:
     """An API server stand-in that serves a LIST of three Jobs in pages of ``limit``."""
     queries: list[dict[str, str]] = []
     paths: list[str] = []
@@ -110,7 +148,8 @@ async def pager(unused_tcp_port: int) -> AsyncIterator[tuple[KubeClient, list[di
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
-    client = KubeClient(Credentials(server=f"http://127.0.0.1:{unused_tcp_port}"))
+    config = kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{unused_tcp_port}", {"token": "t"})
+    client = KubeClient(Login(str(config)))
     yield client, queries, paths
     await client.close()
     await runner.cleanup()
@@ -141,3 +180,77 @@ async def test_a_list_of_all_namespaces_uses_the_cluster_wide_path(
     client, _, paths = pager
     [_ async for _ in client.list_pages(kube.SERVICES, None)]
     assert paths == ["/api/v1/services"]
+
+
+# ---------------------------------------------------------------- credentials
+async def test_a_401_logs_in_again_and_the_request_goes_through(endpoint: Endpoint) -> None:
+    """The token file is rotated and the old token revoked before the client noticed."""
+    token_file = endpoint.directory / "token"
+    token_file.write_text("t0")
+    client = endpoint.client_for([], user={"tokenFile": str(token_file)})
+    await client.get(kube.JOBS, "ml", "a")
+    token_file.write_text("t1")
+    endpoint.accepted = {"t1"}
+    await client.get(kube.JOBS, "ml", "b")
+    # The old token once more (the file is re-read a minute after the last read), refused,
+    # then the file's new token.
+    assert endpoint.tokens == ["t0", "t0", "t1"]
+
+
+async def test_credentials_refused_after_a_fresh_login_fail_with_the_401(endpoint: Endpoint) -> None:
+    client = endpoint.client_for([], user={"token": "revoked"})
+    with pytest.raises(ApiError) as raised:
+        await client.get(kube.JOBS, "ml", "a")
+    assert raised.value.status == 401
+    assert endpoint.tokens == ["revoked", "revoked"]  # one fresh login, then the error
+
+
+EXEC_PLUGIN = """
+import json, sys, pathlib
+from datetime import datetime, timedelta, timezone
+calls = pathlib.Path(sys.argv[1])
+n = len(calls.read_text().splitlines()) if calls.exists() else 0
+with calls.open("a") as f:
+    f.write("call\\n")
+expiry = datetime.now(timezone.utc) + timedelta(seconds=float(sys.argv[2]))
+print(json.dumps({
+    "apiVersion": "client.authentication.k8s.io/v1",
+    "kind": "ExecCredential",
+    "status": {"token": f"t{n}", "expirationTimestamp": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")},
+}))
+"""
+
+
+async def test_an_exec_plugin_runs_again_before_its_credential_expires(endpoint: Endpoint) -> None:
+    plugin = endpoint.directory / "plugin.py"
+    plugin.write_text(EXEC_PLUGIN)
+    calls = endpoint.directory / "calls"
+    user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": sys.executable,
+            "args": [str(plugin), str(calls), "3"],
+            "interactiveMode": "Never",
+        }
+    }
+    endpoint.accepted = {"t0", "t1", "t2"}
+    client = endpoint.client_for([], user=user)
+    await client.get(kube.JOBS, "ml", "a")
+    await client.get(kube.JOBS, "ml", "a")
+    assert calls.read_text().count("call") == 1  # cached while valid
+    login = client.login
+    first = await login.credentials()
+    assert first.renew_at is not None
+    # Due: the next request logs in first, and the plugin's new token goes out.
+    object.__setattr__(first, "renew_at", datetime.now(UTC) - timedelta(seconds=1))
+    await client.get(kube.JOBS, "ml", "a")
+    assert calls.read_text().count("call") == 2
+    assert endpoint.tokens == ["t0", "t0", "t1"]
+
+
+def test_credentials_are_renewed_a_tenth_of_their_life_early_within_bounds() -> None:
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    assert renew_time(now, None) is None  # no expiry known: only a 401 renews
+    assert renew_time(now, now + timedelta(seconds=20)) == now + timedelta(seconds=18)
+    assert renew_time(now, now + timedelta(seconds=5)) == now + timedelta(seconds=4)  # at least 1 s early
+    assert renew_time(now, now + timedelta(hours=10)) == now + timedelta(hours=10, minutes=-5)  # at most 5 min

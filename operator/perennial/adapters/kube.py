@@ -1,8 +1,9 @@
-"""The one Kubernetes API client of the operator: async, JSON in and out, rate-limited.
+"""The operator's Kubernetes API client: async, JSON in and out, on the official client.
 
 Watches are kopf's; this client does the writes and the rare reads a watch cannot
-answer. It authenticates with the same credentials kopf logged in with (``kopf.on.login``
-in ``perennial.main``), so the operator has one notion of "which cluster, as whom".
+answer. Both log in through the same ``Login`` (``perennial.adapters.login``; kopf via
+``kopf.on.login`` in ``perennial.main``), so the operator has one notion of "which
+cluster, as whom", and both pick up renewed credentials.
 
 Pacing: at most ``max_in_flight`` requests are open at once, and a 429 (API Priority and
 Fairness turning a request away) is retried after the server's ``Retry-After``, as
@@ -14,20 +15,20 @@ default, because a fixed QPS caps a busy operator far below what the server woul
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import ssl
-import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
+from kubernetes.aio.client.rest import RESTClientObject
+from kubernetes.aio.utils.retry import DEFAULT_RETRY_AFTER_BACKOFF, is_retry_after_response, on_retry_after_error
 
+from perennial import __version__
 from perennial.adapters import metrics
+from perennial.adapters.login import Credentials, Login
 from perennial.api.base import API_VERSION, GROUP, VERSION
 
 
@@ -73,6 +74,7 @@ LIST_PAGE_SIZE = 500
 
 # Server-side apply's field manager: `kubectl get -o yaml --show-managed-fields` shows it.
 FIELD_MANAGER = "perennial"
+USER_AGENT = f"perennial-operator/{__version__}"
 
 
 def resource_of(manifest: Mapping[str, Any]) -> Resource:
@@ -85,11 +87,13 @@ def resource_named(plural: str) -> Resource:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        # Read by the official client's retry helpers (Retry-After).
+        self.headers: Mapping[str, str] = headers or {}
 
     @property
     def not_found(self) -> bool:
@@ -102,21 +106,6 @@ class ApiError(Exception):
     @property
     def conflict(self) -> bool:
         return self.status == 409
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """What kopf's login produced, reduced to what an HTTP client needs."""
-
-    server: str
-    ca_data: bytes | str | None = None  # PEM, raw or base64 as in a kubeconfig
-    ca_path: str | None = None
-    insecure: bool = False
-    certificate_data: bytes | str | None = None
-    certificate_path: str | None = None
-    private_key_data: bytes | str | None = None
-    private_key_path: str | None = None
-    token: str | None = None
 
 
 class TokenBucket:
@@ -141,94 +130,61 @@ class TokenBucket:
                 await asyncio.sleep((1 - self.tokens) / self.qps)
 
 
-def _as_bytes(data: bytes | str | None) -> bytes | None:
-    if data is None:
-        return None
-    if isinstance(data, bytes):
-        return data
-    # kubeconfig *-data fields are base64; kopf passes them through decoded or not depending on source.
-    try:
-        return base64.b64decode(data, validate=True)
-    except ValueError:
-        return data.encode()
-
-
-def _ssl_context(credentials: Credentials) -> ssl.SSLContext | bool:
-    if credentials.insecure:
-        return False
-    context = ssl.create_default_context()
-    ca_data = _as_bytes(credentials.ca_data)
-    certificate_data = _as_bytes(credentials.certificate_data)
-    private_key_data = _as_bytes(credentials.private_key_data)
-    if credentials.ca_path:
-        context.load_verify_locations(cafile=credentials.ca_path)
-    elif ca_data:
-        context.load_verify_locations(cadata=ca_data.decode())
-    cert = credentials.certificate_path
-    key = credentials.private_key_path
-    if certificate_data and private_key_data:
-        # ssl loads client certificates from files only: a private temp dir, removed at once.
-        with tempfile.TemporaryDirectory() as directory:
-            cert = os.path.join(directory, "client.crt")
-            key = os.path.join(directory, "client.key")
-            with open(cert, "wb") as handle:
-                handle.write(certificate_data)
-            with os.fdopen(os.open(key, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as handle:
-                handle.write(private_key_data)
-            context.load_cert_chain(cert, key)
-        return context
-    if cert and key:
-        context.load_cert_chain(cert, key)
-    return context
-
-
-# client-go's limit for retries on Retry-After; each wait is capped so a confused server
-# cannot park a reconcile for long.
-MAX_THROTTLED_RETRIES = 10
-MAX_RETRY_AFTER_SECONDS = 10.0
-
-
-def retry_after_seconds(status: int, header: str | None) -> float | None:
-    """How long to wait before retrying a throttled request, or None when it must not be retried.
-
-    A 429 is always retried (APF rejected it before it ran, so even a POST is safe); a 5xx
-    only when the server asked for it with ``Retry-After``, as client-go does.
-    """
-    if status != 429 and not (status >= 500 and header):
-        return None
-    try:
-        seconds = float(header) if header else 1.0
-    except ValueError:
-        seconds = 1.0  # an HTTP-date: not worth parsing for a one-second default
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+# One API request's limit; the watches are kopf's and have their own.
+REQUEST_TIMEOUT_SECONDS = 60.0
+# A connection pool replaced by a login with new TLS material is closed this long after,
+# once the requests still using it have ended (they cannot outlive their timeout).
+RETIRED_POOL_GRACE_SECONDS = REQUEST_TIMEOUT_SECONDS + 5
 
 
 class KubeClient:
-    def __init__(
-        self, credentials: Credentials, *, qps: float = 0.0, burst: int = 100, max_in_flight: int = 32
-    ) -> None:
-        self.server = credentials.server.rstrip("/")
-        self._headers = {"Accept": "application/json", "User-Agent": "perennial-operator"}
-        if credentials.token:
-            self._headers["Authorization"] = f"Bearer {credentials.token}"
-        self._ssl = _ssl_context(credentials)
+    """JSON requests to the API server over the official client's transport.
+
+    ``kubernetes.aio`` provides the connection pool (TLS from the login's configuration)
+    and client-go's Retry-After semantics; ``Login`` the credentials, renewed before
+    they expire and after a 401. Objects stay plain dicts: the generated model classes
+    would cost about 35 MiB of memory and a conversion per request for nothing.
+    """
+
+    def __init__(self, login: Login, *, qps: float = 0.0, burst: int = 100, max_in_flight: int = 32) -> None:
+        self._login = login
         self._limiter = TokenBucket(qps, burst) if qps > 0 else None
         self._max_in_flight = max_in_flight
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: RESTClientObject | None = None
+        self._pool_transport: tuple[Any, ...] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    @property
+    def login(self) -> Login:
+        return self._login
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._max_in_flight),
-                timeout=aiohttp.ClientTimeout(total=60),
-            )
-        return self._session
+    def _pool_for(self, credentials: Credentials) -> RESTClientObject:
+        if self._pool is None or self._pool_transport != credentials.transport:
+            if self._pool is not None:
+                self._retire(self._pool)
+            configuration = credentials.configuration
+            configuration.connection_pool_maxsize = self._max_in_flight
+            configuration.retries = None  # Retry-After is handled in ``request`` for every verb
+            self._pool = RESTClientObject(configuration)
+            self._pool_transport = credentials.transport
+        return self._pool
+
+    def _retire(self, pool: RESTClientObject) -> None:
+        async def close_later() -> None:
+            await asyncio.sleep(RETIRED_POOL_GRACE_SECONDS)
+            await pool.close()
+
+        task = asyncio.create_task(close_later(), name="kube-pool-retire")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def request(
         self,
@@ -239,32 +195,65 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        data = json.dumps(body) if body is not None else None
-        headers = {"Content-Type": content_type} if body is not None else None
-        retries = 0
-        while True:
+        url_path = path + ("?" + urlencode(params) if params else "")
+        credentials = await self._login.credentials()
+        try:
+            return await self._send_paced(credentials, method, url_path, body, content_type)
+        except ApiError as error:
+            if error.status != 401:
+                raise
+        # Refused: a token revoked or rotated before we noticed. Log in again, once.
+        credentials = await self._login.refresh(credentials)
+        return await self._send_paced(credentials, method, url_path, body, content_type)
+
+    async def _send_paced(
+        self, credentials: Credentials, method: str, path: str, body: Mapping[str, Any] | None, content_type: str
+    ) -> dict[str, Any]:
+        """One request, retried as client-go does while the server answers 429 (or a 5xx) with Retry-After.
+
+        A 429 is API Priority and Fairness turning the request away before it ran, so
+        even a POST is safe to send again.
+        """
+
+        async def attempt() -> dict[str, Any]:
             if self._limiter is not None:
                 await self._limiter.take()
-            started = time.monotonic()
-            async with self._client().request(
-                method, self.server + path, data=data, params=params, headers=headers
-            ) as response:
-                payload = await response.read()
-                metrics.API_REQUESTS.labels(method=method, code=str(response.status)).inc()
-                metrics.API_REQUEST_DURATION.labels(method=method).observe(time.monotonic() - started)
-                document: dict[str, Any] = json.loads(payload) if payload else {}
-                if response.status < 400:
-                    return document
-                error = ApiError(
-                    response.status,
-                    str(document.get("reason") or response.reason or ""),
-                    str(document.get("message") or payload[:200].decode(errors="replace")),
-                )
-                wait = retry_after_seconds(response.status, response.headers.get("Retry-After"))
-            if wait is None or retries == MAX_THROTTLED_RETRIES:
-                raise error
-            retries += 1
-            await asyncio.sleep(wait)
+            return await self._send(credentials, method, path, body, content_type)
+
+        return await on_retry_after_error(DEFAULT_RETRY_AFTER_BACKOFF, is_retry_after_response, attempt)
+
+    async def _send(
+        self, credentials: Credentials, method: str, path: str, body: Mapping[str, Any] | None, content_type: str
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": USER_AGENT}
+        if credentials.authorization:
+            headers["Authorization"] = credentials.authorization
+        started = time.monotonic()
+        response = await self._pool_for(credentials).request(
+            method,
+            credentials.server + path,
+            headers=headers,
+            body=dict(body) if body is not None else None,
+            _request_timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+        )
+        try:
+            payload = await response.read()
+        finally:
+            response.response.release()
+        metrics.API_REQUESTS.labels(method=method, code=str(response.status)).inc()
+        metrics.API_REQUEST_DURATION.labels(method=method).observe(time.monotonic() - started)
+        try:
+            document: dict[str, Any] = json.loads(payload) if payload else {}
+        except ValueError:
+            document = {}  # a proxy's HTML error page: the status says enough
+        if response.status < 400:
+            return document
+        raise ApiError(
+            response.status,
+            str(document.get("reason") or response.reason or ""),
+            str(document.get("message") or payload[:200].decode(errors="replace")),
+            headers=response.headers,
+        )
 
     async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("GET", resource.path(namespace, name))
@@ -328,6 +317,10 @@ class KubeClient:
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
             content_type="application/apply-patch+yaml",
         )
+
+    async def replace(self, resource: Resource, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT the whole object; refused (409) unless its resourceVersion is the stored one."""
+        return await self.request("PUT", resource.path(namespace, name), body=body)
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("DELETE", resource.path(namespace, name), body={"propagationPolicy": "Background"})

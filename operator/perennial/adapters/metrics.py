@@ -97,6 +97,17 @@ RESYNCS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "perennial_leader",
+    "1 while this replica holds the leader election Lease and reconciles; 0 while it stands by.",
+    registry=REGISTRY,
+)
+LEADER_TRANSITIONS = Counter(
+    "perennial_leader_transitions_total",
+    "Times this replica started (became) or stopped (lost or released) leading.",
+    ["transition"],
+    registry=REGISTRY,
+)
 RESYNC_REMOVED = Counter(
     "perennial_resync_removed_total",
     "Cached objects a resync found deleted from the API server (their DELETED watch event was missed), by kind.",
@@ -142,6 +153,8 @@ for _result in RESULTS:
     RESYNCS.labels(result=_result)
 for _kind in WATCHED_KINDS:
     RESYNC_REMOVED.labels(kind=_kind)
+for _transition in ("started", "stopped"):
+    LEADER_TRANSITIONS.labels(transition=_transition)
 for _run_result in RUN_RESULTS:
     TRAINING_RUNS_FINISHED.labels(result=_run_result)
     TRAINING_DURATION.labels(result=_run_result)

@@ -133,6 +133,7 @@ class Controller(ABC):
     """
 
     kind: ClassVar[str]
+    store: ClassVar[str]  # the Cluster attribute caching this kind's objects
     # Reconciles mostly wait on the API server: enough workers to keep its pipeline full
     # (the client bounds requests in flight), one in flight per object.
     workers: ClassVar[int] = 16
@@ -157,9 +158,14 @@ class Controller(ABC):
         """Converge one object; returns seconds until it wants another look, or None."""
 
     def start(self) -> None:
+        """Start the workers with every cached object queued: a new leader looks at everything once."""
+        cache: ObjectStore = getattr(self.cluster, self.store)
+        for key in list(cache.keys()):
+            self.queue.add(key)
         self.queue.start()
 
     async def stop(self) -> None:
+        """Stop the workers at once (a reconcile in flight is cancelled); keys keep being queued."""
         await self.queue.stop()
 
 

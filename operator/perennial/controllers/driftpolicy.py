@@ -89,6 +89,7 @@ class _Evaluation:
 
 class DriftPolicyController(Controller):
     kind: ClassVar[str] = "DriftPolicy"
+    store: ClassVar[str] = "driftpolicies"
 
     def __init__(self, cluster: Cluster, prometheus: PrometheusClient) -> None:
         super().__init__(cluster)

@@ -52,6 +52,7 @@ class AllocationError(RuntimeError):
 
 class ModelDeploymentController(Controller):
     kind = KIND
+    store = "modeldeployments"
 
     def __init__(self, cluster: Cluster) -> None:
         super().__init__(cluster)

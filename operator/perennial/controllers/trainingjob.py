@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 class TrainingJobController(Controller):
     kind = "TrainingJob"
+    store = "trainingjobs"
 
     def __init__(self, cluster: Cluster) -> None:
         super().__init__(cluster)
