@@ -110,6 +110,7 @@ class Operator:
         for controller in self.controllers:
             await controller.stop()
         await self.cluster.events.stop(flush_timeout=0)
+        self.cluster.events.discard_pending()
 
     async def stop(self) -> None:
         if self.elector is not None:

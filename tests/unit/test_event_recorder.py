@@ -42,3 +42,11 @@ def test_an_event_names_its_object_and_is_stamped_by_perennial() -> None:
     assert event["reportingComponent"] == event["source"]["component"] == "perennial"
     assert event["reportingInstance"] == "operator-0"
     assert event["firstTimestamp"] == event["lastTimestamp"]
+
+
+async def test_pending_events_are_discarded_when_a_replica_stops_leading() -> None:
+    recorder = EventRecorder(KubeClient(Login("/nonexistent/kubeconfig")))
+    for _ in range(3):
+        recorder.record(SUBJECT, "Normal", "Counted", "event")
+    assert recorder.discard_pending() == 3
+    assert recorder.discard_pending() == 0

@@ -118,3 +118,57 @@ def test_a_bound_out_of_range_names_its_variable(name: str, value: str) -> None:
 def test_durations_are_read_in_seconds() -> None:
     settings = from_environment({"PERENNIAL_RESYNC_PERIOD": "1h30m", "PERENNIAL_TRAINING_START_DEADLINE": "45s"})
     assert (settings.resync_period_seconds, settings.training_start_deadline_seconds) == (5400, 45)
+
+
+def test_leader_election_is_on_by_default_with_client_gos_durations() -> None:
+    settings = from_environment({})
+    assert settings.leader_election
+    assert (settings.lease_namespace, settings.lease_name) == ("perennial-system", "perennial")
+    assert (
+        settings.lease_duration_seconds,
+        settings.lease_renew_deadline_seconds,
+        settings.lease_retry_period_seconds,
+    ) == (15.0, 10.0, 2.0)
+    assert settings.identity == ""  # the host name, filled in at start
+
+
+def test_the_lease_lives_in_the_pods_namespace_else_the_setting() -> None:
+    both = {"POD_NAMESPACE": "ops", "PERENNIAL_LEASE_NAMESPACE": "elsewhere", "POD_NAME": "perennial-7d9-x2"}
+    assert from_environment(both).lease_namespace == "ops"
+    assert from_environment(both).identity == "perennial-7d9-x2"
+    assert from_environment({"PERENNIAL_LEASE_NAMESPACE": "elsewhere"}).lease_namespace == "elsewhere"
+    assert from_environment({"POD_NAMESPACE": " "}).lease_namespace == "perennial-system"
+
+
+def test_lease_timings_are_read_and_off_is_possible() -> None:
+    settings = from_environment(
+        {
+            "PERENNIAL_LEADER_ELECTION": "False",
+            "PERENNIAL_LEASE_NAME": "ml-operator.perennial",
+            "PERENNIAL_LEASE_DURATION": "1m",
+            "PERENNIAL_LEASE_RENEW_DEADLINE": "40s",
+            "PERENNIAL_LEASE_RETRY_PERIOD": "5s",
+        }
+    )
+    assert not settings.leader_election
+    assert settings.lease_name == "ml-operator.perennial"
+    assert (settings.lease_duration_seconds, settings.lease_renew_deadline_seconds) == (60.0, 40.0)
+    assert settings.lease_retry_period_seconds == 5.0
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PERENNIAL_LEADER_ELECTION": "yes"}, "PERENNIAL_LEADER_ELECTION"),
+        ({"PERENNIAL_LEASE_NAME": "Perennial_Lease"}, "PERENNIAL_LEASE_NAME"),
+        ({"POD_NAMESPACE": "Ops"}, "POD_NAMESPACE"),
+        ({"PERENNIAL_LEASE_NAMESPACE": "a" * 64}, "PERENNIAL_LEASE_NAMESPACE"),
+        ({"PERENNIAL_LEASE_DURATION": "0.5s"}, "PERENNIAL_LEASE_DURATION"),
+        # The leader must give up before anyone may take over, and retry within its deadline.
+        ({"PERENNIAL_LEASE_DURATION": "10s"}, "PERENNIAL_LEASE_RENEW_DEADLINE"),
+        ({"PERENNIAL_LEASE_RETRY_PERIOD": "9s"}, "PERENNIAL_LEASE_RETRY_PERIOD"),
+    ],
+)
+def test_a_bad_lease_setting_names_its_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(InvalidSettingsError, match=named):
+        from_environment(env)

@@ -121,3 +121,17 @@ async def test_depth_and_wait_are_exported_per_kind() -> None:
     await queue.stop()
     assert sample("perennial_workqueue_depth") == 0
     assert sample("perennial_workqueue_wait_seconds_count") - waited_before == 2
+
+
+async def test_a_queue_stopped_and_started_again_keeps_keys_and_schedules_new_looks() -> None:
+    """A replica that lost and regained the Lease: timers of the first term do not block new ones."""
+    calls: list[Key] = []
+    queue = WorkQueue("Terms", recorder(calls), workers=1)
+    queue.start()
+    queue.add_after(A, 0.05)  # a look scheduled in the first term, cancelled by the stop
+    await queue.stop()
+    queue.add(B)  # queued while standing by
+    queue.add_after(A, 0.1)  # the second term's look at A, later than the cancelled one
+    queue.start()
+    await eventually(lambda: sorted(calls) == [A, B])
+    await queue.stop()

@@ -75,6 +75,15 @@ class EventRecorder:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._send(), name=f"event-sender-{i}") for i in range(self._senders)]
 
+    def discard_pending(self) -> int:
+        """Drop every Event not yet posted (a replica that stopped leading); returns how many."""
+        dropped = 0
+        while not self._backlog.empty():
+            self._backlog.get_nowait()
+            self._backlog.task_done()
+            dropped += 1
+        return dropped
+
     async def stop(self, flush_timeout: float = 5.0) -> None:
         """Post what is queued (for at most ``flush_timeout`` seconds), then stop the senders."""
         if self._tasks:

@@ -50,8 +50,10 @@ class WorkQueue:
         self._tasks = [asyncio.create_task(self._worker(), name=f"{self.name}-{i}") for i in range(self._workers)]
 
     async def stop(self) -> None:
+        """Stop the workers and the scheduled looks; queued keys stay for the next ``start``."""
         for timer in self._timers.values():
             timer.cancel()
+        self._timers.clear()  # a cancelled timer must not stand in for a later ``add_after``
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
