@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import yaml
+from tests.support import delivery
 from tests.support.cluster import ClusterInfo
 from tests.support.operator import operator_kubeconfig
 
 from benchmarks.scale import (
     PERENNIAL,
-    REPO_ROOT,
     Operator,
     create_namespace,
     delete_namespace,
@@ -44,18 +43,6 @@ from benchmarks.scale import (
 )
 
 POLL_SECONDS = 0.02
-
-
-def chart_election_env() -> dict[str, str]:
-    """The chart's leader election settings, as its Deployment gives them to the pods."""
-    documents = yaml.safe_load_all((REPO_ROOT / "manifests" / "deployment.yaml").read_text())
-    (deployment,) = [d for d in documents if d and d.get("kind") == "Deployment"]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return {
-        e["name"]: e["value"]
-        for e in container["env"]
-        if "value" in e and e["name"].startswith(("PERENNIAL_LEASE", "PERENNIAL_LEADER"))
-    }
 
 
 async def gauge(session: aiohttp.ClientSession, operator: Operator, name: str) -> float:
@@ -98,7 +85,7 @@ async def main_async(kills: int, models: int) -> list[Kill]:
     namespace = await create_namespace(api, "failover")
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"perennial-{namespace}"
     workdir.mkdir(parents=True, exist_ok=True)
-    election = chart_election_env()
+    election = delivery.leader_election_env()
     lease_duration = float(election["PERENNIAL_LEASE_DURATION"].removesuffix("s"))
     # The ServiceAccount may hold Leases in perennial-system only (the chart's Role).
     kubeconfig = operator_kubeconfig(ClusterInfo.from_env_file(cluster.env_file))

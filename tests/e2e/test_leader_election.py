@@ -21,34 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
+from tests.support import delivery
 from tests.support.cluster import ClusterInfo
 from tests.support.operator import RunningOperator, api_requests, leader_gauge, subprocess_operator
 from tests.support.resources import GROUP, VERSION, apply, get_custom, simulated_model, wait_for_status
 from tests.support.waiting import StopWaitingError, wait_until
 
 MODEL = "churn"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 pytestmark = pytest.mark.timeout(300)
-
-
-def chart_election_env() -> dict[str, str]:
-    """The leader election settings the chart's Deployment gives its pods."""
-    documents = yaml.safe_load_all((REPO_ROOT / "manifests" / "deployment.yaml").read_text())
-    (deployment,) = [d for d in documents if d and d.get("kind") == "Deployment"]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    assert deployment["spec"]["replicas"] == 2
-    return {name: value for name, value in env.items() if name.startswith(("PERENNIAL_LEASE", "PERENNIAL_LEADER"))}
 
 
 @contextmanager
 def replicas(cluster: ClusterInfo, namespace: str, tmp_path: Path, count: int = 2) -> Iterator[list[RunningOperator]]:
     """``count`` replicas started together, campaigning for one Lease; yields once one leads."""
-    env = {**chart_election_env(), "PERENNIAL_LEASE_NAME": f"ha-{uuid.uuid4().hex[:10]}"}
+    env = {**delivery.leader_election_env(), "PERENNIAL_LEASE_NAME": f"ha-{uuid.uuid4().hex[:10]}"}
     with ExitStack() as stack:
         running = [
             stack.enter_context(

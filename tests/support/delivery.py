@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import yaml
 from localcluster import versions
 from localcluster.build import binary_paths, cache_root
 
@@ -61,6 +62,18 @@ CHECKOV_SKIPS: Mapping[str, str] = {
 
 class DeliveryError(RuntimeError):
     pass
+
+
+def leader_election_env(root: Path = REPO_ROOT) -> dict[str, str]:
+    """The leader election settings the chart's Deployment (``manifests/``) gives its pods."""
+    documents = yaml.safe_load_all((root / "manifests" / "deployment.yaml").read_text())
+    (deployment,) = [d for d in documents if d and d.get("kind") == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {
+        e["name"]: e["value"]
+        for e in container["env"]
+        if "value" in e and e["name"].startswith(("PERENNIAL_LEASE", "PERENNIAL_LEADER"))
+    }
 
 
 def helm_path() -> Path:
