@@ -127,7 +127,16 @@ class Login:
             return self._current
 
     async def _load(self) -> Credentials:
-        return self._load_in_cluster() if in_cluster() else await self._load_kubeconfig()
+        first = self._current is None
+        credentials = self._load_in_cluster() if in_cluster() else await self._load_kubeconfig()
+        logger.log(
+            logging.INFO if first else logging.DEBUG,
+            "credentials for %s from %s%s",
+            credentials.server,
+            credentials.source,
+            f", renewed from {credentials.renew_at.isoformat()}" if credentials.renew_at else "",
+        )
+        return credentials
 
     def _load_in_cluster(self) -> Credentials:
         configuration = Configuration()
