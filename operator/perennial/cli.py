@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
 import sys
+import types
 from datetime import UTC, datetime
 
 from perennial import __version__
@@ -22,8 +24,31 @@ def _version_text() -> str:
     return "\n".join(parts)
 
 
+def _skip_the_eager_kubernetes_package() -> None:
+    """Import ``kubernetes.*`` submodules without running ``kubernetes/__init__.py``.
+
+    That file imports the whole synchronous client (API classes, dynamic client, websocket
+    streams, informers: 12 MiB of memory in a process), although the operator uses only
+    ``kubernetes.aio``'s config and REST layers and kopf only two model classes (to
+    recognise them in ``kopf.adopt``). A package object that knows where its submodules
+    live is all the import system needs. Only for ``perennial run`` (a fresh process):
+    code that imports ``kubernetes`` itself first, as the tests do, gets the whole package.
+    """
+    if "kubernetes" in sys.modules:
+        return
+    spec = importlib.util.find_spec("kubernetes")
+    if spec is None or spec.submodule_search_locations is None:
+        return
+    package = types.ModuleType("kubernetes")
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__spec__ = spec
+    package.__file__ = spec.origin
+    sys.modules["kubernetes"] = package
+
+
 def _run(config: Settings) -> int:
     # Imported here so `perennial version` stays fast and needs no cluster libraries.
+    _skip_the_eager_kubernetes_package()
     import kopf
 
     import perennial.main  # noqa: F401 - registers the handlers

@@ -254,3 +254,14 @@ def test_credentials_are_renewed_a_tenth_of_their_life_early_within_bounds() -> 
     assert renew_time(now, now + timedelta(seconds=20)) == now + timedelta(seconds=18)
     assert renew_time(now, now + timedelta(seconds=5)) == now + timedelta(seconds=4)  # at least 1 s early
     assert renew_time(now, now + timedelta(hours=10)) == now + timedelta(hours=10, minutes=-5)  # at most 5 min
+
+
+def test_the_environments_proxy_is_resolved_once_per_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert kube.environment_proxy("https://10.0.0.1:6443") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "kubernetes.default.svc,127.0.0.1")
+    assert kube.environment_proxy("https://api.example.com:6443") == "http://proxy.corp:3128"
+    assert kube.environment_proxy("https://127.0.0.1:6443") is None
+    assert kube.environment_proxy("https://kubernetes.default.svc") is None

@@ -20,7 +20,8 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 from kubernetes.aio.client.rest import RESTClientObject
@@ -137,6 +138,14 @@ REQUEST_TIMEOUT_SECONDS = 60.0
 RETIRED_POOL_GRACE_SECONDS = REQUEST_TIMEOUT_SECONDS + 5
 
 
+def environment_proxy(url: str) -> str | None:
+    """The proxy ``HTTPS_PROXY``/``HTTP_PROXY`` name for ``url``, unless ``NO_PROXY`` exempts it."""
+    parts = urlsplit(url)
+    if not parts.hostname or proxy_bypass(parts.hostname):
+        return None
+    return getproxies().get(parts.scheme)
+
+
 class KubeClient:
     """JSON requests to the API server over the official client's transport.
 
@@ -173,6 +182,11 @@ class KubeClient:
             configuration = credentials.configuration
             configuration.connection_pool_maxsize = self._max_in_flight
             configuration.retries = None  # Retry-After is handled in ``request`` for every verb
+            # The client's session trusts the environment, and aiohttp then looks up
+            # proxies and ~/.netrc in a worker thread for every request: five times the
+            # CPU of the request itself. The environment's proxy is resolved once here.
+            configuration.client_session_kwargs = {"trust_env": False}
+            configuration.proxy = configuration.proxy or environment_proxy(str(configuration.host))
             self._pool = RESTClientObject(configuration)
             self._pool_transport = credentials.transport
         return self._pool
