@@ -41,6 +41,7 @@ class PromotingWriter(Controller):
     """
 
     kind = "ModelDeployment"
+    store = "modeldeployments"
 
     def __init__(self, cluster: Cluster, meanwhile: Callable[[], None]) -> None:
         super().__init__(cluster)
