@@ -106,20 +106,20 @@ class Operator:
 
     async def follow(self) -> None:
         """Stop every writer now; Events not yet posted are dropped (a new leader tells its own story)."""
+        await self._stop_writers(flush_timeout=0)
+        self.cluster.events.discard_pending()
+
+    async def _stop_writers(self, flush_timeout: float) -> None:
         await self.resync.stop()
         for controller in self.controllers:
             await controller.stop()
-        await self.cluster.events.stop(flush_timeout=0)
-        self.cluster.events.discard_pending()
+        await self.cluster.events.stop(flush_timeout=flush_timeout)
 
     async def stop(self) -> None:
         if self.elector is not None:
             await self.elector.stop()  # follows (if leading) and releases the Lease
         else:
-            await self.resync.stop()
-            for controller in self.controllers:
-                await controller.stop()
-            await self.cluster.events.stop()
+            await self._stop_writers(flush_timeout=5.0)  # the only writer: its Events are posted
         await self.cluster.client.close()
         await self.prometheus.close()
 

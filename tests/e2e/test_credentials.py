@@ -49,12 +49,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 from kubernetes import client
 
 from tests.support import delivery
 from tests.support.cluster import ClusterInfo
-from tests.support.operator import OPERATOR_USER, api_requests, operator_kubeconfig, subprocess_operator
+from tests.support.operator import (
+    OPERATOR_USER,
+    admin_cluster_entry,
+    api_requests,
+    kubeconfig_with_user,
+    operator_kubeconfig,
+    subprocess_operator,
+    whoami,
+)
 from tests.support.resources import apply, simulated_model, wait_for_status
 from tests.support.waiting import wait_until
 
@@ -70,53 +77,18 @@ WORK_SECONDS = 90.0
 
 
 # ---------------------------------------------------------------- tokens, kubeconfigs, kubectl
-def admin_cluster_entry(cluster: ClusterInfo) -> dict[str, Any]:
-    """The admin kubeconfig's cluster entry: the API server's URL and its CA."""
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    (entry,) = admin["clusters"]
-    return dict(entry["cluster"])
-
-
-def kubeconfig_with_user(cluster: ClusterInfo, user: dict[str, Any], path: Path) -> Path:
-    """A kubeconfig with the admin's server and CA, and ``user`` (no client certificate)."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": admin_cluster_entry(cluster)}],
-        "users": [{"name": "perennial", "user": user}],
-        "contexts": [{"name": "perennial", "context": {"cluster": "local", "user": "perennial"}}],
-        "current-context": "perennial",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
-
-
-def whoami(cluster: ClusterInfo, token: str, scratch: Path) -> subprocess.CompletedProcess[str]:
+def whoami_with_token(cluster: ClusterInfo, token: str, scratch: Path) -> subprocess.CompletedProcess[str]:
     """``kubectl auth whoami`` with ``token`` alone."""
     kubeconfig = kubeconfig_with_user(cluster, {"token": token}, scratch / f"token-{uuid.uuid4().hex[:8]}.kubeconfig")
     try:
-        return subprocess.run(
-            [
-                str(cluster.kubectl),
-                "--kubeconfig",
-                str(kubeconfig),
-                "auth",
-                "whoami",
-                "-o",
-                "jsonpath={.status.userInfo.username}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return whoami(cluster, kubeconfig)
     finally:
         kubeconfig.unlink()
 
 
 def token_refused(cluster: ClusterInfo, token: str, scratch: Path) -> bool:
     """The API server answers 401 to ``token`` (not any other failure)."""
-    result = whoami(cluster, token, scratch)
+    result = whoami_with_token(cluster, token, scratch)
     return result.returncode != 0 and "Unauthorized" in result.stderr
 
 
@@ -450,7 +422,7 @@ def test_exec_plugin_credentials_are_renewed_before_expiry_with_no_401_through_9
         # The first credential the plugin handed out is refused now: revocation is no pretence.
         first = handed_out[0]
         assert first.secret in revoker.revoked
-        assert token_refused(cluster, first.token, tmp_path), whoami(cluster, first.token, tmp_path)
+        assert token_refused(cluster, first.token, tmp_path), whoami_with_token(cluster, first.token, tmp_path)
 
 
 # ---------------------------------------------------------------- 2. rotated in-cluster token
@@ -586,5 +558,5 @@ def test_rotated_in_cluster_token_is_picked_up_and_the_revoked_one_never_stops_t
         if codes(requests, "401") or unauthorized_lines(log_text):
             assert "logging in again" in log_text, "\n".join(unauthorized_lines(log_text)[:20])
         # The rotated token is the ServiceAccount's and still good; the first one is refused.
-        assert whoami(cluster, second, tmp_path).stdout == OPERATOR_USER
+        assert whoami_with_token(cluster, second, tmp_path).stdout == OPERATOR_USER
         assert token_refused(cluster, first, tmp_path)

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from kopf.testing import KopfRunner
@@ -72,18 +73,20 @@ def _healthy(url: str) -> bool:
 _kubeconfigs: dict[Path, Path] = {}
 
 
-def service_account_kubeconfig(cluster: ClusterInfo, path: Path, duration: str = "6h") -> Path:
-    """A kubeconfig with the admin's server and CA, and only the ServiceAccount's token."""
-    token = cluster.kubectl_run(
-        "create", "token", delivery.SERVICE_ACCOUNT, "-n", delivery.NAMESPACE, f"--duration={duration}"
-    ).stdout.strip()
+def admin_cluster_entry(cluster: ClusterInfo) -> dict[str, Any]:
+    """The admin kubeconfig's cluster entry: the API server's URL and its CA."""
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     (entry,) = admin["clusters"]
+    return dict(entry["cluster"])
+
+
+def kubeconfig_with_user(cluster: ClusterInfo, user: dict[str, Any], path: Path) -> Path:
+    """A kubeconfig with the admin's server and CA, and ``user`` (no admin certificate)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "local", "cluster": entry["cluster"]}],
-        "users": [{"name": "perennial", "user": {"token": token}}],
+        "clusters": [{"name": "local", "cluster": admin_cluster_entry(cluster)}],
+        "users": [{"name": "perennial", "user": user}],
         "contexts": [{"name": "perennial", "context": {"cluster": "local", "user": "perennial"}}],
         "current-context": "perennial",
     }
@@ -92,8 +95,17 @@ def service_account_kubeconfig(cluster: ClusterInfo, path: Path, duration: str =
     return path
 
 
-def _who(cluster: ClusterInfo, kubeconfig: Path) -> str:
-    result = subprocess.run(
+def service_account_kubeconfig(cluster: ClusterInfo, path: Path, duration: str = "6h") -> Path:
+    """A kubeconfig with the admin's server and CA, and only the ServiceAccount's token."""
+    token = cluster.kubectl_run(
+        "create", "token", delivery.SERVICE_ACCOUNT, "-n", delivery.NAMESPACE, f"--duration={duration}"
+    ).stdout.strip()
+    return kubeconfig_with_user(cluster, {"token": token}, path)
+
+
+def whoami(cluster: ClusterInfo, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
+    """``kubectl auth whoami`` with ``kubeconfig``'s credentials."""
+    return subprocess.run(
         [
             str(cluster.kubectl),
             "--kubeconfig",
@@ -107,6 +119,10 @@ def _who(cluster: ClusterInfo, kubeconfig: Path) -> str:
         text=True,
         timeout=60,
     )
+
+
+def _who(cluster: ClusterInfo, kubeconfig: Path) -> str:
+    result = whoami(cluster, kubeconfig)
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
