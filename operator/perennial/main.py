@@ -10,6 +10,7 @@ import logging
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import kopf
@@ -186,13 +187,23 @@ def _login(memo: kopf.Memo) -> Login:
     return login
 
 
+# kopf keeps the credentials it is given until they expire, then closes their connections:
+# watches started on credentials about to expire would be cut again at once, mid-request
+# (kopf logs an ERROR for each). So kopf gets credentials that stay valid at least this long.
+KOPF_CREDENTIALS_FRESH_FOR = timedelta(seconds=5)
+
+
 @kopf.on.login()
 async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    return await kopf_connection_info(memo)
+
+
+async def kopf_connection_info(memo: kopf.Memo) -> kopf.ConnectionInfo:
     """kopf's credentials: the same Login as the operator's client, renewed the same way."""
     shared = _login(memo)
     given = getattr(memo, "kopf_credentials", None)
     try:
-        credentials = await shared.credentials()
+        credentials = await shared.credentials(fresh_for=KOPF_CREDENTIALS_FRESH_FOR)
         if credentials is given:
             # kopf asks again while nothing is due: the API server refused what it had (401).
             credentials = await shared.refresh(given)

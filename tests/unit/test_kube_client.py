@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import kopf
 import pytest
 import yaml
 from aiohttp import web
 
+from perennial import main
 from perennial.adapters import kube
 from perennial.adapters.kube import ApiError, KubeClient
 from perennial.adapters.login import Login, renew_time
@@ -265,3 +267,56 @@ def test_the_environments_proxy_is_resolved_once_per_server(monkeypatch: pytest.
     assert kube.environment_proxy("https://api.example.com:6443") == "http://proxy.corp:3128"
     assert kube.environment_proxy("https://127.0.0.1:6443") is None
     assert kube.environment_proxy("https://kubernetes.default.svc") is None
+
+
+def exec_plugin_user(directory: Path, calls: Path, lifetime_seconds: float) -> dict[str, object]:
+    plugin = directory / "plugin.py"
+    plugin.write_text(EXEC_PLUGIN)
+    return {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": sys.executable,
+            "args": [str(plugin), str(calls), str(lifetime_seconds)],
+            "interactiveMode": "Never",
+        }
+    }
+
+
+def exec_plugin_login(directory: Path, calls: Path) -> Login:
+    """A Login through an exec plugin whose credentials last 10 minutes."""
+    user = exec_plugin_user(directory, calls, 600)
+    return Login(str(kubeconfig(directory / "kubeconfig", "https://127.0.0.1:1", user)))
+
+
+@pytest.mark.parametrize("left", [timedelta(milliseconds=50), timedelta(seconds=4)])
+async def test_kopf_is_never_handed_credentials_about_to_fall_due(tmp_path: Path, left: timedelta) -> None:
+    """kopf cuts the watches it started on credentials when they expire: handed ones about to
+    fall due, it cuts the watches it has just restarted (seen in CI: handed with 21 ms left)."""
+    calls = tmp_path / "calls"
+    login = exec_plugin_login(tmp_path, calls)
+    memo = kopf.Memo(login=login)
+    first = await main.kopf_connection_info(memo)
+    assert first.expiration is not None
+    assert first.expiration - datetime.now(UTC) > timedelta(minutes=5)
+    # The operator's own client renews them when due, and uses the new ones until they are due.
+    object.__setattr__(await login.credentials(), "renew_at", datetime.now(UTC) - timedelta(seconds=1))
+    second = await login.credentials()
+    object.__setattr__(second, "renew_at", datetime.now(UTC) + left)
+    assert await login.credentials() is second
+    assert calls.read_text().count("call") == 2
+    # kopf, asking now that its own are past due, gets new ones, not the second about to fall due.
+    renewed = await main.kopf_connection_info(memo)
+    assert calls.read_text().count("call") == 3
+    assert renewed.token not in (first.token, second.token)
+    assert renewed.expiration is not None
+    assert renewed.expiration - datetime.now(UTC) > main.KOPF_CREDENTIALS_FRESH_FOR
+
+
+async def test_kopf_keeps_credentials_with_time_left(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    login = exec_plugin_login(tmp_path, calls)
+    cached = await login.credentials()
+    object.__setattr__(cached, "renew_at", datetime.now(UTC) + main.KOPF_CREDENTIALS_FRESH_FOR * 3)
+    given = await main.kopf_connection_info(kopf.Memo(login=login))
+    assert given.token == cached.token
+    assert calls.read_text().count("call") == 1

@@ -108,13 +108,17 @@ class Login:
         self._loader: kube_config.KubeConfigLoader | None = None
         self._lock = asyncio.Lock()
 
-    async def credentials(self) -> Credentials:
-        """The credentials to use now: the cached ones unless they are due for renewal."""
+    async def credentials(self, fresh_for: timedelta = timedelta(0)) -> Credentials:
+        """The credentials to use now: the cached ones unless they are due for renewal.
+
+        ``fresh_for``: also renew the cached ones if they fall due within that time (for a
+        holder that keeps them until they expire, as kopf does).
+        """
         current = self._current
-        if current is not None and not current.due():
+        if current is not None and not current.due(datetime.now(UTC) + fresh_for):
             return current
         async with self._lock:
-            if self._current is None or self._current.due():
+            if self._current is current or self._current is None:  # nobody logged in meanwhile
                 self._current = await self._load()
             return self._current
 
