@@ -80,12 +80,13 @@ cluster-build: install ## only build and cache the control-plane binaries
 	$(BIN)/python -m localcluster build --profile $(PROFILE)
 
 .PHONY: run
-run: install ## run the operator locally against the local cluster
+run: install ## run the operator locally against the local cluster, as its ServiceAccount from manifests/
 	env_file=$$($(BIN)/python -m localcluster up --profile $(PROFILE) | tail -n1); \
 	set -a; . "$$env_file"; set +a; \
+	$$KUBECTL apply --server-side --force-conflicts -f crds/ >/dev/null; \
+	KUBECONFIG=$$($(BIN)/python -m localcluster operator-kubeconfig) \
 	PERENNIAL_METRICS_ADDRESS=$${PERENNIAL_METRICS_ADDRESS:-127.0.0.1} \
 	PERENNIAL_PROMETHEUS_URL=$${PERENNIAL_PROMETHEUS_URL:-$${PROMETHEUS_URL:-}} \
-	PERENNIAL_LEASE_NAMESPACE=$${PERENNIAL_LEASE_NAMESPACE:-default} \
 	exec $(BIN)/perennial run
 
 # ---------------------------------------------------------------- delivery

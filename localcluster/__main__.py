@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("down", help="stop every recorded process and delete the cluster state")
     commands.add_parser("status", help="show the recorded processes")
     commands.add_parser("demo", help="bring up the full cluster and show it working")
+    commands.add_parser(
+        "operator-kubeconfig",
+        help="install the operator's ServiceAccount and RBAC from manifests/, print the path of its kubeconfig",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "demo":
@@ -36,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name:<24} {path}")
         elif args.command == "down":
             LocalCluster().down()
+        elif args.command == "operator-kubeconfig":
+            print(LocalCluster().operator_kubeconfig())
         else:
             print(LocalCluster().status())
     except ClusterError as error:

@@ -35,6 +35,8 @@ from localcluster.errors import ClusterError, tail
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES_DIR = Path(__file__).resolve().parent / "stages"
+# Where manifests/ installs the operator, and as whom it runs (charts/perennial defaults).
+OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT = "perennial-system", "perennial"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 FAKE_NODE = "kwok-node-0"
@@ -169,6 +171,20 @@ class LocalCluster:
         if result.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
+
+    def operator_kubeconfig(self) -> Path:
+        """Install the operator's identity as `kubectl apply -k manifests/` does (its namespace,
+        ServiceAccount, RBAC and the admission policy on TrainingJob ownership, not the
+        Deployment: pods are simulated here) and return a kubeconfig with only that
+        ServiceAccount's token, for an operator process run on this machine (`make run`,
+        `make demo`). Its Lease lives in the install's namespace, where its RBAC allows one."""
+        manifests = REPO_ROOT / "manifests"
+        for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "ownership-policy.yaml"):
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifests / name))
+        token = self.kubectl("create", "token", OPERATOR_SERVICE_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=24h")
+        path = self.dir / "operator.kubeconfig"
+        pki.write_token_kubeconfig(path, self.pki, self.api_url(), OPERATOR_SERVICE_ACCOUNT, token.strip())
+        return path
 
     def wait_established(self, *crds: str, timeout: float = 60) -> None:
         """Wait until every named CRD (``crd/<plural>.<group>``) is Established.

@@ -22,7 +22,7 @@ from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
-from localcluster.cluster import REPO_ROOT, LocalCluster
+from localcluster.cluster import OPERATOR_NAMESPACE, REPO_ROOT, LocalCluster
 from localcluster.errors import ClusterError
 
 NAMESPACE = "perennial-demo"
@@ -35,14 +35,17 @@ metadata: {name: churn}
 spec:
   training:
     image: registry.example/churn-trainer:2.3.0
-    dataset: {uri: "s3://data/churn/2026-11-20/", version: "2026-11-20"}
+    # Fresh data per trigger: each run trains on the 24h before it was triggered.
+    dataset: {uri: "s3://data/{model}/{triggerDate}/", version: "{triggerTime}", window: 24h}
     output: {modelUri: "s3://models/{model}/{version}"}
     validation: [{metric: auc, min: 0.90}]
     # The local cluster simulates pods (README, "Simulation contract"): the trainer
-    # "runs" 3s and reports these metrics through its termination message.
+    # "runs" 3s and reports these metrics through its termination message; given a
+    # champion to beat, it also scores the champion on its own holdout (champion_auc).
     podAnnotations:
       sim.perennial.dev/duration: 3s
       sim.perennial.dev/result: '{"metrics": {"auc": 0.934, "loss": 0.21}}'
+      sim.perennial.dev/champion-result: '{"metrics": {"auc": 0.941, "loss": 0.2, "champion_auc": 0.917}}'
   serving:
     image: registry.example/churn-server:1.9.0
     replicas: 2
@@ -99,13 +102,13 @@ def _set_targets(targets_file: Path, address: str | None) -> None:
 
 
 @contextmanager
-def _operator(cluster: LocalCluster, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _operator(cluster: LocalCluster, kubeconfig: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
-        "KUBECONFIG": str(cluster.admin_kubeconfig),
+        # As the operator's ServiceAccount, with the RBAC a user installs: never the admin.
+        "KUBECONFIG": str(kubeconfig),
         "PERENNIAL_NAMESPACES": NAMESPACE,
-        # The leader election Lease beside the demo's models (no perennial-system here).
-        "PERENNIAL_LEASE_NAMESPACE": NAMESPACE,
+        "PERENNIAL_LEASE_NAMESPACE": OPERATOR_NAMESPACE,
         "PERENNIAL_PROMETHEUS_URL": cluster.prometheus_url(),
         "PERENNIAL_METRICS_ADDRESS": "127.0.0.1",
         "PERENNIAL_METRICS_PORT": str(_free_port()),
@@ -189,11 +192,12 @@ def run() -> int:
     env_file = cluster.up("full")
     _say(cluster.kubectl("get", "nodes"))
 
-    _say("== 2/5  install the CRDs, start the operator and a drift exporter")
+    _say("== 2/5  install Perennial (CRDs, ServiceAccount, RBAC), start the operator and a drift exporter")
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
     cluster.wait_established(
         "crd/modeldeployments.perennial.dev", "crd/driftpolicies.perennial.dev", "crd/trainingjobs.perennial.dev"
     )
+    kubeconfig = cluster.operator_kubeconfig()
     if NAMESPACE in cluster.kubectl("get", "namespaces", "-o", "name"):
         _say(f"  removing the previous run's namespace {NAMESPACE}")
         cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=120s")
@@ -202,7 +206,7 @@ def run() -> int:
     _set_targets(cluster.targets_file, exporter.address)
     log_path = cluster.logs / "operator-demo.log"
     try:
-        with _operator(cluster, log_path):
+        with _operator(cluster, kubeconfig, log_path):
             _say(f"  operator log: {log_path}")
             cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=DEMO_OBJECTS)
             _say(f"\n== 3/5  ModelDeployment churn: initial training, gates, first rollout (namespace {NAMESPACE})")
@@ -243,10 +247,13 @@ def run() -> int:
     _say("\nLineage (status.versions):")
     for record in model.get("versions") or []:
         trigger = record.get("trigger", {})
+        dataset = record.get("dataset", {})
         _say(
             f"  v{record['version']}  {record.get('state', ''):<8} trigger={trigger.get('reason', '')}"
             f"{(' ' + trigger.get('detail', '')) if trigger.get('reason') == 'Drift' else ''}"
-            f"  auc={record.get('metrics', {}).get('auc')}  decision={record.get('decision', {}).get('reason', '')}"
+            f"  auc={record.get('metrics', {}).get('auc')}\n"
+            f"      data={dataset.get('uri')} window {dataset.get('windowStart')} .. {dataset.get('windowEnd')}\n"
+            f"      decision={record.get('decision', {}).get('reason', '')}"
         )
     _say(
         f"\nTime to recover: {recovered - onset:.0f}s from drift onset to v2 serving "

@@ -46,25 +46,19 @@ def _openssl(args: list[str], cwd: Path) -> None:
         raise ClusterError(f"openssl {args[0]} failed: {result.stderr.strip()}")
 
 
-def _signed_pair(pki: Path, stem: str, subject: str, extensions: str) -> None:
-    _openssl(
-        [
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            f"{stem}.key",
-            "-out",
-            f"{stem}.csr",
-            "-subj",
-            subject,
-        ],
-        pki,
-    )
+EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def new_ca(pki: Path, common_name: str, days: int = 3650) -> None:
+    """``ca.crt`` and ``ca.key`` in ``pki``: a self-signed EC P-256 certificate authority."""
+    pki.mkdir(parents=True, exist_ok=True)
+    request = ["req", "-x509", *EC_KEY, "-keyout", "ca.key", "-out", "ca.crt", "-days", str(days)]
+    _openssl([*request, "-subj", f"/CN={common_name}"], pki)
+
+
+def signed_pair(pki: Path, stem: str, subject: str, extensions: str, days: int = 3650) -> None:
+    """``<stem>.crt`` and ``<stem>.key``, signed by the CA in ``pki`` with ``extensions``."""
+    _openssl(["req", "-new", *EC_KEY, "-keyout", f"{stem}.key", "-out", f"{stem}.csr", "-subj", subject], pki)
     (pki / f"{stem}.ext").write_text(extensions)
     _openssl(
         [
@@ -78,7 +72,7 @@ def _signed_pair(pki: Path, stem: str, subject: str, extensions: str) -> None:
             "ca.key",
             "-CAcreateserial",
             "-days",
-            "3650",
+            str(days),
             "-sha256",
             "-extfile",
             f"{stem}.ext",
@@ -91,28 +85,8 @@ def _signed_pair(pki: Path, stem: str, subject: str, extensions: str) -> None:
 
 def generate(pki: Path) -> None:
     """Create the CA, serving and client certificates and the service-account key pair."""
-    pki.mkdir(parents=True, exist_ok=True)
-    _openssl(
-        [
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=perennial-local-ca",
-        ],
-        pki,
-    )
-    _signed_pair(
+    new_ca(pki, "perennial-local-ca")
+    signed_pair(
         pki,
         "apiserver",
         "/CN=kube-apiserver",
@@ -121,7 +95,7 @@ def generate(pki: Path) -> None:
     )
     for client in CLIENTS:
         subject = f"/CN={client.common_name}" + (f"/O={client.organization}" if client.organization else "")
-        _signed_pair(
+        signed_pair(
             pki,
             client.name,
             subject,
@@ -138,14 +112,25 @@ def _b64(path: Path) -> str:
 
 def write_kubeconfig(path: Path, pki: Path, server: str, client: str) -> None:
     """A self-contained kubeconfig (certificates embedded) for one client identity."""
+    user = (
+        f"    client-certificate-data: {_b64(pki / f'{client}.crt')}\n"
+        f"    client-key-data: {_b64(pki / f'{client}.key')}\n"
+    )
+    _write_kubeconfig(path, pki, server, client, user)
+
+
+def write_token_kubeconfig(path: Path, pki: Path, server: str, user_name: str, token: str) -> None:
+    """A kubeconfig that authenticates with a bearer token only (a ServiceAccount's)."""
+    _write_kubeconfig(path, pki, server, user_name, f"    token: {token}\n")
+
+
+def _write_kubeconfig(path: Path, pki: Path, server: str, user_name: str, user: str) -> None:
     path.write_text(
         "apiVersion: v1\nkind: Config\n"
         "clusters:\n- name: perennial-local\n  cluster:\n"
         f"    server: {server}\n    certificate-authority-data: {_b64(pki / 'ca.crt')}\n"
-        f"users:\n- name: {client}\n  user:\n"
-        f"    client-certificate-data: {_b64(pki / f'{client}.crt')}\n"
-        f"    client-key-data: {_b64(pki / f'{client}.key')}\n"
-        f"contexts:\n- name: perennial-local\n  context:\n    cluster: perennial-local\n    user: {client}\n"
+        f"users:\n- name: {user_name}\n  user:\n{user}"
+        f"contexts:\n- name: perennial-local\n  context:\n    cluster: perennial-local\n    user: {user_name}\n"
         "current-context: perennial-local\n"
     )
     path.chmod(0o600)

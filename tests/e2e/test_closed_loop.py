@@ -211,7 +211,8 @@ def test_drift_retrains_and_the_new_version_serves(
     v2 = next(r for r in model["versions"] if r["version"] == "2")
     assert v2["decision"] == {
         "result": "Promoted",
-        "reason": "auc 0.934 >= serving 0.934 + minDelta 0",
+        "reason": "auc 0.934 >= champion 0.934 + minDelta 0"
+        " (champion's number from its own run: no champion_auc reported)",
         "comparedTo": "1",
     }
     assert model["lastRetrain"]["reason"] == "Drift"

@@ -62,11 +62,10 @@ from tests.support.operator import (
     subprocess_operator,
     whoami,
 )
-from tests.support.resources import apply, simulated_model, wait_for_status
+from tests.support.resources import apply, request_retrain, simulated_model, wait_for_status
 from tests.support.waiting import wait_until
 
 MODEL = "churn"
-RETRAIN_REQUEST = "perennial.dev/retrain-request"
 RUN_LABEL = "perennial.dev/credentials-test-run"
 # The exec plugin's credentials live this long; the operator must renew them itself.
 CREDENTIAL_LIFETIME = timedelta(seconds=20)
@@ -159,10 +158,6 @@ def wait_serving(api: client.ApiClient, namespace: str, version: str, timeout: f
     )
 
 
-def request_retrain(cluster: ClusterInfo, namespace: str, request: str) -> None:
-    cluster.kubectl_run("annotate", "--overwrite", "-n", namespace, f"mdep/{MODEL}", f"{RETRAIN_REQUEST}={request}")
-
-
 def unauthorized_lines(text: str) -> list[str]:
     """Log lines about a 401: the status reason, or 401 as a number of its own (not in a
     timestamp such as 12:00:01,401, a uid or a resourceVersion)."""
@@ -174,8 +169,16 @@ def unauthorized_lines(text: str) -> list[str]:
 
 
 def error_lines(text: str) -> list[str]:
-    """Log lines at level ERROR (a failed watch, login or reconcile), and tracebacks."""
-    return [line for line in text.splitlines() if "[ERROR" in line or line.startswith("Traceback")]
+    """Log lines at level ERROR (a failed watch, login or reconcile), and tracebacks.
+
+    Not kopf's retries after a 429: the API server asking to come back later (a CRD's storage
+    re-initialising while a test elsewhere in the session applies it, or API Priority and
+    Fairness) is no credential failure, and kopf retries as asked."""
+    return [
+        line
+        for line in text.splitlines()
+        if ("[ERROR" in line and "APITooManyRequestsError" not in line) or line.startswith("Traceback")
+    ]
 
 
 def codes(requests: dict[tuple[str, str], float], code: str) -> float:
@@ -389,7 +392,7 @@ def test_exec_plugin_credentials_are_renewed_before_expiry_with_no_401_through_9
                     cluster.kubectl_run("delete", crd, "--wait=false")
                     wait_until(lambda: kopf_logins(log) >= 3, timeout=30, what="kopf logging in a third time")
                 version += 1
-                request_retrain(cluster, namespace, f"r{version}")
+                request_retrain(cluster, namespace, MODEL, f"r{version}")
                 status = wait_serving(api_client, namespace, str(version))
                 (record,) = [r for r in status["versions"] if r["version"] == str(version)]
                 assert record["trigger"]["reason"] == "Manual", record
@@ -535,7 +538,7 @@ def test_rotated_in_cluster_token_is_picked_up_and_the_revoked_one_never_stops_t
             wait_until(lambda: kopf_logins(log) >= 2, timeout=30, what="kopf logging in again")
 
             # Work after the old token is refused: only the rotated one can do it.
-            request_retrain(cluster, namespace, "after-rotation")
+            request_retrain(cluster, namespace, MODEL, "after-rotation")
             status = wait_serving(api_client, namespace, "2")
             (record,) = [r for r in status["versions"] if r["version"] == "2"]
             assert record["trigger"]["reason"] == "Manual", record

@@ -689,7 +689,7 @@ def test_builder_reads_the_dependencies_of_pyproject() -> None:
     assert result.returncode == 0, result.stderr
     names = {re.split(r"[~=<>!]", requirement)[0] for requirement in result.stdout.split()}
     # The test tools stay out of the image.
-    assert names == {"kopf", "pydantic", "prometheus-client", "aiohttp", "kubernetes"}
+    assert names == {"kopf", "pydantic", "prometheus-client", "aiohttp", "kubernetes", "pyyaml"}
 
 
 def test_docker_context_excludes_local_state() -> None:

@@ -45,6 +45,7 @@ from tests.support.resources import (
     condition,
     events_for,
     get_custom,
+    request_retrain,
     simulated_model,
     wait_for_status,
 )
@@ -944,3 +945,66 @@ def test_a_url_not_allowed_gets_a_condition_and_no_request_is_sent(
 
     assert bystander.requests == [], "a refused endpoint was asked"
     assert {path for path, _ in impostor.requests} == {"/api/v1/query"}, impostor.requests
+
+
+# ---------------------------------------------------------------- the futility breaker
+def test_three_drift_retrains_not_better_stop_the_fourth_until_a_person_asks(
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    exporter: Exporter,
+    operator_in_process: RunningOperator,
+) -> None:
+    """A drift that retraining cannot fix: every run is validated (auc 0.93) but never beats the
+    champion by minDelta, so after three of them the fourth drift trigger is suppressed."""
+    feature_psi(exporter, DRIFTED)
+    model = simulated_model(TARGET, cooldown="1s", maxConsecutiveNotPromoted=3)
+    model["spec"]["promotion"] = {"requireImprovement": {"metric": "auc", "minDelta": 0.01}}
+    apply(perennial_crds, namespace, model)
+    wait_for_status(api_client, namespace, "modeldeployments", TARGET, served("1"), what="v1 served", timeout=90)
+    wait_scraped(perennial_crds, psi_query(exporter), DRIFTED)
+    # The policy's cooldown of 1s: a sustained breach asks again at every evaluation.
+    apply(perennial_crds, namespace, dpol([psi_metric(exporter)], trigger={"cooldown": "1s"}))
+
+    status = wait_for_status(
+        api_client,
+        namespace,
+        "modeldeployments",
+        TARGET,
+        lambda s: is_(s, "RetrainSuppressed", "True", "NoImprovement"),
+        what="the futility breaker open",
+        timeout=4 * (INTERVAL * 1.1 + 5) + 30,
+    )
+    message = cond(status, "RetrainSuppressed")["message"]
+    assert "3 automatic runs in a row (churn-v2, churn-v3, churn-v4) were validated but not better" in message
+    assert "than serving version 1" in message
+    assert status["automaticRetrains"] == "NoImprovement"
+    assert status["consecutiveNotPromoted"] == 3
+    assert status["servingVersion"] == "1"
+    for record in status["versions"][1:]:
+        assert record["trigger"]["reason"] == "Drift", record
+        assert record["decision"]["result"] == "NotPromoted", record
+        assert record["decision"]["reason"].startswith("auc 0.93 < champion 0.93 + minDelta 0.01"), record
+    assert set(training_jobs(api_client, namespace)) == {"churn-v1", "churn-v2", "churn-v3", "churn-v4"}
+    held = {"namespace": namespace, "model": TARGET}
+    assert operator_sample(operator_in_process, "perennial_model_automatic_retrains", held | {"state": "NoImprovement"})
+    assert operator_sample(operator_in_process, "perennial_model_automatic_retrains", held | {"state": "Active"}) == 0
+
+    # The policy keeps asking and keeps being told no: two more evaluations start nothing.
+    evaluations_after(api_client, namespace, policy_status(api_client, namespace), 2)
+    assert set(training_jobs(api_client, namespace)) == {"churn-v1", "churn-v2", "churn-v3", "churn-v4"}
+    answer = next(a for a in mdep_status(api_client, namespace)["driftRequests"] if a["policy"] == POLICY)
+    assert (answer["result"], answer["reason"]) == ("Suppressed", "NoImprovement")
+
+    # A person asks: the run starts, the breaker counts afresh and drift may retrain again.
+    request_retrain(perennial_crds, namespace, TARGET, "look-again")
+    restarted = wait_for_status(
+        api_client,
+        namespace,
+        "modeldeployments",
+        TARGET,
+        lambda s: s.get("automaticRetrains") == "Active" and int(s.get("latestVersion", "0")) >= 5,
+        what="the breaker reset by a manual request",
+    )
+    (v5,) = [r for r in restarted["versions"] if r["version"] == "5"]
+    assert v5["trigger"]["reason"] == "Manual"

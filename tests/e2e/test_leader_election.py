@@ -26,7 +26,15 @@ from kubernetes import client
 from tests.support import delivery
 from tests.support.cluster import ClusterInfo
 from tests.support.operator import RunningOperator, api_requests, leader_gauge, subprocess_operator
-from tests.support.resources import GROUP, VERSION, apply, get_custom, simulated_model, wait_for_status
+from tests.support.resources import (
+    GROUP,
+    VERSION,
+    apply,
+    get_custom,
+    request_retrain,
+    simulated_model,
+    wait_for_status,
+)
 from tests.support.waiting import StopWaitingError, wait_until
 
 MODEL = "churn"
@@ -73,12 +81,6 @@ def serving(version: str) -> Any:
     return predicate
 
 
-def request_retrain(cluster: ClusterInfo, namespace: str, value: str) -> None:
-    cluster.kubectl_run(
-        "annotate", "-n", namespace, f"modeldeployment/{MODEL}", f"perennial.dev/retrain-request={value}", "--overwrite"
-    )
-
-
 def test_two_replicas_started_together_make_exactly_one_trainingjob_per_trigger(
     perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, tmp_path: Path
 ) -> None:
@@ -88,7 +90,7 @@ def test_two_replicas_started_together_make_exactly_one_trainingjob_per_trigger(
         apply(perennial_crds, namespace, simulated_model(MODEL, cooldown="1s"))
         wait_for_status(api_client, namespace, "modeldeployments", MODEL, serving("1"), what="v1", timeout=90)
         for version in ("2", "3"):
-            request_retrain(perennial_crds, namespace, f"ask-{version}")
+            request_retrain(perennial_crds, namespace, MODEL, f"ask-{version}")
             wait_for_status(api_client, namespace, "modeldeployments", MODEL, serving(version), what=f"v{version}")
             # One trigger, one TrainingJob, whichever replica saw the request.
             assert trainingjobs(api_client, namespace) == [f"{MODEL}-v{v}" for v in range(1, int(version) + 1)]
@@ -126,7 +128,7 @@ def test_a_killed_leader_is_replaced_mid_training_and_the_loop_completes_without
         wait_until(took_over, timeout=60, what="the standby to take over")
         print(f"standby leads {time.monotonic() - killed:.1f}s after the leader was killed")
         wait_for_status(api_client, namespace, "modeldeployments", MODEL, serving("1"), what="v1 after the takeover")
-        request_retrain(perennial_crds, namespace, "after-takeover")
+        request_retrain(perennial_crds, namespace, MODEL, "after-takeover")
         wait_for_status(api_client, namespace, "modeldeployments", MODEL, serving("2"), what="v2 by the new leader")
         assert trainingjobs(api_client, namespace) == [f"{MODEL}-v1", f"{MODEL}-v2"]
         status = get_custom(api_client, namespace, "modeldeployments", MODEL)["status"]

@@ -208,6 +208,7 @@ METRIC_NAME: Final = "must be a metric name: letters, digits and '_', not starti
 IMAGE: Final = "must be an image reference such as registry.example/trainer:1.2.0 (no spaces)"
 QUANTITY: Final = "must be a quantity such as 500m, 2, 4Gi or 1.5"
 PINNED_VERSION: Final = 'must be a version number such as "3", or empty to serve what promotion chose'
+PLACEHOLDERS: Final = "may use only the placeholders {triggerTime}, {triggerDate}, {version}, {model} and {namespace}"
 
 CASES: Final = [
     # -------------------------------------------------- TrainingJob
@@ -403,6 +404,41 @@ CASES: Final = [
         "metadata.name",
         "Too long: may not be more than 63 bytes",
     ),
+    bad(
+        "tj-dataset-unknown-placeholder",
+        TJ,
+        put("spec.dataset", {"uri": "s3://data/{model}/{date}/"}),
+        "spec.dataset.uri",
+        f"dataset.uri {PLACEHOLDERS}",
+    ),
+    bad(
+        "tj-dataset-window-start-without-end",
+        TJ,
+        put("spec.dataset", {"windowStart": "2026-11-29T06:00:00Z"}),
+        "spec.dataset.windowStart",
+        "dataset.windowStart and dataset.windowEnd are set together",
+    ),
+    bad(
+        "tj-dataset-window-reversed",
+        TJ,
+        put("spec.dataset", {"windowStart": "2026-11-30T06:00:00Z", "windowEnd": "2026-11-29T06:00:00Z"}),
+        "spec.dataset.windowStart",
+        "dataset.windowStart must not be after dataset.windowEnd",
+    ),
+    bad(
+        "tj-dataset-window-end-not-a-time",
+        TJ,
+        put("spec.dataset", {"windowStart": "2026-11-29T06:00:00Z", "windowEnd": "tomorrow"}),
+        "spec.dataset.windowEnd",
+        "must be of type date-time",
+    ),
+    bad(
+        "tj-champion-model-uri-missing",
+        TJ,
+        put("spec.champion", {"version": "3"}),
+        "spec.champion.modelUri",
+        REQUIRED,
+    ),
     # -------------------------------------------------- ModelDeployment
     bad(
         "md-training-output-model-uri-missing",
@@ -471,6 +507,27 @@ CASES: Final = [
         put("spec.promotion.requireImprovement", {"minDelta": 0.1}),
         "spec.promotion.requireImprovement.metric",
         REQUIRED,
+    ),
+    bad(
+        "md-require-improvement-goal-unknown",
+        MD,
+        put("spec.promotion.requireImprovement", {"metric": "rmse", "goal": "Lower"}),
+        "spec.promotion.requireImprovement.goal",
+        UNSUPPORTED,
+    ),
+    bad(
+        "md-require-improvement-goal-lower-case",
+        MD,
+        put("spec.promotion.requireImprovement", {"metric": "rmse", "goal": "minimize"}),
+        "spec.promotion.requireImprovement.goal",
+        UNSUPPORTED,
+    ),
+    bad(
+        "md-max-consecutive-not-promoted-zero",
+        MD,
+        put("spec.retraining.maxConsecutiveNotPromoted", 0),
+        "spec.retraining.maxConsecutiveNotPromoted",
+        AT_LEAST_1,
     ),
     bad(
         "md-pinned-version-prefixed",
@@ -565,6 +622,55 @@ CASES: Final = [
         "md-model-uri-env-space", MD, put("spec.serving.modelUriEnv", "MODEL URI"), "spec.serving.modelUriEnv", ENV_NAME
     ),
     bad("md-training-model-field", MD, put("spec.training.model", "churn"), "spec.training.model", UNKNOWN),
+    bad(
+        "md-dataset-unknown-placeholder",
+        MD,
+        put("spec.training.dataset", {"uri": "s3://data/{model}/{foo}/"}),
+        "spec.training.dataset.uri",
+        f"dataset.uri {PLACEHOLDERS}; no other braces",
+    ),
+    bad(
+        "md-dataset-placeholder-wrong-case",
+        MD,
+        put("spec.training.dataset", {"uri": "s3://data/{triggertime}/"}),
+        "spec.training.dataset.uri",
+        f"dataset.uri {PLACEHOLDERS}",
+    ),
+    bad(
+        "md-dataset-version-stray-brace",
+        MD,
+        put("spec.training.dataset", {"version": "{triggerDate"}),
+        "spec.training.dataset.version",
+        f"dataset.version {PLACEHOLDERS}",
+    ),
+    bad(
+        "md-dataset-window-words",
+        MD,
+        put("spec.training.dataset", {"window": "1 day"}),
+        "spec.training.dataset.window",
+        DURATION,
+    ),
+    bad(
+        "md-dataset-window-days",
+        MD,
+        put("spec.training.dataset", {"window": "7d"}),
+        "spec.training.dataset.window",
+        DURATION,
+    ),
+    bad(
+        "md-dataset-window-zero",
+        MD,
+        put("spec.training.dataset", {"window": "0s"}),
+        "spec.training.dataset.window",
+        "dataset.window must be at least 1s",
+    ),
+    bad(
+        "md-training-champion-field",
+        MD,
+        put("spec.training.champion", {"version": "1", "modelUri": "s3://models/churn/1"}),
+        "spec.training.champion",
+        UNKNOWN,
+    ),
     bad(
         "md-name-too-long",
         MD,
@@ -702,6 +808,28 @@ CASES: Final = [
     bad(
         "dp-prometheus-url-scheme", DP, put("spec.prometheus.url", "ftp://prometheus"), "spec.prometheus.url", NO_MATCH
     ),
+    bad(
+        "dp-prometheus-url-and-endpoint",
+        DP,
+        put("spec.prometheus", {"url": "http://prometheus.monitoring:9090", "endpoint": "thanos"}),
+        "spec.prometheus.endpoint",
+        "prometheus.endpoint and prometheus.url are exclusive: name an endpoint the operator defines,"
+        " or give a URL the operator allows",
+    ),
+    bad(
+        "dp-prometheus-endpoint-not-a-name",
+        DP,
+        put("spec.prometheus.endpoint", "Thanos_EU"),
+        "spec.prometheus.endpoint",
+        "must be a DNS label: lower-case letters, digits and '-', starting and ending with one",
+    ),
+    bad(
+        "dp-prometheus-endpoint-too-long",
+        DP,
+        put("spec.prometheus.endpoint", "t" * 64),
+        "spec.prometheus.endpoint",
+        "Too long: may not be more than 63 bytes",
+    ),
     bad("dp-trigger-cooldown-negative", DP, put("spec.trigger.cooldown", "-5m"), "spec.trigger.cooldown", DURATION),
     bad("dp-trigger-when-unknown", DP, put("spec.trigger.when", "SomeMetrics"), "spec.trigger.when", UNSUPPORTED),
     bad("dp-trigger-action-unknown", DP, put("spec.trigger.action", "Page"), "spec.trigger.action", UNSUPPORTED),
@@ -798,3 +926,21 @@ def test_host_path_volume_is_refused_without_client_validation(cluster: ClusterI
     assert result.returncode != 0, result.stdout
     assert "a volume needs exactly one source" in result.stderr
     assert _names_field(result.stderr, "spec.volumes[0]"), result.stderr
+
+
+def test_dataset_placeholders_and_windows_are_accepted(cluster: ClusterInfo, namespace: str) -> None:
+    """Every placeholder, a window, and an explicit window (start = end too) apply and are stored as written."""
+    template = {
+        "uri": "s3://data/{namespace}/{model}/{triggerDate}/{triggerTime}/v{version}",
+        "version": "{triggerDate}",
+        "window": "24h",
+    }
+    model = build(MD, put("spec.training.dataset", template))
+    explicit = {"windowStart": "2026-11-29T06:00:00Z", "windowEnd": "2026-11-29T06:00:00Z"}
+    run = build(TJ, put("spec.dataset", {"uri": "s3://data/churn/", "window": "24h", **explicit}))
+    for obj in (model, run):
+        result = _apply(cluster, namespace, obj)
+        assert result.returncode == 0, result.stderr
+
+    assert _get(cluster, namespace, MD)["spec"]["training"]["dataset"] == template
+    assert _get(cluster, namespace, TJ)["spec"]["dataset"] == {"uri": "s3://data/churn/", "window": "24h", **explicit}

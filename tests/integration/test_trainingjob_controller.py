@@ -7,7 +7,7 @@ whatever happens to the operator, and a Job that is not ours is never touched.
 from __future__ import annotations
 
 import copy
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -191,7 +191,7 @@ def test_a_job_created_before_a_crash_is_adopted_not_duplicated(
     )
     ref = TrainingJobRef("churn-v7", namespace, tjob["metadata"]["uid"], tjob["metadata"]["generation"])
     earlier = client.BatchV1Api(api_client).create_namespaced_job(
-        namespace, desired_job(ref, TrainingJobSpec.model_validate(tjob["spec"]))
+        namespace, desired_job(ref, TrainingJobSpec.model_validate(tjob["spec"]), datetime.now(UTC))
     )
     with operator_support.in_process(perennial_crds, [namespace]):
         status = wait_for_status(

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from localcluster.cluster import LocalCluster
 
+from tests.support.waiting import wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -133,4 +135,13 @@ def install_crds(cluster: ClusterInfo) -> None:
     # admin kubeconfig in its state directory: its wait copes with a CRD whose conditions
     # are still null, which `kubectl wait` does not.
     LocalCluster(cluster.kubeconfig.parent).wait_established(*names)
+    # Established is not served: for a moment after a CRD is created or changed, its storage
+    # answers 429 "storage is (re)initializing", which an operator started now logs as errors.
+    resources = [name.removeprefix("crd/") for name in names]
+
+    def served(resource: str) -> bool:
+        listed = cluster.kubectl_run("get", resource, "-A", "-o", "name", "--request-timeout=5s", check=False)
+        return listed.returncode == 0
+
+    wait_until(lambda: all(served(r) for r in resources), timeout=60, what=f"{', '.join(resources)} served")
     _crds_installed.add(cluster.kubeconfig)

@@ -13,6 +13,12 @@ from tests.support.cluster import ClusterInfo
 from tests.support.waiting import wait_until
 
 GROUP, VERSION = "perennial.dev", "v1alpha1"
+RETRAIN_REQUEST = "perennial.dev/retrain-request"
+
+
+def request_retrain(cluster: ClusterInfo, namespace: str, model: str, request: str) -> None:
+    """Ask for a retrain the way a person does: the ModelDeployment's retrain-request annotation."""
+    cluster.kubectl_run("annotate", "--overwrite", "-n", namespace, f"mdep/{model}", f"{RETRAIN_REQUEST}={request}")
 
 
 def apply(cluster: ClusterInfo, namespace: str, manifest: str | dict[str, Any]) -> None:

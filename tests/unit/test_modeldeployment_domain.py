@@ -547,7 +547,7 @@ def test_training_job_spec_is_a_valid_training_job_spec() -> None:
 
 
 def test_version_record_of_a_minimal_spec() -> None:
-    record = version_record(make_spec(), 5, Trigger("Schedule", "0 3 * * 0"), NOW, "churn-v5")
+    record = version_record(training_job_for(REF, make_spec(), 5, Trigger("Schedule", "0 3 * * 0"), BOOKKEEPING))
 
     assert record.to_api() == {
         "version": "5",
@@ -567,7 +567,7 @@ def test_version_record_keeps_dataset_and_hyperparameters() -> None:
         }
     )
 
-    record = version_record(spec, 5, Trigger("Initial"), NOW, "churn-v5")
+    record = version_record(training_job_for(REF, spec, 5, Trigger("Initial"), BOOKKEEPING))
 
     assert record.to_api()["dataset"] == {"uri": "s3://data/churn/2026-11-26/", "version": "2026-11-26"}
     assert record.to_api()["hyperparameters"] == {"learning_rate": "0.01", "max_depth": "8"}
@@ -577,7 +577,7 @@ def test_version_record_keeps_dataset_and_hyperparameters() -> None:
 def test_version_record_does_not_share_the_specs_dataset() -> None:
     spec = make_spec(training={"dataset": {"version": "2026-11-26"}})
 
-    record = version_record(spec, 5, Trigger("Initial"), NOW, "churn-v5")
+    record = version_record(training_job_for(REF, spec, 5, Trigger("Initial"), BOOKKEEPING))
     assert record.dataset is not None
     record.dataset.version = "changed"
 

@@ -438,6 +438,7 @@ def test_manual_policy_leaves_a_validated_version_a_candidate() -> None:
 
 
 REQUIRE_AUC = {"requireImprovement": {"metric": "auc", "minDelta": 0.01}}
+FROM_ITS_OWN_RUN = " (champion's number from its own run: no champion_auc reported)"
 
 
 def test_a_version_that_does_not_improve_enough_is_not_promoted_and_stays_pinnable() -> None:
@@ -450,13 +451,17 @@ def test_a_version_that_does_not_improve_enough_is_not_promoted_and_stays_pinnab
     assert record(plan, "2")["state"] == "Candidate"
     assert record(plan, "2")["decision"] == {
         "result": "NotPromoted",
-        "reason": "auc 0.935 < serving 0.93 + minDelta 0.01",
+        "reason": "auc 0.935 < champion 0.93 + minDelta 0.01" + FROM_ITS_OWN_RUN,
         "comparedTo": "1",
     }
     assert "rollout" not in wire(plan)
     assert deployed(plan) == ("1", "s3://models/churn/1")
     assert plan.events == [
-        Event("Normal", "NotPromoted", "version 2 not promoted: auc 0.935 < serving 0.93 + minDelta 0.01")
+        Event(
+            "Normal",
+            "NotPromoted",
+            "version 2 not promoted: auc 0.935 < champion 0.93 + minDelta 0.01" + FROM_ITS_OWN_RUN,
+        )
     ]
     assert plan.counts == [Count("promotions", {"result": "NotPromoted"})]
     assert wire(plan)["phase"] == "Serving"
@@ -471,7 +476,7 @@ def test_a_version_that_improves_enough_is_promoted_with_the_evidence() -> None:
 
     assert record(plan, "2")["decision"] == {
         "result": "Promoted",
-        "reason": "auc 0.95 >= serving 0.93 + minDelta 0.01",
+        "reason": "auc 0.95 >= champion 0.93 + minDelta 0.01" + FROM_ITS_OWN_RUN,
         "comparedTo": "1",
     }
     assert wire(plan)["rollout"] == {"version": "2", "previousVersion": "1", "startedAt": "2026-11-26T12:00:00Z"}
@@ -479,6 +484,218 @@ def test_a_version_that_improves_enough_is_promoted_with_the_evidence() -> None:
     assert wire(plan)["phase"] == "Rolling"
     # Ready stays True while the previous version still serves.
     assert condition(plan, "Ready") == ("True", "Serving", "version 1 is serving and available")
+
+
+V1_CHAMPION = {"version": "1", "modelUri": "s3://models/churn/1"}
+
+
+def finish_v2(
+    spec: ModelDeploymentSpec,
+    metrics: Mapping[str, float],
+    trigger: str = "Drift",
+    *,
+    champion: Mapping[str, str] | None = V1_CHAMPION,
+    **fields: Any,
+) -> Plan[ModelDeploymentStatus]:
+    """The pass that sees version 2's run (``trigger``, given ``champion`` to score) succeed with
+    ``metrics`` while version 1 (auc 0.93) serves."""
+    v2 = training_v2({"reason": trigger})
+    if champion is not None:
+        v2["champion"] = dict(champion)
+    status = serving_status(v2, activeTrainingJob="churn-v2", **fields)
+    runs = [run(1), run(2, trigger, metrics=metrics)]
+    return plan_modeldeployment(observe(spec, status, runs=runs, deployment=serving_deployment("1")))
+
+
+@pytest.mark.parametrize(
+    ("metrics", "result", "reason"),
+    [
+        pytest.param(
+            {"auc": 0.95, "champion_auc": 0.945},
+            "NotPromoted",
+            "auc 0.95 < champion 0.945 + minDelta 0.01 (both on this run's holdout: champion_auc)",
+            id="the-champion-scored-on-the-same-holdout-is-better-than-its-own-record",
+        ),
+        pytest.param(
+            {"auc": 0.91, "champion_auc": 0.89},
+            "Promoted",
+            "auc 0.91 >= champion 0.89 + minDelta 0.01 (both on this run's holdout: champion_auc)",
+            id="both-worse-on-the-new-data-the-challenger-less-so",
+        ),
+    ],
+)
+def test_a_reported_champion_score_on_the_same_holdout_decides(
+    metrics: Mapping[str, float], result: str, reason: str
+) -> None:
+    plan = finish_v2(make_spec(promotion=REQUIRE_AUC), metrics)
+
+    assert record(plan, "2")["decision"] == {"result": result, "reason": reason, "comparedTo": "1"}
+    assert plan.counts[0] == Count("promotions", {"result": result})
+
+
+@pytest.mark.parametrize(
+    ("metrics", "result", "reason"),
+    [
+        pytest.param(
+            {"auc": 0.95, "rmse": 1.9},
+            "Promoted",
+            "rmse 1.9 <= champion 2 - minDelta 0.1 (Minimize; both on this run's holdout: champion_rmse)",
+            id="lower-by-enough",
+        ),
+        pytest.param(
+            {"auc": 0.95, "rmse": 1.95},
+            "NotPromoted",
+            "rmse 1.95 > champion 2 - minDelta 0.1 (Minimize; both on this run's holdout: champion_rmse)",
+            id="lower-but-not-by-enough",
+        ),
+        pytest.param(
+            {"auc": 0.95, "rmse": 2.5},
+            "NotPromoted",
+            "rmse 2.5 > champion 2 - minDelta 0.1 (Minimize; both on this run's holdout: champion_rmse)",
+            id="higher",
+        ),
+    ],
+)
+def test_a_minimize_goal_promotes_the_lower_value(metrics: dict[str, float], result: str, reason: str) -> None:
+    spec = make_spec(promotion={"requireImprovement": {"metric": "rmse", "goal": "Minimize", "minDelta": 0.1}})
+
+    plan = finish_v2(spec, {**metrics, "champion_rmse": 2.0})
+
+    assert record(plan, "2")["decision"] == {"result": result, "reason": reason, "comparedTo": "1"}
+
+
+@pytest.mark.parametrize(
+    ("champion", "why"),
+    [
+        pytest.param(
+            {"version": "3", "modelUri": "s3://models/churn/3"},
+            "champion_auc ignored: the run was given version 3 to score, version 1 serves",
+            id="another-version-served-when-the-run-started",
+        ),
+        pytest.param(None, "champion_auc ignored: the run was given no champion to score, version 1 serves", id="none"),
+    ],
+)
+def test_a_champion_score_of_another_version_is_not_compared(champion: Mapping[str, str] | None, why: str) -> None:
+    """What serves changed during the run (a pin, a rollback): its champion_auc scored another model."""
+    plan = finish_v2(make_spec(promotion=REQUIRE_AUC), {"auc": 0.95, "champion_auc": 0.97}, champion=champion)
+
+    assert record(plan, "2")["decision"] == {
+        "result": "Promoted",
+        "reason": f"auc 0.95 >= champion 0.93 + minDelta 0.01 (champion's number from its own run: {why})",
+        "comparedTo": "1",
+    }
+
+
+def test_a_minimize_goal_without_a_champion_score_compares_with_the_recorded_number() -> None:
+    spec = make_spec(promotion={"requireImprovement": {"metric": "auc", "goal": "Minimize"}})
+
+    plan = finish_v2(spec, {"auc": 0.92})
+
+    assert record(plan, "2")["decision"]["reason"] == (
+        "auc 0.92 <= champion 0.93 - minDelta 0"
+        " (Minimize; champion's number from its own run: no champion_auc reported)"
+    )
+    assert record(plan, "2")["decision"]["result"] == "Promoted"
+
+
+# ---------------------------------------------------------------- the futility breaker
+NOT_BETTER = {"result": "NotPromoted", "reason": "auc 0.93 < champion 0.93 + minDelta 0.01", "comparedTo": "1"}
+
+
+@pytest.mark.parametrize(
+    ("trigger", "before", "after"),
+    [
+        pytest.param("Drift", 1, 2, id="a-drift-run-counts"),
+        pytest.param("Schedule", 0, 1, id="a-scheduled-run-counts"),
+        pytest.param("Manual", 2, 2, id="a-manual-run-does-not-count"),
+        pytest.param("SpecChange", 2, 2, id="a-spec-change-run-does-not-count"),
+    ],
+)
+def test_automatic_runs_validated_but_not_better_count_in_a_row(trigger: str, before: int, after: int) -> None:
+    plan = finish_v2(make_spec(promotion=REQUIRE_AUC), {"auc": 0.93}, trigger, consecutiveNotPromoted=before)
+
+    assert record(plan, "2")["decision"]["result"] == "NotPromoted"
+    assert wire(plan)["consecutiveNotPromoted"] == after
+    assert wire(plan)["consecutiveFailures"] == 0  # a validated run is no failure
+    assert wire(plan)["automaticRetrains"] == "Active"
+
+
+def test_a_promoted_run_ends_the_streak() -> None:
+    plan = finish_v2(make_spec(promotion=REQUIRE_AUC), {"auc": 0.95}, consecutiveNotPromoted=2)
+
+    assert wire(plan)["consecutiveNotPromoted"] == 0
+
+
+def test_the_third_run_not_better_stops_automatic_retrains_and_says_which_runs() -> None:
+    spec = make_spec(promotion=REQUIRE_AUC)
+    v2, v3 = candidate(2, NOT_BETTER, auc=0.93), candidate(3, NOT_BETTER, auc=0.92)
+    status = serving_status(
+        v2,
+        v3,
+        {**training_v2({"reason": "Schedule"}), "version": "4", "trainingJob": "churn-v4"},
+        activeTrainingJob="churn-v4",
+        consecutiveNotPromoted=2,
+    )
+    runs = [run(1), run(2, "Drift", metrics={"auc": 0.93}), run(3, "Drift", metrics={"auc": 0.92})]
+    finished = observe(spec, status, runs=[*runs, run(4, "Schedule", metrics={"auc": 0.931})])
+    finished = dataclasses.replace(finished, deployment=serving_deployment("1"))
+
+    plan = plan_modeldeployment(finished)
+
+    assert wire(plan)["consecutiveNotPromoted"] == 3
+    assert wire(plan)["automaticRetrains"] == "NoImprovement"
+    message = (
+        "Drift: 3 automatic runs in a row (churn-v2, churn-v3, churn-v4) were validated but not better"
+        " than serving version 1; automatic retrains stop until a manual request or a spec change"
+    )
+    suppressed = plan_modeldeployment(later(finished, plan, drift=[DRIFT]))
+    assert suppressed.create == []
+    assert condition(suppressed, "RetrainSuppressed") == ("True", "NoImprovement", message)
+    assert [(a["result"], a["reason"], a["message"]) for a in drift_answers(suppressed)] == [
+        ("Suppressed", "NoImprovement", message)
+    ]
+    assert suppressed.counts == [Count("retrains_suppressed", {"reason": "Drift", "suppression": "NoImprovement"})]
+    assert Event("Normal", "RetrainSuppressed", message) in suppressed.events
+
+    # A person asks: the run starts and the breaker counts afresh.
+    manual = plan_modeldeployment(later(finished, plan, annotations={RETRAIN_REQUEST: "try-again"}))
+    assert created_names(manual) == ["churn-v5"]
+    assert wire(manual)["consecutiveNotPromoted"] == 0
+    assert wire(manual)["automaticRetrains"] == "Active"
+    assert condition(manual, "RetrainSuppressed")[:2] == ("False", "Started")
+
+
+def test_a_spec_change_resets_the_futility_breaker() -> None:
+    spec = make_spec(promotion=REQUIRE_AUC, training={"hyperparameters": {"depth": "8"}})
+    status = serving_status(consecutiveNotPromoted=3)
+
+    plan = plan_modeldeployment(observe(spec, status, runs=[run(1)], deployment=serving_deployment("1"), drift=[DRIFT]))
+
+    assert created_names(plan) == ["churn-v2"]
+    assert plan.create[0]["spec"]["trigger"]["reason"] == "SpecChange"
+    assert wire(plan)["consecutiveNotPromoted"] == 0
+
+
+@pytest.mark.parametrize(
+    ("spec_fields", "status_fields", "state"),
+    [
+        pytest.param({}, {}, "Active", id="active"),
+        pytest.param({"suspend": True}, {"consecutiveFailures": 3}, "Suspended", id="suspend-first"),
+        pytest.param({}, {"consecutiveFailures": 3, "consecutiveNotPromoted": 3}, "CircuitOpen", id="circuit"),
+        pytest.param({}, {"consecutiveNotPromoted": 3}, "NoImprovement", id="no-improvement"),
+        pytest.param({"retraining": {"maxConsecutiveNotPromoted": 4}}, {"consecutiveNotPromoted": 3}, "Active", id="4"),
+    ],
+)
+def test_the_automatic_retrains_column_names_what_holds_them(
+    spec_fields: dict[str, Any], status_fields: dict[str, Any], state: str
+) -> None:
+    status = serving_status(**status_fields)
+
+    plan = plan_modeldeployment(
+        observe(make_spec(**spec_fields), status, runs=[run(1)], deployment=serving_deployment("1"))
+    )
+
+    assert wire(plan)["automaticRetrains"] == state
 
 
 @pytest.mark.parametrize(

@@ -318,7 +318,7 @@ def running_status() -> dict[str, Any]:
 
 # ---------------------------------------------------------------- desired_job: identity
 def test_job_is_a_batch_v1_job_named_after_the_training_job_in_its_namespace() -> None:
-    manifest = desired_job(REF, make_spec())
+    manifest = desired_job(REF, make_spec(), NOW)
 
     assert manifest["apiVersion"] == "batch/v1"
     assert manifest["kind"] == "Job"
@@ -327,21 +327,21 @@ def test_job_is_a_batch_v1_job_named_after_the_training_job_in_its_namespace() -
 
 
 def test_job_and_its_pods_carry_the_managed_labels() -> None:
-    manifest = desired_job(REF, make_spec())
+    manifest = desired_job(REF, make_spec(), NOW)
 
     assert manifest["metadata"]["labels"] == managed_labels_for()
     assert manifest["spec"]["template"]["metadata"]["labels"] == managed_labels_for()
 
 
 def test_job_of_a_run_without_model_has_no_model_label() -> None:
-    manifest = desired_job(REF, make_spec(model=None))
+    manifest = desired_job(REF, make_spec(model=None), NOW)
 
     assert manifest["metadata"]["labels"] == managed_labels_for(model=None)
     assert env_values(manifest)["PERENNIAL_MODEL"] == ""
 
 
 def test_job_is_controlled_by_the_training_job() -> None:
-    manifest = desired_job(REF, make_spec())
+    manifest = desired_job(REF, make_spec(), NOW)
 
     assert manifest["metadata"]["ownerReferences"] == [
         {
@@ -357,7 +357,7 @@ def test_job_is_controlled_by_the_training_job() -> None:
 
 @pytest.mark.parametrize("version", [None, ""])
 def test_version_defaults_to_the_training_job_name(version: str | None) -> None:
-    manifest = desired_job(REF, make_spec(version=version))
+    manifest = desired_job(REF, make_spec(version=version), NOW)
 
     assert env_values(manifest)["PERENNIAL_VERSION"] == NAME
     assert env_values(manifest)["PERENNIAL_MODEL_URI"] == f"s3://models/churn/{NAME}"
@@ -375,7 +375,7 @@ def test_perennial_env_comes_first_with_the_run_lineage() -> None:
         env=[{"name": "LOG_LEVEL", "value": "info"}],
     )
 
-    env = container_of(desired_job(REF, spec))["env"]
+    env = container_of(desired_job(REF, spec, NOW))["env"]
 
     assert [e["name"] for e in env[:7]] == PERENNIAL_ENV_NAMES
     values = {e["name"]: e["value"] for e in env[:7]}
@@ -393,7 +393,7 @@ def test_perennial_env_comes_first_with_the_run_lineage() -> None:
 
 
 def test_perennial_env_without_lineage_is_empty_strings_and_empty_json_objects() -> None:
-    values = env_values(desired_job(REF, make_spec()))
+    values = env_values(desired_job(REF, make_spec(), NOW))
 
     assert values["PERENNIAL_DATASET_URI"] == ""
     assert values["PERENNIAL_DATASET_VERSION"] == ""
@@ -402,7 +402,7 @@ def test_perennial_env_without_lineage_is_empty_strings_and_empty_json_objects()
 
 
 def test_trigger_json_leaves_out_unset_fields() -> None:
-    values = env_values(desired_job(REF, make_spec(trigger={"reason": "Initial"})))
+    values = env_values(desired_job(REF, make_spec(trigger={"reason": "Initial"}), NOW))
 
     assert json.loads(values["PERENNIAL_TRIGGER"]) == {"reason": "Initial"}
 
@@ -416,7 +416,7 @@ def test_trigger_json_leaves_out_unset_fields() -> None:
     ],
 )
 def test_model_uri_placeholders_are_filled_in(template: str, expected: str) -> None:
-    values = env_values(desired_job(REF, make_spec(output={"modelUri": template})))
+    values = env_values(desired_job(REF, make_spec(output={"modelUri": template}), NOW))
 
     assert values["PERENNIAL_MODEL_URI"] == expected
 
@@ -428,7 +428,7 @@ def test_user_env_follows_the_perennial_env_in_wire_format() -> None:
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
 
-    env = container_of(desired_job(REF, make_spec(env=user_env)))["env"]
+    env = container_of(desired_job(REF, make_spec(env=user_env), NOW))["env"]
 
     assert [e["name"] for e in env] == [*PERENNIAL_ENV_NAMES, "LOG_LEVEL", "API_KEY", "POD_NAME"]
     assert env[-3:] == user_env
@@ -487,27 +487,27 @@ POD_PASS_THROUGH: dict[str, Any] = {
 
 @pytest.mark.parametrize("field", sorted(CONTAINER_PASS_THROUGH))
 def test_user_container_fields_pass_through_in_wire_format(field: str) -> None:
-    manifest = desired_job(REF, make_spec(**CONTAINER_PASS_THROUGH, **POD_PASS_THROUGH))
+    manifest = desired_job(REF, make_spec(**CONTAINER_PASS_THROUGH, **POD_PASS_THROUGH), NOW)
 
     assert container_of(manifest)[field] == CONTAINER_PASS_THROUGH[field]
 
 
 @pytest.mark.parametrize("field", sorted(POD_PASS_THROUGH))
 def test_user_pod_fields_pass_through_in_wire_format(field: str) -> None:
-    manifest = desired_job(REF, make_spec(**CONTAINER_PASS_THROUGH, **POD_PASS_THROUGH))
+    manifest = desired_job(REF, make_spec(**CONTAINER_PASS_THROUGH, **POD_PASS_THROUGH), NOW)
 
     assert pod_spec_of(manifest)[field] == POD_PASS_THROUGH[field]
 
 
 def test_trainer_container_runs_the_users_image() -> None:
-    container = container_of(desired_job(REF, make_spec()))
+    container = container_of(desired_job(REF, make_spec(), NOW))
 
     assert container["name"] == "trainer"
     assert container["image"] == IMAGE
 
 
 def test_unset_optional_fields_are_left_out_of_the_job() -> None:
-    manifest = desired_job(REF, make_spec())
+    manifest = desired_job(REF, make_spec(), NOW)
 
     assert set(container_of(manifest)) == {
         "name",
@@ -541,7 +541,7 @@ def test_empty_optional_fields_are_left_out_of_the_job() -> None:
         resources={},
     )
 
-    manifest = desired_job(REF, spec)
+    manifest = desired_job(REF, spec, NOW)
 
     assert not {"args", "envFrom", "volumeMounts", "resources"} & set(container_of(manifest))
     assert not {"nodeSelector", "tolerations", "affinity", "volumes", "imagePullSecrets", "priorityClassName"} & set(
@@ -550,7 +550,7 @@ def test_empty_optional_fields_are_left_out_of_the_job() -> None:
 
 
 def test_pods_never_restart_in_place() -> None:
-    assert pod_spec_of(desired_job(REF, make_spec()))["restartPolicy"] == "Never"
+    assert pod_spec_of(desired_job(REF, make_spec(), NOW))["restartPolicy"] == "Never"
 
 
 # ---------------------------------------------------------------- desired_job: Job knobs
@@ -558,18 +558,18 @@ def test_pods_never_restart_in_place() -> None:
 def test_backoff_limit_defaults_to_two(backoff_limit: int | None, expected: int) -> None:
     spec = make_spec() if backoff_limit is None else make_spec(backoffLimit=backoff_limit)
 
-    assert desired_job(REF, spec)["spec"]["backoffLimit"] == expected
+    assert desired_job(REF, spec, NOW)["spec"]["backoffLimit"] == expected
 
 
 @pytest.mark.parametrize(("deadline", "seconds"), [("2h", 7200), ("90s", 90), ("1h30m", 5400), ("45m", 2700)])
 def test_active_deadline_becomes_active_deadline_seconds(deadline: str, seconds: int) -> None:
-    manifest = desired_job(REF, make_spec(activeDeadline=deadline))
+    manifest = desired_job(REF, make_spec(activeDeadline=deadline), NOW)
 
     assert manifest["spec"]["activeDeadlineSeconds"] == seconds
 
 
 def test_no_active_deadline_means_no_active_deadline_seconds() -> None:
-    assert "activeDeadlineSeconds" not in desired_job(REF, make_spec())["spec"]
+    assert "activeDeadlineSeconds" not in desired_job(REF, make_spec(), NOW)["spec"]
 
 
 @pytest.mark.parametrize(("ttl", "seconds"), [(None, 86400), ("1h", 3600), ("168h", 604800), ("0", 0)])
@@ -582,18 +582,18 @@ def test_ttl_after_finished_defaults_to_a_day(ttl: str | None, seconds: int) -> 
 def test_the_job_is_created_without_a_ttl_so_it_outlives_its_unread_result() -> None:
     # The TTL controller would delete the Job and the pods holding the trainer's result before
     # the operator read it (ttlAfterFinished "0", or an operator down longer than the TTL).
-    assert "ttlSecondsAfterFinished" not in desired_job(REF, make_spec(ttlAfterFinished="0"))["spec"]
+    assert "ttlSecondsAfterFinished" not in desired_job(REF, make_spec(ttlAfterFinished="0"), NOW)["spec"]
 
 
 # ---------------------------------------------------------------- desired_job: security
 def test_pod_security_context_is_restricted_profile() -> None:
-    pod_spec = pod_spec_of(desired_job(REF, make_spec()))
+    pod_spec = pod_spec_of(desired_job(REF, make_spec(), NOW))
 
     assert pod_spec["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def test_container_security_context_is_restricted_profile() -> None:
-    security = container_of(desired_job(REF, make_spec()))["securityContext"]
+    security = container_of(desired_job(REF, make_spec(), NOW))["securityContext"]
 
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
@@ -603,21 +603,21 @@ def test_container_security_context_is_restricted_profile() -> None:
 
 
 def test_without_service_account_the_pod_gets_no_api_token() -> None:
-    pod_spec = pod_spec_of(desired_job(REF, make_spec()))
+    pod_spec = pod_spec_of(desired_job(REF, make_spec(), NOW))
 
     assert pod_spec["automountServiceAccountToken"] is False
     assert "serviceAccountName" not in pod_spec
 
 
 def test_with_service_account_the_pod_runs_as_it_with_its_token() -> None:
-    pod_spec = pod_spec_of(desired_job(REF, make_spec(serviceAccountName="trainer")))
+    pod_spec = pod_spec_of(desired_job(REF, make_spec(serviceAccountName="trainer"), NOW))
 
     assert pod_spec["serviceAccountName"] == "trainer"
     assert "automountServiceAccountToken" not in pod_spec
 
 
 def test_trainer_reports_metrics_through_the_termination_message_file() -> None:
-    container = container_of(desired_job(REF, make_spec()))
+    container = container_of(desired_job(REF, make_spec(), NOW))
 
     assert container["terminationMessagePath"] == "/dev/termination-log"
     assert container["terminationMessagePolicy"] == "File"
@@ -630,7 +630,7 @@ def test_pod_labels_and_annotations_are_added_to_the_pod_template() -> None:
         podAnnotations={"prometheus.io/scrape": "true", "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
     )
 
-    metadata = desired_job(REF, spec)["spec"]["template"]["metadata"]
+    metadata = desired_job(REF, spec, NOW)["spec"]["template"]["metadata"]
 
     assert metadata["labels"] == {"team": "growth", "sidecar.istio.io/inject": "false", **managed_labels_for()}
     assert metadata["annotations"] == {
@@ -650,14 +650,14 @@ def test_operator_labels_win_over_pod_labels() -> None:
         }
     )
 
-    manifest = desired_job(REF, spec)
+    manifest = desired_job(REF, spec, NOW)
 
     assert manifest["spec"]["template"]["metadata"]["labels"] == {"team": "growth", **managed_labels_for()}
     assert manifest["metadata"]["labels"] == managed_labels_for()
 
 
 def test_pod_labels_do_not_leak_onto_the_job() -> None:
-    manifest = desired_job(REF, make_spec(podLabels={"team": "growth"}, podAnnotations={"a": "b"}))
+    manifest = desired_job(REF, make_spec(podLabels={"team": "growth"}, podAnnotations={"a": "b"}), NOW)
 
     assert manifest["metadata"]["labels"] == managed_labels_for()
     assert "annotations" not in manifest["metadata"]
@@ -665,7 +665,7 @@ def test_pod_labels_do_not_leak_onto_the_job() -> None:
 
 # ---------------------------------------------------------------- single worker vs distributed
 def test_single_worker_job_is_a_plain_non_indexed_job() -> None:
-    manifest = desired_job(REF, make_spec())
+    manifest = desired_job(REF, make_spec(), NOW)
 
     assert manifest["spec"]["completions"] == 1
     assert manifest["spec"]["parallelism"] == 1
@@ -681,7 +681,7 @@ def test_single_worker_run_needs_no_service() -> None:
 
 @pytest.mark.parametrize("workers", [2, 4, 256])
 def test_distributed_job_is_indexed_with_one_completion_per_worker(workers: int) -> None:
-    spec_ = desired_job(REF, make_spec(workers=workers))["spec"]
+    spec_ = desired_job(REF, make_spec(workers=workers), NOW)["spec"]
 
     assert spec_["completionMode"] == "Indexed"
     assert spec_["completions"] == workers
@@ -694,11 +694,11 @@ def test_distributed_pods_live_in_the_headless_service_subdomain() -> None:
     service = desired_service(REF, spec)
 
     assert service is not None
-    assert pod_spec_of(desired_job(REF, spec))["subdomain"] == service["metadata"]["name"] == NAME
+    assert pod_spec_of(desired_job(REF, spec, NOW))["subdomain"] == service["metadata"]["name"] == NAME
 
 
 def test_distributed_env_is_what_torchrun_expects() -> None:
-    env = env_of(desired_job(REF, make_spec(workers=4)))
+    env = env_of(desired_job(REF, make_spec(workers=4), NOW))
 
     assert env["WORLD_SIZE"] == {"name": "WORLD_SIZE", "value": "4"}
     assert env["RANK"] == {
@@ -710,7 +710,8 @@ def test_distributed_env_is_what_torchrun_expects() -> None:
 
 
 def test_distributed_env_precedes_the_users_env() -> None:
-    env = container_of(desired_job(REF, make_spec(workers=2, env=[{"name": "NCCL_DEBUG", "value": "INFO"}])))["env"]
+    spec = make_spec(workers=2, env=[{"name": "NCCL_DEBUG", "value": "INFO"}])
+    env = container_of(desired_job(REF, spec, NOW))["env"]
 
     names = [e["name"] for e in env]
     assert names == [*PERENNIAL_ENV_NAMES, "WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "NCCL_DEBUG"]
@@ -741,7 +742,7 @@ def test_headless_service_selects_the_runs_pods() -> None:
     spec = make_spec(workers=2, podLabels={"team": "growth"})
 
     service = desired_service(REF, spec)
-    pod_labels = desired_job(REF, spec)["spec"]["template"]["metadata"]["labels"]
+    pod_labels = desired_job(REF, spec, NOW)["spec"]["template"]["metadata"]["labels"]
 
     assert service is not None
     assert service["spec"]["selector"].items() <= pod_labels.items()
@@ -750,7 +751,7 @@ def test_headless_service_selects_the_runs_pods() -> None:
 def test_desired_job_is_deterministic() -> None:
     spec = make_spec(workers=2, hyperparameters={"b": "2", "a": "1"}, trigger={"reason": "Manual", "source": "me"})
 
-    assert desired_job(REF, spec) == desired_job(REF, spec)
+    assert desired_job(REF, spec, NOW) == desired_job(REF, spec, NOW)
 
 
 # ---------------------------------------------------------------- parse_termination_message
@@ -967,7 +968,7 @@ def test_without_a_recorded_job_the_plan_creates_the_job() -> None:
     result = derive(make_spec(), {}, None)
 
     assert children(result) == [("Job", NAME)]
-    assert result.plan.create[0] == desired_job(REF, make_spec())
+    assert result.plan.create[0] == desired_job(REF, make_spec(), NOW)
 
 
 def test_a_distributed_run_creates_its_headless_service_before_its_job() -> None:

@@ -160,6 +160,19 @@ def spec_with(training: dict[str, Any], **fields: Any) -> ModelDeploymentSpec:
         pytest.param(TYPICAL, "b3d9cdaffc508bea", id="typical"),
         pytest.param(FULL, "5282353d2f433769", id="full"),
         pytest.param({**MINIMAL, "startDeadline": "15m"}, "aa7409899f2b197e", id="start-deadline"),
+        # dataset placeholders and window: the template is hashed, never what it resolves to.
+        pytest.param(
+            {
+                **TYPICAL,
+                "dataset": {
+                    "uri": "s3://data/{model}/{triggerDate}/{triggerTime}",
+                    "version": "{triggerDate}",
+                    "window": "24h",
+                },
+            },
+            "3de4982af0204a3d",
+            id="dataset-template-and-window",
+        ),
     ],
 )
 def test_training_hash_is_stable_across_releases(training: dict[str, Any], golden: str) -> None:

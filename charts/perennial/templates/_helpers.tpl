@@ -55,3 +55,12 @@ argocd.argoproj.io/sync-wave: "-5"
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/* The Secret holding the Prometheus endpoints file: the chart's, or the user's own; empty: none. */}}
+{{- define "perennial.prometheusEndpointsSecret" -}}
+{{- if .Values.prometheus.existingEndpointsSecret }}
+{{- .Values.prometheus.existingEndpointsSecret }}
+{{- else if .Values.prometheus.endpoints }}
+{{- printf "%s-prometheus-endpoints" (include "perennial.fullname" .) }}
+{{- end }}
+{{- end }}

@@ -161,7 +161,8 @@ for _run_result in RUN_RESULTS:
 
 # ---------------------------------------------------------------- the loop
 TRIGGER_REASONS = ("Initial", "SpecChange", "Schedule", "Drift", "Manual")
-SUPPRESSION_REASONS = ("Cooldown", "TrainingInProgress", "CircuitOpen", "Suspended")
+SUPPRESSION_REASONS = ("Cooldown", "TrainingInProgress", "CircuitOpen", "NoImprovement", "Suspended")
+AUTOMATIC_RETRAIN_STATES = ("Active", "Suspended", "CircuitOpen", "NoImprovement")
 PROMOTION_RESULTS = ("Promoted", "Candidate", "NotPromoted")
 ROLLOUT_RESULTS = ("Started", "Succeeded", "RolledBack")
 
@@ -203,6 +204,14 @@ MODEL_READY = Gauge(
     registry=REGISTRY,
 )
 
+MODEL_AUTOMATIC_RETRAINS = Gauge(
+    "perennial_model_automatic_retrains",
+    "1 for the state of each ModelDeployment's automatic (drift, schedule) retrains, 0 for the others:"
+    " Active, Suspended, CircuitOpen (runs keep failing), NoImprovement (runs keep not beating the champion).",
+    ["namespace", "model", "state"],
+    registry=REGISTRY,
+)
+
 for _reason in TRIGGER_REASONS:
     RETRAINS_TRIGGERED.labels(reason=_reason)
     for _suppression in SUPPRESSION_REASONS:
@@ -230,12 +239,20 @@ def set_model_ready(namespace: str, model: str, ready: bool) -> None:
     MODEL_READY.labels(namespace=namespace, model=model).set(1 if ready else 0)
 
 
+def set_model_automatic_retrains(namespace: str, model: str, state: str) -> None:
+    for candidate in AUTOMATIC_RETRAIN_STATES:
+        MODEL_AUTOMATIC_RETRAINS.labels(namespace=namespace, model=model, state=candidate).set(candidate == state)
+
+
 def forget_model(namespace: str, model: str) -> None:
     previous = _served.pop((namespace, model), None)
     if previous is not None:
         MODEL_INFO.remove(namespace, model, previous)
     with contextlib.suppress(KeyError):  # never reconciled
         MODEL_READY.remove(namespace, model)
+    for state in AUTOMATIC_RETRAIN_STATES:
+        with contextlib.suppress(KeyError):
+            MODEL_AUTOMATIC_RETRAINS.remove(namespace, model, state)
 
 
 # ---------------------------------------------------------------- drift

@@ -108,6 +108,12 @@ KINDS = (
             PrinterColumn("Phase", ".status.phase", description="Training, Rolling, Serving, Degraded, Failed"),
             PrinterColumn("Ready", ".status.ready", description="Ready serving replicas / desired"),
             PrinterColumn("Last Retrain", ".status.lastRetrain.time", "date", "When the last retrain started"),
+            PrinterColumn(
+                "Auto Retrain",
+                ".status.automaticRetrains",
+                description="Active, Suspended, CircuitOpen or NoImprovement: whether drift and schedule retrain",
+                priority=1,  # -o wide: the default columns are the API contract's
+            ),
             AGE,
         ),
         # TrainingJobs are named <name>-v<N> (N up to 9 digits) and must fit 63.

@@ -12,6 +12,7 @@ from perennial.api.base import (
     URI,
     ApiModel,
     Condition,
+    DnsLabel,
     DnsSubdomain,
     Duration,
     MetricName,
@@ -53,10 +54,24 @@ _TIMEOUT_BOUNDS = Field(
 
 
 class PrometheusEndpoint(ApiModel):
-    """The Prometheus to query."""
+    """The Prometheus to query: an endpoint the operator defines (by name), or a URL; neither: the default."""
 
+    model_config = cel_rules(
+        cel(
+            "!has(self.endpoint) || !has(self.url)",
+            "prometheus.endpoint and prometheus.url are exclusive: name an endpoint the operator defines,"
+            " or give a URL the operator allows",
+            field_path=".endpoint",
+        )
+    )
+
+    endpoint: DnsLabel | None = None
+    """Name of a Prometheus endpoint defined in the operator's settings, e.g. thanos: its URL,
+    credentials, headers and CA are the operator's, never read from this namespace. Left out (with
+    no url): the operator's default endpoint. An unknown name is Ready=False/EndpointUnknown."""
     url: Annotated[str, Field(pattern=r"^https?://", max_length=URI)] | None = None
-    """Base URL, e.g. http://prometheus.monitoring:9090 (default: the operator's setting)."""
+    """Base URL, e.g. http://prometheus.monitoring:9090, queried without credentials; only URLs
+    the operator allows (else Ready=False/EndpointNotAllowed). Prefer endpoint."""
     timeout: Annotated[Duration, _TIMEOUT_BOUNDS] = "10s"
     """Timeout of each query, 1s-5m; the operator caps it further at its own maximum
     (PERENNIAL_PROMETHEUS_MAX_TIMEOUT, 30s by default)."""
@@ -141,7 +156,7 @@ class DriftPolicySpec(ApiModel):
     target_ref: TargetRef
     """The ModelDeployment to retrain."""
     prometheus: PrometheusEndpoint = defaulted(PrometheusEndpoint)
-    """Where to query."""
+    """Where to query: an endpoint the operator defines (endpoint), a URL it allows (url), or neither: its default."""
     interval: Annotated[Duration, at_least("10s", "interval")] = "1m"
     """How often the metrics are evaluated."""
     metrics: Annotated[

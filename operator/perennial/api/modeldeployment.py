@@ -25,7 +25,7 @@ from perennial.api.base import (
 )
 from perennial.api.core import EnvVar, LocalObjectReference, Probe, ResourceRequirements, Toleration
 from perennial.api.schedule import CRON_PATTERN
-from perennial.api.trainingjob import Dataset, TrainingTemplate, Trigger, TriggerReason
+from perennial.api.trainingjob import Champion, DatasetRecord, TrainingTemplate, Trigger, TriggerReason
 
 RETRAIN_REQUEST_ANNOTATION = "perennial.dev/retrain-request"
 
@@ -33,6 +33,7 @@ ModelVersion = Annotated[str, Field(pattern=MODEL_VERSION_PATTERN, max_length=9)
 
 VersionState = Literal["Training", "Candidate", "Serving", "Retired", "Rejected", "Failed", "RolledBack"]
 DeploymentPhase = Literal["Training", "Rolling", "Serving", "Degraded", "Failed"]
+AutomaticRetrains = Literal["Active", "Suspended", "CircuitOpen", "NoImprovement"]
 
 
 class Serving(ApiModel):
@@ -75,13 +76,24 @@ class Serving(ApiModel):
     """Extra annotations on the serving pods."""
 
 
+ImprovementGoal = Literal["Maximize", "Minimize"]
+
+
 class RequireImprovement(ApiModel):
-    """The challenger must beat the serving version on one metric."""
+    """The challenger must beat the serving version (the champion) on one metric.
+
+    When the trainer also reports `champion_<metric>` (the champion scored on the
+    challenger's holdout, from PERENNIAL_CHAMPION_MODEL_URI), the challenger is compared
+    with that number, measured on the same data; otherwise with the champion's recorded
+    metric. decision.reason says which comparison was made."""
 
     metric: MetricName
-    """Metric compared (higher is better)."""
+    """Metric compared, in the direction of goal."""
+    goal: ImprovementGoal = "Maximize"
+    """Maximize (higher is better: auc, accuracy) or Minimize (lower is better: loss, rmse, latency)."""
     min_delta: float = 0.0
-    """Least improvement over the serving version's value."""
+    """Least improvement over the champion, in the goal's direction (0: at least equal; a negative
+    value tolerates a challenger that is slightly worse)."""
 
 
 class Promotion(ApiModel):
@@ -113,6 +125,10 @@ class Retraining(ApiModel):
     """Retrain when spec.training changes (new dataset version, new image)."""
     max_consecutive_failures: Annotated[int, Field(ge=1, le=100)] = 3
     """Circuit breaker: stop automatic retrains after this many failed or rejected runs in a row."""
+    max_consecutive_not_promoted: Annotated[int, Field(ge=1, le=100)] = 3
+    """Futility breaker: stop automatic (Drift, Schedule) retrains after this many of them in a row
+    were validated but not better than the champion (RetrainSuppressed/NoImprovement); a manual
+    request or a spec change starts counting afresh."""
     history_limit: Annotated[int, Field(ge=0, le=100)] = 5
     """Finished TrainingJobs kept, besides the one serving."""
 
@@ -153,7 +169,7 @@ class PromotionDecision(ApiModel):
     result: Literal["Promoted", "Candidate", "NotPromoted", "Pinned"] | None = None
     """The outcome."""
     reason: str | None = None
-    """The evidence, e.g. "auc 0.941 > serving 0.934 + minDelta 0.0"."""
+    """The evidence, e.g. "auc 0.941 >= champion 0.934 + minDelta 0 (both on this run's holdout)"."""
     compared_to: str | None = None
     """The serving version it was compared with."""
 
@@ -171,8 +187,12 @@ class ModelVersionRecord(ApiModel):
     """Where the model is."""
     metrics: dict[str, float] | None = None
     """The trainer's metrics."""
-    dataset: Dataset | None = None
-    """The data it was trained on."""
+    dataset: DatasetRecord | None = None
+    """The data it was trained on, as its TrainingJob resolved it (placeholders filled in, the
+    window's start and end)."""
+    champion: Champion | None = None
+    """The version serving when it was triggered, whose model URI its trainer got
+    (PERENNIAL_CHAMPION_MODEL_URI)."""
     image: str | None = None
     """The trainer image."""
     image_id: str | None = None
@@ -212,7 +232,7 @@ class DriftRequestAnswer(ApiModel):
     training_job: str | None = None
     """The TrainingJob started for it."""
     reason: str | None = None
-    """Why it was suppressed: Cooldown, TrainingInProgress, CircuitOpen, Suspended, or
+    """Why it was suppressed: Cooldown, TrainingInProgress, CircuitOpen, NoImprovement, Suspended, or
     TrainingJobRefused (the API server refused the TrainingJob; the message says why)."""
     message: str | None = None
     """The answer in words."""
@@ -257,6 +277,12 @@ class ModelDeploymentStatus(ApiModel):
     """The version last rolled back (a pin to it is not retried until the pin changes)."""
     consecutive_failures: int | None = None
     """Failed or rejected runs in a row (the circuit opens at retraining.maxConsecutiveFailures)."""
+    consecutive_not_promoted: int | None = None
+    """Automatic runs in a row validated but not better than the champion (the futility breaker
+    stops automatic retrains at retraining.maxConsecutiveNotPromoted)."""
+    automatic_retrains: AutomaticRetrains | None = None
+    """Whether Drift and Schedule triggers may start a training: Active, Suspended (spec.suspend),
+    CircuitOpen (runs keep failing) or NoImprovement (runs keep not beating the champion)."""
     training_spec_hash: str | None = None
     """Identity of the spec.training the last run used (a change is a SpecChange trigger)."""
     last_automatic_retrain: datetime | None = None

@@ -47,13 +47,95 @@ OUTPUT_URI_RULE = cel(
 )
 
 
+# An RFC 3339 time in a spec (format date-time: CEL compares it as a timestamp); bounded like
+# every spec string, for the API server's CEL cost estimate.
+Timestamp = Annotated[datetime, Field(json_schema_extra={"maxLength": 64})]
+
+# What dataset.uri and dataset.version may name, filled in when a run is triggered
+# (domain.training.resolve_dataset). Any other brace is refused, so a placeholder that
+# does not exist (a typo, {date}) fails at apply time instead of reaching the trainer.
+DATASET_PLACEHOLDERS = ("triggerTime", "triggerDate", "version", "model", "namespace")
+DATASET_PLACEHOLDERS_TEXT = "{triggerTime}, {triggerDate}, {version}, {model} and {namespace}"
+
+
+def _dataset_placeholder_rule(field: str) -> dict[str, str]:
+    names = "|".join(DATASET_PLACEHOLDERS)
+    return cel(
+        rf"!has(self.{field}) || self.{field}.matches('^([^{{}}]|\\{{({names})\\}})*$')",
+        f"dataset.{field} may use only the placeholders {DATASET_PLACEHOLDERS_TEXT}; no other braces",
+        field_path=f".{field}",
+    )
+
+
 class Dataset(ApiModel):
-    """The data a run trains on (lineage)."""
+    """The data a run trains on (lineage). In a ModelDeployment's spec.training it is a template:
+    the placeholders and the window are resolved each time a run is triggered, and the
+    TrainingJob (and status.versions[].dataset) records the resolved values."""
+
+    model_config = cel_rules(
+        _dataset_placeholder_rule("uri"),
+        _dataset_placeholder_rule("version"),
+        cel(
+            "has(self.windowStart) == has(self.windowEnd)",
+            "dataset.windowStart and dataset.windowEnd are set together, or neither (then window and the"
+            " trigger time give them)",
+            field_path=".windowStart",
+        ),
+        cel(
+            "!has(self.windowStart) || !has(self.windowEnd) || self.windowStart <= self.windowEnd",
+            "dataset.windowStart must not be after dataset.windowEnd",
+            field_path=".windowStart",
+        ),
+    )
 
     uri: Annotated[str, Field(max_length=URI)] | None = None
-    """Where the data lives, in any form the trainer understands (s3://, gs://, a path)."""
+    """Where the data lives, in any form the trainer understands (s3://, gs://, a path). May hold
+    placeholders, filled in when a run is triggered: {triggerTime} (the trigger time, RFC 3339 in
+    UTC to the second, e.g. 2026-11-30T06:00:00Z), {triggerDate} (its date, YYYY-MM-DD),
+    {version}, {model} and {namespace}. No other braces are allowed. The trigger time is when the
+    ModelDeployment decided to train; for a TrainingJob created by hand, its windowEnd when set,
+    else its creation time."""
     version: Annotated[str, Field(max_length=SHORT * 2)] | None = None
-    """The data's version, e.g. a date or a snapshot id."""
+    """The data's version, e.g. a date or a snapshot id; may hold the same placeholders as uri."""
+    window: Annotated[Duration, at_least("1s", "dataset.window")] | None = None
+    """How much data before the trigger time the run trains on, e.g. 24h: the trainer gets
+    PERENNIAL_DATA_WINDOW_START (the trigger time minus window, to the second) and
+    PERENNIAL_DATA_WINDOW_END (the trigger time), and the TrainingJob records them as
+    windowStart and windowEnd. Unset (and no windowStart/windowEnd): no window is passed."""
+    window_start: Timestamp | None = None
+    """Start of the data window (RFC 3339), given to the trainer as PERENNIAL_DATA_WINDOW_START.
+    A ModelDeployment sets it on the TrainingJobs it creates (trigger time minus window); set by
+    hand (with windowEnd) it is an explicit window that window does not change."""
+    window_end: Timestamp | None = None
+    """End of the data window (RFC 3339), given to the trainer as PERENNIAL_DATA_WINDOW_END. A
+    ModelDeployment sets it to the trigger time on the TrainingJobs it creates. A TrainingJob
+    created by hand with a window and neither windowStart nor windowEnd gets its creation time as
+    the end."""
+
+
+class DatasetRecord(ApiModel):
+    """The data a version was trained on: its TrainingJob's dataset, placeholders resolved."""
+
+    uri: str | None = None
+    """Where the data lives, as the trainer got it (PERENNIAL_DATASET_URI)."""
+    version: str | None = None
+    """The data's version, as the trainer got it (PERENNIAL_DATASET_VERSION)."""
+    window: str | None = None
+    """The window length spec.training.dataset.window asked for."""
+    window_start: datetime | None = None
+    """Start of the data window the trainer got (PERENNIAL_DATA_WINDOW_START)."""
+    window_end: datetime | None = None
+    """End of the data window the trainer got (PERENNIAL_DATA_WINDOW_END): the trigger time."""
+
+
+class Champion(ApiModel):
+    """The version serving when the run was triggered: the model a new version must beat."""
+
+    version: Annotated[str, Field(min_length=1, max_length=SHORT)]
+    """The serving version (PERENNIAL_CHAMPION_VERSION)."""
+    model_uri: Annotated[str, Field(min_length=1, max_length=URI)]
+    """Where its model is (PERENNIAL_CHAMPION_MODEL_URI), so the trainer can score it on the same
+    holdout as the new model and report that as champion_<metric>."""
 
 
 class Output(ApiModel):
@@ -177,6 +259,10 @@ class TrainingJobSpec(TrainingTemplate):
     """The model version this run produces; empty means metadata.name."""
     trigger: Trigger | None = None
     """Why the run started; set by a ModelDeployment."""
+    champion: Champion | None = None
+    """The version serving when a ModelDeployment started this run (lineage); the trainer gets it
+    as PERENNIAL_CHAMPION_VERSION and PERENNIAL_CHAMPION_MODEL_URI. Set by a ModelDeployment;
+    absent when nothing served yet."""
 
 
 class TrainingJobStatus(ApiModel):

@@ -171,5 +171,7 @@ class ModelDeploymentController(Controller):
     @staticmethod
     def _export(ref: md.ModelRef, status: ModelDeploymentStatus) -> None:
         metrics.set_model_ready(ref.namespace, ref.name, condition_is_true(status.conditions, "Ready"))
+        if status.automatic_retrains is not None:
+            metrics.set_model_automatic_retrains(ref.namespace, ref.name, status.automatic_retrains)
         if status.serving_version:
             metrics.set_model_info(ref.namespace, ref.name, status.serving_version)

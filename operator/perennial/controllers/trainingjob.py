@@ -23,6 +23,7 @@ from perennial.adapters.store import Key, key_of
 from perennial.api.trainingjob import TrainingJobStatus
 from perennial.controllers.context import CHILD_EVENT_BATCH_SECONDS, Cluster, Controller
 from perennial.controllers.execute import create_child, delete_child, post, write_status
+from perennial.domain.timeutil import parse_time
 from perennial.domain.training import (
     JOBS_PLURAL,
     TRAINING_JOB_LABEL,
@@ -88,7 +89,10 @@ class TrainingJobController(Controller):
         if job is None and status.job_name and not run_finished(status):
             job = await self._get_job(ref)
         default_deadline = timedelta(seconds=self.cluster.settings.training_start_deadline_seconds)
-        observed = ObservedRun(ref, read_spec(body.get("spec")), status, job, (), datetime.now(UTC), default_deadline)
+        created_at = parse_time(metadata.get("creationTimestamp"))
+        observed = ObservedRun(
+            ref, read_spec(body.get("spec")), status, job, (), datetime.now(UTC), default_deadline, created_at
+        )
         if pods_needed(observed):
             pods = await self.cluster.client.list(PODS, ref.namespace, f"{TRAINING_JOB_LABEL}={ref.name}")
             observed = replace(observed, pods=pods)

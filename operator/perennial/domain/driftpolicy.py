@@ -35,7 +35,13 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from perennial.api.base import Condition
-from perennial.api.driftpolicy import DriftMetricStatus, DriftPolicySpec, DriftPolicyStatus, RetrainRequest
+from perennial.api.driftpolicy import (
+    DriftMetricStatus,
+    DriftPolicySpec,
+    DriftPolicyStatus,
+    PrometheusEndpoint,
+    RetrainRequest,
+)
 from perennial.api.durations import parse_duration
 from perennial.api.modeldeployment import DriftRequestAnswer, ModelDeploymentStatus
 from perennial.domain import drift
@@ -43,11 +49,20 @@ from perennial.domain.conditions import condition_is_true, get_condition
 from perennial.domain.plan import Plan
 from perennial.domain.timeutil import format_time, parse_time, truncate
 
-ErrorKind = Literal["NoData", "PrometheusUnreachable", "QueryError", "NonFiniteValue"]
+ErrorKind = Literal["NoData", "PrometheusUnreachable", "PrometheusUnauthorized", "QueryError", "NonFiniteValue"]
 """Why a metric has no value: ``NoData`` is never a problem; the others make Ready False
-with that reason. ``NonFiniteValue``: Prometheus answered NaN, +Inf or -Inf."""
+with that reason. ``NonFiniteValue``: Prometheus answered NaN, +Inf or -Inf.
+``PrometheusUnauthorized``: the endpoint refused the credentials (HTTP 401/403)."""
 
-NO_PROMETHEUS = "no Prometheus URL: set spec.prometheus.url or the operator's PERENNIAL_PROMETHEUS_URL"
+DEFAULT_ENDPOINT = "default"
+NO_PROMETHEUS = (
+    "no Prometheus: name an endpoint (spec.prometheus.endpoint) or a URL (spec.prometheus.url), or give the"
+    " operator a default endpoint (PERENNIAL_PROMETHEUS_URL, or an endpoint named default)"
+)
+# Reasons of Ready=False that are mistakes in a spec or in the operator's settings rather
+# than transient faults: each change of them is also a Warning Event.
+_CONFIGURATION_PROBLEMS = ("EndpointUnknown", "EndpointNotAllowed", "PrometheusUnauthorized")
+_LISTED_ENDPOINTS = 20  # endpoint names a message lists at most
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,8 @@ class ObservedPolicy:
     endpoint_allowed: bool = True
     """False: spec.prometheus.url is not among the endpoints the operator allows
     (``allowed_endpoint``), so nothing was queried."""
+    endpoint_problem: tuple[str, str] | None = None
+    """Why no endpoint could be queried, as Ready's (reason, message): ``choose_endpoint``'s problem."""
     created: datetime | None = None
     """The policy's creationTimestamp: answers to requests older than the policy belong to
     an earlier policy of the same name."""
@@ -127,6 +144,70 @@ def _endpoint(url: str) -> tuple[str, str, int, str] | None:
         return None
     default_port = 443 if scheme == "https" else 80
     return scheme, parts.hostname.rstrip("."), port or default_port, parts.path.rstrip("/")
+
+
+@dataclass(frozen=True)
+class EndpointCatalog:
+    """Where the operator's settings let policies query: names and URLs only, never credentials."""
+
+    named: Mapping[str, str] = field(default_factory=dict)
+    """Endpoint name -> base URL: the operator's named endpoints (``default`` among them when
+    there is a default: PERENNIAL_PROMETHEUS_URL or an endpoint named so)."""
+    allowed_urls: tuple[str, ...] = ()
+    """Base URLs a raw spec.prometheus.url may name (PERENNIAL_PROMETHEUS_ALLOWED_URLS, else
+    PERENNIAL_PROMETHEUS_URL); the named endpoints' URLs are allowed too."""
+
+
+@dataclass(frozen=True)
+class EndpointChoice:
+    """Where a policy's queries go: a named endpoint, a raw URL, or nowhere (``problem`` says why)."""
+
+    url: str | None = None
+    """The base URL queried (for a raw URL: the allowlist's own spelling of it)."""
+    endpoint: str | None = None
+    """The named endpoint queried (its credentials and TLS go with each request); None for a raw URL."""
+    problem: tuple[str, str] | None = None
+    """Ready's (reason, message) when nothing may be queried."""
+
+
+def choose_endpoint(prometheus: PrometheusEndpoint, catalog: EndpointCatalog) -> EndpointChoice:
+    """Resolve ``spec.prometheus``: ``endpoint`` by name, else a ``url`` the operator allows, else the default.
+
+    A name the operator does not define is EndpointUnknown; a URL outside the allowlist
+    (and not a named endpoint's) is EndpointNotAllowed: no request either way. A raw URL is
+    queried without any endpoint's credentials, even when it is a named endpoint's URL:
+    credentials only go where a policy names their endpoint.
+    """
+    if prometheus.endpoint:
+        url = catalog.named.get(prometheus.endpoint)
+        if url is None:
+            return EndpointChoice(problem=("EndpointUnknown", endpoint_unknown(prometheus.endpoint, catalog.named)))
+        return EndpointChoice(url, prometheus.endpoint)
+    if prometheus.url:
+        permitted = allowed_endpoint(prometheus.url, (*catalog.allowed_urls, *catalog.named.values()))
+        if permitted is None:
+            return EndpointChoice(prometheus.url, problem=("EndpointNotAllowed", endpoint_not_allowed(prometheus.url)))
+        return EndpointChoice(permitted)
+    default = catalog.named.get(DEFAULT_ENDPOINT)
+    if default is None:
+        return EndpointChoice(problem=("PrometheusUnreachable", NO_PROMETHEUS))
+    return EndpointChoice(default, DEFAULT_ENDPOINT)
+
+
+def endpoint_unknown(name: str, named: Iterable[str]) -> str:
+    """The message of Ready=False/EndpointUnknown: the names there are (names are no secret)."""
+    names = sorted(named)
+    if not names:
+        known = "the operator defines no endpoints"
+    else:
+        more = f" and {len(names) - _LISTED_ENDPOINTS} more" if len(names) > _LISTED_ENDPOINTS else ""
+        known = f"the operator defines {', '.join(names[:_LISTED_ENDPOINTS])}{more}"
+    return (
+        f"spec.prometheus.endpoint {name} is not a Prometheus endpoint the operator defines ({known}), so nothing"
+        " was queried: name one of those, leave spec.prometheus.endpoint out for the default, or ask the"
+        " operator's administrators to define it (chart value prometheus.endpoints,"
+        " PERENNIAL_PROMETHEUS_ENDPOINTS_FILE)"
+    )
 
 
 def endpoint_not_allowed(url: str) -> str:
@@ -298,9 +379,16 @@ def _evaluate(work: _Pass) -> list[drift.MetricState]:
     """The metrics' new states (breach clocks), ``status.metrics`` and ``Ready``."""
     observed, plan = work.observed, work.plan
     problem: tuple[str, str] | None = None
-    queried = observed.target is not None and bool(observed.prometheus_url) and observed.endpoint_allowed
+    queried = (
+        observed.target is not None
+        and bool(observed.prometheus_url)
+        and observed.endpoint_allowed
+        and observed.endpoint_problem is None
+    )
     if observed.target is None:
         problem = ("TargetNotFound", f"ModelDeployment {work.target_name} not found in {observed.namespace}")
+    elif observed.endpoint_problem is not None:
+        problem = observed.endpoint_problem
     elif not observed.prometheus_url:
         problem = ("PrometheusUnreachable", NO_PROMETHEUS)
     elif not observed.endpoint_allowed:
@@ -326,7 +414,9 @@ def _evaluate(work: _Pass) -> list[drift.MetricState]:
     plan.count("drift_evaluations", result="error" if problem else "success")
     work.status.metrics = [_metric_status(s) for s in states]
     if problem is not None:
-        work.plan.condition("Ready", "False", *problem)
+        reason, message = problem
+        event = "Warning" if reason in _CONFIGURATION_PROBLEMS else None
+        work.plan.condition("Ready", "False", reason, message, event=event)
     else:
         work.plan.condition("Ready", "True", "Evaluated", f"{len(states)} metric(s) evaluated")
     return states
@@ -351,8 +441,8 @@ def _metric_error(result: MetricResult) -> str | None:
 
 def _problem(name: str, result: MetricResult) -> tuple[str, str] | None:
     """What a metric's error makes of Ready (NoData is no problem)."""
-    if result.error == "PrometheusUnreachable":
-        return "PrometheusUnreachable", result.message
+    if result.error in ("PrometheusUnreachable", "PrometheusUnauthorized"):
+        return result.error, result.message
     if result.error in ("QueryError", "NonFiniteValue"):
         return result.error, f"{name}: {result.message}"
     return None

@@ -20,19 +20,21 @@ from perennial.api.base import API_VERSION, LONG_TEXT, TEXT
 from perennial.api.durations import parse_duration
 from perennial.api.modeldeployment import (
     RETRAIN_REQUEST_ANNOTATION,
+    AutomaticRetrains,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     ModelVersionRecord,
     PromotionDecision,
+    RequireImprovement,
     RolloutStatus,
 )
-from perennial.api.trainingjob import Dataset
+from perennial.api.trainingjob import Champion, DatasetRecord
 from perennial.api.trainingjob import Trigger as TriggerRecord
 from perennial.domain import cron
 from perennial.domain.labels import MANAGED_BY_LABEL, MODEL_LABEL, VERSION_LABEL, OwnerRef, managed_labels
 from perennial.domain.text import shorten
 from perennial.domain.timeutil import format_time, parse_time
-from perennial.domain.training import TERMINAL_PHASES
+from perennial.domain.training import TERMINAL_PHASES, resolve_dataset
 
 # Trigger reasons, most important first: one run satisfies every pending trigger, and
 # the most important names it.
@@ -45,7 +47,12 @@ AUTOMATIC = frozenset({INITIAL, SPEC_CHANGE, DRIFT, SCHEDULE})
 
 # Suppression reasons (condition RetrainSuppressed, Events, metrics).
 COOLDOWN, TRAINING_IN_PROGRESS, CIRCUIT_OPEN, SUSPENDED = "Cooldown", "TrainingInProgress", "CircuitOpen", "Suspended"
-SUPPRESSIONS = (COOLDOWN, TRAINING_IN_PROGRESS, CIRCUIT_OPEN, SUSPENDED)
+NO_IMPROVEMENT = "NoImprovement"
+SUPPRESSIONS = (COOLDOWN, TRAINING_IN_PROGRESS, CIRCUIT_OPEN, NO_IMPROVEMENT, SUSPENDED)
+# The triggers the cooldown and the futility breaker hold back: retrains nobody asked for.
+UNATTENDED = frozenset({DRIFT, SCHEDULE})
+# What a trainer reports as the champion's score on the challenger's holdout.
+CHAMPION_METRIC_PREFIX = "champion_"
 
 TRAINED_STATES = ("Candidate", "Serving", "Retired", "RolledBack")
 
@@ -148,6 +155,39 @@ def circuit_open(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bo
     return (status.consecutive_failures or 0) >= spec.retraining.max_consecutive_failures
 
 
+def futile(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bool:
+    """The futility breaker: the last maxConsecutiveNotPromoted automatic runs were all validated
+    and none beat the champion, so another one like them is not worth the compute."""
+    return (status.consecutive_not_promoted or 0) >= spec.retraining.max_consecutive_not_promoted
+
+
+def not_promoted_streak(status: ModelDeploymentStatus) -> list[ModelVersionRecord]:
+    """The automatic runs counted by ``consecutive_not_promoted``, oldest first."""
+    count = status.consecutive_not_promoted or 0
+    streak = [
+        record
+        for record in status.versions or []
+        if record.decision is not None
+        and record.decision.result == "NotPromoted"
+        and record.state in TRAINED_STATES
+        and record.trigger is not None
+        and record.trigger.reason in UNATTENDED
+    ]
+    return streak[-count:] if count else []
+
+
+def automatic_retrains(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> AutomaticRetrains:
+    """Whether Drift and Schedule triggers may start a training (the printer column): the
+    suspension or breaker that stops them, else Active."""
+    if spec.suspend:
+        return "Suspended"
+    if circuit_open(spec, status):
+        return "CircuitOpen"
+    if futile(spec, status):
+        return "NoImprovement"
+    return "Active"
+
+
 def arbitrate(
     trigger: Trigger,
     spec: ModelDeploymentSpec,
@@ -172,6 +212,17 @@ def arbitrate(
             CIRCUIT_OPEN,
             f"{trigger.reason}: {failures} runs in a row failed or were rejected; automatic retrains stop"
             " until a manual request or a spec change succeeds",
+        )
+    if trigger.reason in UNATTENDED and futile(spec, status):
+        streak = not_promoted_streak(status)
+        runs = ", ".join(r.training_job or f"version {r.version}" for r in streak) or "the last runs"
+        champion = f" than serving version {status.serving_version}" if status.serving_version else ""
+        return Arbitration(
+            False,
+            NO_IMPROVEMENT,
+            f"{trigger.reason}: {len(streak) or status.consecutive_not_promoted} automatic runs in a row ({runs})"
+            f" were validated but not better{champion}; automatic retrains stop until a manual request"
+            " or a spec change",
         )
     ready_at = cooldown_ends(spec, status)
     if ready_at is not None and now < ready_at:
@@ -218,6 +269,7 @@ class Run:
     hyperparameters: Mapping[str, str] | None = None
     created_at: datetime | None = None
     annotations: Mapping[str, str] | None = None
+    champion: Mapping[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -242,6 +294,7 @@ def run_from(body: Mapping[str, Any]) -> Run:
         hyperparameters=spec.get("hyperparameters"),
         created_at=parse_time(metadata.get("creationTimestamp")),
         annotations=dict(metadata.get("annotations") or {}),
+        champion=spec.get("champion"),
     )
 
 
@@ -278,17 +331,44 @@ def next_version(status: ModelDeploymentStatus, known_versions: Iterable[str]) -
     return max(numbers) + 1
 
 
+def champion_of(status: ModelDeploymentStatus) -> Champion | None:
+    """The version serving now: the model a new run must beat, whose URI its trainer gets."""
+    version = status.serving_version
+    if not version:
+        return None
+    record = next((r for r in status.versions or [] if r.version == version), None)
+    uri = (record.model_uri if record is not None else None) or status.serving_model_uri
+    return Champion(version=version, model_uri=uri) if uri else None
+
+
 def training_job_for(
     ref: ModelRef,
     spec: ModelDeploymentSpec,
     version: int,
     trigger: Trigger,
     bookkeeping: Mapping[str, str],
+    *,
+    champion: Champion | None = None,
 ) -> dict[str, Any]:
     """The TrainingJob for one version: the template plus identity, the trigger (lineage) and
-    the bookkeeping its trigger consumed (annotations, see ``TRIGGERED_AT_ANNOTATION``)."""
+    the bookkeeping its trigger consumed (annotations, see ``TRIGGERED_AT_ANNOTATION``).
+
+    The dataset is resolved here, once, against the trigger time the bookkeeping records
+    (``TRIGGERED_AT_ANNOTATION``): the TrainingJob carries the resolved values, so its trainer,
+    its lineage and a pass that adopts it after a crash all read the same ones. ``champion`` is
+    the version serving now (``champion_of``), if any."""
+    triggered_at = parse_time(bookkeeping.get(TRIGGERED_AT_ANNOTATION))
+    if triggered_at is None:
+        raise ValueError(f"the bookkeeping of a new TrainingJob must record {TRIGGERED_AT_ANNOTATION}")
     training = spec.training.to_api()
+    dataset = resolve_dataset(
+        spec.training.dataset, model=ref.name, version=str(version), namespace=ref.namespace, trigger_time=triggered_at
+    )
+    if dataset is not None:
+        training["dataset"] = dataset.to_api()
     training.update({"model": ref.name, "version": str(version), "trigger": trigger.to_api()})
+    if champion is not None:
+        training["champion"] = champion.to_api()
     return {
         "apiVersion": API_VERSION,
         "kind": "TrainingJob",
@@ -303,19 +383,11 @@ def training_job_for(
     }
 
 
-def version_record(
-    spec: ModelDeploymentSpec, version: int, trigger: Trigger, now: datetime, job: str
-) -> ModelVersionRecord:
-    return ModelVersionRecord(
-        version=str(version),
-        training_job=job,
-        state="Training",
-        image=spec.training.image,
-        trigger=trigger.record(),
-        created_at=now,
-        dataset=spec.training.dataset.model_copy() if spec.training.dataset is not None else None,
-        hyperparameters=dict(spec.training.hyperparameters) if spec.training.hyperparameters else None,
-    )
+def version_record(training_job: Mapping[str, Any]) -> ModelVersionRecord:
+    """The lineage of the run ``training_job_for`` just made, read back from that TrainingJob
+    the way ``adopted_record`` reads it after a crash: both record the same resolved dataset,
+    champion, trigger and trigger time."""
+    return adopted_record(run_from(training_job))
 
 
 def adopted_record(run: Run) -> ModelVersionRecord:
@@ -328,8 +400,9 @@ def adopted_record(run: Run) -> ModelVersionRecord:
         image=run.image,
         trigger=TriggerRecord.model_validate(run.trigger) if run.trigger else TriggerRecord(reason=INITIAL),
         created_at=triggered_at,
-        dataset=Dataset.model_validate(run.dataset) if run.dataset else None,
+        dataset=DatasetRecord.model_validate(run.dataset) if run.dataset else None,
         hyperparameters=dict(run.hyperparameters) if run.hyperparameters else None,
+        champion=Champion.model_validate(run.champion) if run.champion else None,
     )
 
 
@@ -347,32 +420,76 @@ class Decision:
 
 
 def promotion_decision(
-    spec: ModelDeploymentSpec, challenger: Mapping[str, float], champion: ModelVersionRecord | None
+    spec: ModelDeploymentSpec,
+    challenger: Mapping[str, float],
+    champion: ModelVersionRecord | None,
+    scored: str | None = None,
 ) -> Decision:
-    """Whether a validated version should serve: ``requireImprovement`` against the serving version."""
+    """Whether a validated version should serve: ``requireImprovement`` against the serving version.
+
+    ``scored``: the version the challenger's trainer was given as the champion (its
+    ``champion_<metric>`` is that version's score, so it counts only if that one still serves)."""
     requirement = spec.promotion.require_improvement
     compared_to = champion.version if champion else None
     evidence = "validated"
     if requirement is not None and champion is not None:
-        metric, delta = requirement.metric, requirement.min_delta
-        ours = challenger.get(metric)
-        theirs = (champion.metrics or {}).get(metric)
-        if ours is None:
-            return Decision("NotPromoted", f"{metric} missing from the candidate's metrics", compared_to)
-        if theirs is not None:
-            # A tolerance, so 0.95 vs 0.93 + 0.02 (= 0.9500000000000001) counts as enough.
-            if ours < theirs + delta and not math.isclose(ours, theirs + delta, rel_tol=1e-9, abs_tol=1e-12):
-                return Decision(
-                    "NotPromoted", f"{metric} {ours:g} < serving {theirs:g} + minDelta {delta:g}", compared_to
-                )
-            evidence = f"{metric} {ours:g} >= serving {theirs:g} + minDelta {delta:g}"
-        else:
-            evidence = f"serving version has no {metric}: promoted on validation"
+        comparison = improvement(requirement, challenger, champion, scored)
+        if not comparison.better:
+            return Decision("NotPromoted", comparison.evidence, compared_to)
+        evidence = comparison.evidence
     elif champion is None:
         evidence = "validated; no version serving yet"
     if spec.promotion.policy == "Manual":
         return Decision("Candidate", f"{evidence}; set spec.pinnedVersion to promote (policy Manual)", compared_to)
     return Decision("Promoted", evidence, compared_to)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    better: bool
+    evidence: str  # the numbers compared, the direction and where the champion's number comes from
+
+
+def improvement(
+    requirement: RequireImprovement,
+    challenger: Mapping[str, float],
+    champion: ModelVersionRecord,
+    scored: str | None,
+) -> Comparison:
+    """The challenger against the champion on ``requirement.metric``, in the goal's direction.
+
+    Like for like when the trainer scored this champion on the challenger's holdout
+    (``champion_<metric>``); else against the number the champion's own run recorded."""
+    metric, delta = requirement.metric, requirement.min_delta
+    reported = CHAMPION_METRIC_PREFIX + metric
+    ours = challenger.get(metric)
+    if ours is None:
+        return Comparison(False, f"{metric} missing from the candidate's metrics")
+    same_holdout = challenger.get(reported)
+    if same_holdout is not None and scored == champion.version:
+        theirs, basis = same_holdout, f"both on this run's holdout: {reported}"
+    else:
+        recorded = (champion.metrics or {}).get(metric)
+        if recorded is None:
+            return Comparison(True, f"serving version has no {metric}: promoted on validation")
+        if same_holdout is None:
+            why = f"no {reported} reported"
+        else:
+            given = f"version {scored}" if scored else "no champion"
+            why = f"{reported} ignored: the run was given {given} to score, version {champion.version} serves"
+        theirs, basis = recorded, f"champion's number from its own run: {why}"
+    if requirement.goal == "Minimize":
+        bound, relation, worse = theirs - delta, "<=", ">"
+        better = ours <= bound
+    else:
+        bound, relation, worse = theirs + delta, ">=", "<"
+        better = ours >= bound
+    # A tolerance, so 0.95 vs 0.93 + 0.02 (= 0.9500000000000001) counts as enough.
+    better = better or math.isclose(ours, bound, rel_tol=1e-9, abs_tol=1e-12)
+    sign = "-" if requirement.goal == "Minimize" else "+"
+    text = f"{metric} {ours:g} {relation if better else worse} champion {theirs:g} {sign} minDelta {delta:g}"
+    goal = "Minimize; " if requirement.goal == "Minimize" else ""
+    return Comparison(better, f"{text} ({goal}{basis})")
 
 
 # ---------------------------------------------------------------- serving

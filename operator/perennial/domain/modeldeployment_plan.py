@@ -44,7 +44,6 @@ from perennial.domain.plan import ChildRef, Plan
 from perennial.domain.timeutil import format_time, truncate
 
 # Triggers whose runs start retraining.cooldown (api.md: automatic retrains; not Initial).
-COOLDOWN_TRIGGERS = frozenset({md.DRIFT, md.SCHEDULE})
 # Degraded reasons of children that could not be converged (see record_child_outcomes).
 NAME_CONFLICT, CHILD_REFUSED = "NameConflict", "ChildRefused"
 CHILD_PROBLEMS = (NAME_CONFLICT, CHILD_REFUSED)
@@ -138,7 +137,7 @@ def _restore_bookkeeping(work: _Pass, run: md.Run, record: ModelVersionRecord) -
     trigger, triggered_at = record.trigger, record.created_at
     if trigger is not None and triggered_at is not None:
         status.last_retrain = LastRetrain(time=triggered_at, reason=trigger.reason, source=trigger.source)
-        if trigger.reason in COOLDOWN_TRIGGERS or annotations.get(md.STARTS_COOLDOWN_ANNOTATION) == "true":
+        if trigger.reason in md.UNATTENDED or annotations.get(md.STARTS_COOLDOWN_ANNOTATION) == "true":
             status.last_automatic_retrain = triggered_at
         if status.next_scheduled_retrain is not None and status.next_scheduled_retrain <= triggered_at:
             upcoming = md.next_schedule(work.spec, triggered_at) if work.spec.retraining.schedule else None
@@ -194,8 +193,14 @@ def _finish_version(work: _Pass, record: ModelVersionRecord, run: md.Run) -> Non
         plan.count("promotions", result="NotPromoted")
         return
     status.consecutive_failures = 0
-    decision = md.promotion_decision(work.spec, run.metrics, work.record(status.serving_version))
+    champion = work.record(status.serving_version)
+    scored = record.champion.version if record.champion else None
+    decision = md.promotion_decision(work.spec, run.metrics, champion, scored)
     record.decision = decision.record()
+    if decision.result != "NotPromoted":
+        status.consecutive_not_promoted = 0
+    elif record.trigger is not None and record.trigger.reason in md.UNATTENDED:
+        status.consecutive_not_promoted = (status.consecutive_not_promoted or 0) + 1
     record.state = "Candidate"  # Promoted: Serving once its rollout completes; otherwise pinnable
     plan.count("promotions", result=decision.result)
     if decision.result == "Promoted":
@@ -257,7 +262,7 @@ def _triggers(work: _Pass) -> None:
     known = set(observed.runs) | {name.rsplit("-v", 1)[-1] for name in observed.taken_names}
     version = md.next_version(status, known)
     name = md.training_job_name(observed.ref.name, version)
-    automatic = any(t.reason in COOLDOWN_TRIGGERS for t in triggers)
+    automatic = any(t.reason in md.UNATTENDED for t in triggers)
     drift = [t for t in triggers if t.reason == md.DRIFT]
     request = observed.annotations.get(RETRAIN_REQUEST_ANNOTATION)
     bookkeeping = {
@@ -270,15 +275,18 @@ def _triggers(work: _Pass) -> None:
         bookkeeping[md.STARTS_COOLDOWN_ANNOTATION] = "true"
     if drift:
         bookkeeping[md.DRIFT_REQUESTS_ANNOTATION] = json.dumps({t.source: t.request for t in drift}, sort_keys=True)
-    plan.create.append(md.training_job_for(observed.ref, work.spec, version, trigger, bookkeeping))
+    job = md.training_job_for(observed.ref, work.spec, version, trigger, bookkeeping, champion=md.champion_of(status))
+    plan.create.append(job)
 
-    work.versions.append(md.version_record(work.spec, version, trigger, plan.now, name))
+    work.versions.append(md.version_record(job))  # the resolved dataset and champion, as adoption reads them
     status.latest_version = str(version)
     status.active_training_job = name
     status.last_retrain = LastRetrain.model_validate(
         {"time": plan.now, "reason": trigger.reason, "source": trigger.source or None}
     )
     status.training_spec_hash = md.training_hash(work.spec)
+    if any(t.reason in md.EXPLICIT for t in triggers):
+        status.consecutive_not_promoted = 0  # a person asked: the futility breaker counts afresh
     if automatic:
         status.last_automatic_retrain = plan.now
     if request:
@@ -509,6 +517,7 @@ def _summarise(work: _Pass) -> None:
         if get_condition(conditions, type_) is None:
             plan.condition(type_, "False", "AsExpected", "")
     status.phase = phase_of(status)
+    status.automatic_retrains = md.automatic_retrains(work.spec, status)
     status.observed_generation = work.observed.ref.generation
 
 

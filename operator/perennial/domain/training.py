@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,11 +28,18 @@ from pydantic import ValidationError
 
 from perennial.api.base import Condition
 from perennial.api.durations import format_duration, parse_duration
-from perennial.api.trainingjob import TrainingJobSpec, TrainingJobStatus, TrainingPhase, ValidationRule
+from perennial.api.trainingjob import (
+    DATASET_PLACEHOLDERS,
+    Dataset,
+    TrainingJobSpec,
+    TrainingJobStatus,
+    TrainingPhase,
+    ValidationRule,
+)
 from perennial.domain.children import controlled_by
 from perennial.domain.labels import MANAGED_BY, OwnerRef, managed_labels
 from perennial.domain.plan import ChildRef, Plan
-from perennial.domain.timeutil import parse_time, truncate
+from perennial.domain.timeutil import format_time, parse_time, truncate
 
 TRAINER_CONTAINER = "trainer"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
@@ -82,6 +90,57 @@ def model_uri(ref: TrainingJobRef, spec: TrainingJobSpec) -> str:
     )
 
 
+# ---------------------------------------------------------------- the data a run trains on
+_DATASET_PLACEHOLDER = re.compile(r"\{(" + "|".join(DATASET_PLACEHOLDERS) + r")\}")
+
+
+def resolve_dataset(
+    dataset: Dataset | None, *, model: str, version: str, namespace: str, trigger_time: datetime
+) -> Dataset | None:
+    """The data a run triggered at ``trigger_time`` trains on: the placeholders of ``uri`` and
+    ``version`` filled in (in one pass: a value is never read as a placeholder) and, for a
+    ``window`` without an explicit ``windowStart``/``windowEnd``, the window ending at the trigger
+    time (to the second; a fraction of a second widens the window to whole seconds).
+
+    Resolving a resolved dataset changes nothing, so a TrainingJob's recorded values stay what
+    its trainer gets."""
+    if dataset is None:
+        return None
+    moment = truncate(trigger_time)
+    values = {
+        "triggerTime": format_time(moment),
+        "triggerDate": moment.strftime("%Y-%m-%d"),
+        "version": version,
+        "model": model,
+        "namespace": namespace,
+    }
+
+    def fill(text: str | None) -> str | None:
+        return None if text is None else _DATASET_PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+    resolved = dataset.model_copy(update={"uri": fill(dataset.uri), "version": fill(dataset.version)})
+    if dataset.window and dataset.window_start is None and dataset.window_end is None:
+        resolved.window_end = moment
+        resolved.window_start = truncate(moment - parse_duration(dataset.window))
+    return resolved
+
+
+def run_dataset(ref: TrainingJobRef, spec: TrainingJobSpec, created_at: datetime) -> Dataset | None:
+    """The resolved data of this run. A ModelDeployment's TrainingJob carries it resolved already;
+    one created by hand is resolved against its trigger time: its ``windowEnd`` when set, else
+    ``created_at`` (its creationTimestamp)."""
+    dataset = spec.dataset
+    if dataset is None:
+        return None
+    return resolve_dataset(
+        dataset,
+        model=spec.model or "",
+        version=version_of(ref, spec),
+        namespace=ref.namespace,
+        trigger_time=dataset.window_end or created_at,
+    )
+
+
 def child_labels(ref: TrainingJobRef, spec: TrainingJobSpec) -> dict[str, str]:
     labels = managed_labels(model=spec.model, version=version_of(ref, spec))
     labels[TRAINING_JOB_LABEL] = ref.name
@@ -98,17 +157,29 @@ def master_address(ref: TrainingJobRef) -> str:
     return f"{ref.name}-0.{headless_service_name(ref)}.{ref.namespace}.svc"
 
 
-def _perennial_env(ref: TrainingJobRef, spec: TrainingJobSpec) -> list[dict[str, Any]]:
+def _perennial_env(ref: TrainingJobRef, spec: TrainingJobSpec, created_at: datetime) -> list[dict[str, Any]]:
     trigger = spec.trigger.to_api() if spec.trigger else {}
+    dataset = run_dataset(ref, spec, created_at)
     env: list[dict[str, Any]] = [
         {"name": "PERENNIAL_MODEL", "value": spec.model or ""},
         {"name": "PERENNIAL_VERSION", "value": version_of(ref, spec)},
         {"name": "PERENNIAL_MODEL_URI", "value": model_uri(ref, spec)},
-        {"name": "PERENNIAL_DATASET_URI", "value": (spec.dataset.uri if spec.dataset else None) or ""},
-        {"name": "PERENNIAL_DATASET_VERSION", "value": (spec.dataset.version if spec.dataset else None) or ""},
+        {"name": "PERENNIAL_DATASET_URI", "value": (dataset.uri if dataset else None) or ""},
+        {"name": "PERENNIAL_DATASET_VERSION", "value": (dataset.version if dataset else None) or ""},
         {"name": "PERENNIAL_HYPERPARAMETERS", "value": json.dumps(spec.hyperparameters or {}, sort_keys=True)},
         {"name": "PERENNIAL_TRIGGER", "value": json.dumps(trigger, sort_keys=True)},
     ]
+    # Present only when they apply, so a trainer tells "no window" and "no champion" apart.
+    if dataset is not None and dataset.window_start is not None and dataset.window_end is not None:
+        env += [
+            {"name": "PERENNIAL_DATA_WINDOW_START", "value": format_time(dataset.window_start)},
+            {"name": "PERENNIAL_DATA_WINDOW_END", "value": format_time(dataset.window_end)},
+        ]
+    if spec.champion is not None:
+        env += [
+            {"name": "PERENNIAL_CHAMPION_VERSION", "value": spec.champion.version},
+            {"name": "PERENNIAL_CHAMPION_MODEL_URI", "value": spec.champion.model_uri},
+        ]
     if spec.workers > 1:
         env += [
             {"name": "WORLD_SIZE", "value": str(spec.workers)},
@@ -122,15 +193,18 @@ def _perennial_env(ref: TrainingJobRef, spec: TrainingJobSpec) -> list[dict[str,
     return env
 
 
-def desired_job(ref: TrainingJobRef, spec: TrainingJobSpec) -> dict[str, Any]:
-    """The batch/v1 Job that runs this TrainingJob: restricted-profile pods, no API token by default."""
+def desired_job(ref: TrainingJobRef, spec: TrainingJobSpec, created_at: datetime) -> dict[str, Any]:
+    """The batch/v1 Job that runs this TrainingJob: restricted-profile pods, no API token by default.
+
+    ``created_at`` is the TrainingJob's creationTimestamp: the trigger time of a run created by
+    hand whose dataset has placeholders or a window (``run_dataset``)."""
     labels = child_labels(ref, spec)
     user_env = [e.to_api() for e in spec.env or []]
     container: dict[str, Any] = {
         "name": TRAINER_CONTAINER,
         "image": spec.image,
         # The user's env comes last so it can see (and reference) the PERENNIAL_* values.
-        "env": _perennial_env(ref, spec) + user_env,
+        "env": _perennial_env(ref, spec, created_at) + user_env,
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
         "securityContext": {
@@ -345,6 +419,8 @@ class ObservedRun:
     now: datetime
     default_start_deadline: timedelta = DEFAULT_START_DEADLINE
     """The operator's start deadline (PERENNIAL_TRAINING_START_DEADLINE), for runs without spec.startDeadline."""
+    created_at: datetime | None = None
+    """The TrainingJob's creationTimestamp (the trigger time of a run created by hand; ``now`` if unknown)."""
 
 
 @dataclass
@@ -630,7 +706,8 @@ def _plan_run(plan: TrainingPlan, observed: ObservedRun) -> None:
         plan.condition("Succeeded", "Unknown", "Pending", "creating the Job")
         plan.condition("Running", "False", "Pending", "the Job has not started")
         service = desired_service(ref, spec)
-        plan.create = [*([service] if service is not None else []), desired_job(ref, spec)]
+        job_manifest = desired_job(ref, spec, observed.created_at or observed.now)
+        plan.create = [*([service] if service is not None else []), job_manifest]
         return
 
     job_status = job.get("status", {})
