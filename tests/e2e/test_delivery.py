@@ -718,3 +718,18 @@ def test_policy_check_catches_a_privileged_deployment(cluster: ClusterInfo, tmp_
     assert result.returncode != 0
     assert "CKV_K8S_16" in result.stdout, result.stdout  # privileged
     assert "CKV_K8S_20" in result.stdout, result.stdout  # allowPrivilegeEscalation
+
+
+def test_the_license_is_apache_2_and_ships_with_the_package_and_the_chart() -> None:
+    license_text = (REPO_ROOT / "LICENSE").read_text()
+    assert "Apache License" in license_text
+    assert "Version 2.0, January 2004" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text  # the full text, not a notice
+    # Helm packages the chart directory alone: it carries its own copy.
+    assert (REPO_ROOT / "charts" / "perennial" / "LICENSE").read_text() == license_text
+    chart = yaml.safe_load((REPO_ROOT / "charts" / "perennial" / "Chart.yaml").read_text())
+    assert chart["annotations"]["artifacthub.io/license"] == "Apache-2.0"
+    project = (REPO_ROOT / "pyproject.toml").read_text()
+    assert 'license = "Apache-2.0"' in project
+    assert 'license-files = ["LICENSE"]' in project
+    assert 'org.opencontainers.image.licenses="Apache-2.0"' in (REPO_ROOT / "Dockerfile").read_text()
