@@ -22,9 +22,9 @@ COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > requirements.txt \
     && /opt/perennial/bin/pip install --only-binary=:all: -r requirements.txt
-# The operator itself, without re-resolving dependencies (README.md is the package's readme);
-# then the virtualenv drops the packaging tools it no longer needs.
-COPY README.md ./
+# The operator itself, without re-resolving dependencies (README.md is the package's readme,
+# LICENSE its license file); then the virtualenv drops the packaging tools it no longer needs.
+COPY README.md LICENSE ./
 COPY operator/ operator/
 RUN /opt/perennial/bin/pip install --no-deps . \
     && /opt/perennial/bin/python -m compileall -q /opt/perennial/lib \
