@@ -697,7 +697,12 @@ def test_docker_context_excludes_local_state() -> None:
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", "everything is excluded unless listed"
     allowed = {pattern[1:] for pattern in patterns if pattern.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "operator/"}
+    assert allowed == {"pyproject.toml", "README.md", "LICENSE", "operator/"}
+    # ...and everything the build copies from the context is in it.
+    copies = [line.split()[1:-1] for stage in dockerfile_stages() for line in stage if line.startswith("COPY ")]
+    from_context = [sources for sources in copies if not any(s.startswith("--from=") for s in sources)]
+    sources = {source for sources in from_context for source in sources}
+    assert sources == allowed
 
 
 # ---------------------------------------------------------------- the policy check
