@@ -55,8 +55,9 @@ test-e2e: install ## against the `full` profile
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 .PHONY: crds
-crds: install ## regenerate crds/ from the pydantic models in operator/perennial/api
+crds: install ## regenerate crds/ and the API reference docs/api.md from the pydantic models in operator/perennial/api
 	$(BIN)/python -m perennial.api.crdgen crds
+	$(BIN)/python -m perennial.api.docgen docs/api.md
 
 .PHONY: monitoring
 monitoring: install ## regenerate monitoring/prometheusrule.yaml from monitoring/alerts.yaml
@@ -90,14 +91,15 @@ run: install ## run the operator locally against the local cluster, as its Servi
 	exec $(BIN)/perennial run
 
 # ---------------------------------------------------------------- delivery
-# The chart is the source: manifests/ and the chart's crds/ are generated (a test fails
-# when they are stale). helm comes from the local cluster's build cache.
+# The chart is the source: manifests/ and the chart's CRD templates (templates/crds/, from
+# crds/) are generated (a test fails when they are stale). helm comes from the local
+# cluster's build cache.
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' operator/perennial/__init__.py)
 IMAGE ?= perennial:$(VERSION)
 KIND_CLUSTER ?= perennial
 
 .PHONY: manifests policy image kind-load
-manifests: install ## regenerate manifests/ and charts/perennial/crds/ from the chart and crds/
+manifests: install ## regenerate the chart's templates/crds/ from crds/, then manifests/ from the chart
 	$(BIN)/python -m localcluster build --profile full >/dev/null
 	$(BIN)/python -m tests.support.delivery generate
 policy: install ## manifest policy check (Checkov) over manifests/, the rendered chart and the Dockerfile
@@ -109,15 +111,15 @@ kind-load: image ## build the image and load it into the kind cluster (KIND_CLUS
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
 
 # ---------------------------------------------------------------- Argo CD
-# Health checks in Argo CD's resource_customizations layout; argocd-cm.yaml is generated
-# from them (a test fails when it is stale). The harness runs them in gopher-lua, as Argo CD.
+# Health checks and resource actions in Argo CD's resource_customizations layout; argocd-cm.yaml
+# is generated from them (a test fails when it is stale). The harness runs them in gopher-lua, as Argo CD.
 .PHONY: argocd-cm argocd-testdata argocd-test
-argocd-cm: install ## regenerate argocd/argocd-cm.yaml from argocd/resource_customizations/*/*/health.lua
+argocd-cm: install ## regenerate argocd/argocd-cm.yaml from argocd/resource_customizations (health.lua, actions/)
 	$(BIN)/python argocd/generate_cm.py
 argocd-testdata: install ## recapture the health checks' testdata from live scenarios on the local cluster
 	$(BIN)/python -m localcluster build --profile full >/dev/null
 	$(BIN)/python -m tests.support.argocd_capture
-argocd-test: ## run the health checks' tests in gopher-lua (Go harness in argocd/harness)
+argocd-test: ## run the health checks' and actions' tests in gopher-lua (Go harness in argocd/harness)
 	cd argocd/harness && CGO_ENABLED=0 go test -count=1 ./...
 
 # Scale benchmark (issue 10): N ModelDeployments + DriftPolicies through the operator vs a

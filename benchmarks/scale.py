@@ -718,7 +718,7 @@ async def run_operator_phase(
         ]
         result.job_p50, result.job_p99 = percentile(job_latency, 50), percentile(job_latency, 99)
         result.api_latency = await mean_seconds(operator, "perennial_api_request_duration_seconds", "method")
-        result.queue_wait = await mean_seconds(operator, "perennial_workqueue_wait_seconds", "kind")
+        result.queue_wait = await mean_seconds(operator, "perennial_workqueue_queue_duration_seconds", "controller")
         idle = result.idle_seconds = options.idle_seconds
         print(f"[N={n}] all Ready after {result.total:.1f}s; idle for {idle:.0f}s", flush=True)
         idle_before = await write_counts(api)

@@ -39,7 +39,7 @@ spec:
     dataset: {uri: "s3://data/{model}/{triggerDate}/", version: "{triggerTime}", window: 24h}
     output: {modelUri: "s3://models/{model}/{version}"}
     validation: [{metric: auc, min: 0.90}]
-    # The local cluster simulates pods (README, "Simulation contract"): the trainer
+    # The local cluster simulates pods (CONTRIBUTING.md, "Simulation contract"): the trainer
     # "runs" 3s and reports these metrics through its termination message; given a
     # champion to beat, it also scores the champion on its own holdout (champion_auc).
     podAnnotations:

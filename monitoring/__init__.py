@@ -1,1 +1,1 @@
-"""Alerts and dashboard for Perennial's metrics (see the README, "Alerts and dashboard")."""
+"""Alerts and dashboard for Perennial's metrics (see docs/operations.md, "Alerts" and "Dashboard")."""

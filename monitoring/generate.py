@@ -19,6 +19,10 @@ ALERTS = HERE / "alerts.yaml"
 PROMETHEUS_RULE = HERE / "prometheusrule.yaml"
 DASHBOARD = HERE / "dashboard.json"
 CHART_FILES = HERE.parent / "charts" / "perennial" / "files"
+RUNBOOKS = HERE.parent / "docs" / "runbooks"
+# Where every alert's runbook_url points: docs/runbooks/<alert>.md in the project's repository.
+# The chart's prometheusRule.runbookBaseUrl replaces it (a fork, a mirror, an internal wiki).
+RUNBOOK_BASE_URL = "https://github.com/perennial-dev/perennial/blob/main/docs/runbooks/"
 
 HEADER = """\
 # GENERATED from monitoring/alerts.yaml by `python -m monitoring.generate` (make monitoring).

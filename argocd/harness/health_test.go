@@ -33,7 +33,7 @@ func envOr(name, fallback string) string {
 // What each kind's tests must cover, at least.
 var requiredStatuses = map[string][]string{
 	"TrainingJob":     {"Progressing", "Healthy", "Degraded"},
-	"ModelDeployment": {"Progressing", "Healthy", "Degraded"},
+	"ModelDeployment": {"Progressing", "Healthy", "Degraded", "Suspended"},
 	"DriftPolicy":     {"Progressing", "Healthy", "Degraded", "Suspended"},
 }
 
@@ -93,21 +93,22 @@ func collect(t *testing.T) []healthCase {
 	return cases
 }
 
+// configMapData returns the data of argocd-cm.yaml, the keys Argo CD reads.
+func configMapData(t *testing.T) map[string]string {
+	t.Helper()
+	data, err := ReadConfigMap(argocdCM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 // configMapScripts returns the health scripts argocd-cm.yaml gives Argo CD, by kind.
 func configMapScripts(t *testing.T) map[string]string {
 	t.Helper()
-	var cm struct {
-		Kind     string            `json:"kind"`
-		Metadata map[string]any    `json:"metadata"`
-		Data     map[string]string `json:"data"`
-	}
-	readYAML(t, argocdCM, &cm)
-	if cm.Kind != "ConfigMap" || cm.Metadata["name"] != "argocd-cm" {
-		t.Fatalf("%s is not the argocd-cm ConfigMap", argocdCM)
-	}
 	scripts := map[string]string{}
 	prefix := "resource.customizations.health." + group + "_"
-	for key, value := range cm.Data {
+	for key, value := range configMapData(t) {
 		if strings.HasPrefix(key, prefix) {
 			scripts[strings.TrimPrefix(key, prefix)] = value
 		}

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="perennial",
         description="Perennial: continuous training of ML models on Kubernetes.",
-        epilog="Settings come from PERENNIAL_* environment variables (see the README).",
+        epilog="Settings come from PERENNIAL_* environment variables (see docs/operations.md, Settings).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run the operator against the cluster in KUBECONFIG or in-cluster")

@@ -6,6 +6,7 @@ perennial.main``) or as a subprocess, so all three share this one wiring.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Mapping
@@ -59,6 +60,7 @@ class Operator:
     driftpolicies: DriftPolicyController
     resync: Resync
     elector: LeaderElector | None = field(default=None)
+    _starting: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
     def build(cls, cluster: Cluster) -> Operator:
@@ -100,6 +102,16 @@ class Operator:
         self._lead()
 
     def _lead(self) -> None:
+        # In a task: the elector renews the Lease while the caches fill.
+        self._starting = asyncio.create_task(self._start_writers(), name="lead")
+
+    async def _start_writers(self) -> None:
+        # As client-go's WaitForCacheSync: a replica that leads as soon as it starts (a
+        # restart, an upgrade) holds the Lease before kopf's watches have listed anything,
+        # and a model planned before its Deployment reached the cache would be planned as
+        # if it had none (its status written Ready=False, then corrected). One LIST of every
+        # watched kind fills the caches first; a standby's, filled by the watches, just relist.
+        await self.resync.run_once()
         self.cluster.events.start()
         for controller in self.controllers:
             controller.start()
@@ -109,8 +121,13 @@ class Operator:
         """Stop every writer now; Events not yet posted are dropped (a new leader tells its own story)."""
         await self._stop_writers(flush_timeout=0)
         self.cluster.events.discard_pending()
+        metrics.forget_all_objects()  # the new leader exports the per-model series
 
     async def _stop_writers(self, flush_timeout: float) -> None:
+        if self._starting is not None:
+            self._starting.cancel()
+            await asyncio.gather(self._starting, return_exceptions=True)
+            self._starting = None
         await self.resync.stop()
         for controller in self.controllers:
             await controller.stop()
@@ -187,6 +204,8 @@ def _login(memo: kopf.Memo) -> Login:
     return login
 
 
+KOPF_WORKER_IDLE_SECONDS = 0.5
+
 # kopf keeps the credentials it is given until they expire, then closes their connections:
 # watches started on credentials about to expire would be cut again at once, mid-request
 # (kopf logs an ERROR for each). So kopf gets credentials that stay valid at least this long.
@@ -261,6 +280,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    # kopf keeps a worker per object alive this long after its last event, holding that
+    # event's whole body (managedFields included). Our handlers only hand events to the
+    # caches, so a worker is cheap to start again, and kopf's default (5s) keeps thousands
+    # of idle workers and their bodies after a burst (benchmarks/README.md).
+    settings.queueing.idle_timeout = KOPF_WORKER_IDLE_SECONDS
     client = KubeClient(_login(memo), qps=config.api_qps, burst=config.api_burst)
     operator = Operator.build(Cluster(client=client, settings=config))
     operator.start()

@@ -1,7 +1,7 @@
 """Operator settings, read once at start from environment variables (and the Prometheus endpoints file).
 
-Parsing and validation only (no network), so every rule is unit-tested. The README
-("Settings") and the Helm chart's values document the same variables.
+Parsing and validation only (no network), so every rule is unit-tested. docs/operations.md
+("Settings", kept true by tests/unit/test_docs.py) and the Helm chart's values document the same variables.
 
 Named Prometheus endpoints (``PERENNIAL_PROMETHEUS_ENDPOINTS_FILE``) carry credentials:
 their secret fields are left out of every ``repr``, and no error message quotes a value

@@ -1,7 +1,7 @@
 """Proof that the `full` profile behaves like a cluster, under the simulation contract.
 
 Pods never execute here: kwok plays the kubelet, driven by `sim.perennial.dev/*`
-annotations (README, "Simulation contract").
+annotations (CONTRIBUTING.md, "Simulation contract").
 """
 
 from __future__ import annotations

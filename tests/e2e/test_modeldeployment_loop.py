@@ -2,7 +2,7 @@
 
 The ModelDeployment controller runs against the full local cluster: the Job controller,
 the scheduler and kwok run the training pods, the Deployment controller and kwok run the
-serving pods. Training results come from pod annotations (README, "Simulation contract");
+serving pods. Training results come from pod annotations (CONTRIBUTING.md, "Simulation contract");
 a runtime kwok Stage keeps one version's serving pods from ever becoming Ready. The
 operator runs as its own process (`perennial run`), exactly as a user runs it.
 """

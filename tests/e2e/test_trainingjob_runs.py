@@ -1,7 +1,7 @@
 """Training runs end to end: the Job controller, the scheduler and kwok run the pods.
 
 kwok plays the kubelet under the simulation contract: pod annotations set the trainer's
-termination message, exit code and run time (README, "Simulation contract").
+termination message, exit code and run time (CONTRIBUTING.md, "Simulation contract").
 """
 
 from __future__ import annotations

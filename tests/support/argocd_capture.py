@@ -312,6 +312,37 @@ def capture_modeldeployments(c: Capture) -> None:
         )
 
 
+def capture_suspended_modeldeployments(c: Capture) -> None:
+    """spec.suspend: true, serving and before any version (automatic retrains paused)."""
+    quick = {"sim.perennial.dev/duration": "2s", "sim.perennial.dev/result": GOOD_RESULT}
+    c.apply(modeldeployment("md-paused", quick, serving=SERVER))
+    never_trained = modeldeployment("md-suspended", quick)
+    never_trained["spec"]["suspend"] = True
+    c.apply(never_trained)
+
+    c.wait(
+        "ModelDeployment",
+        "md-suspended",
+        lambda s: _condition_is(s, "RetrainSuppressed", "True", "Suspended"),
+        "the Initial training suppressed",
+    )
+    c.save(
+        "ModelDeployment",
+        "md-suspended",
+        "suspended-no-version",
+        "Created with spec.suspend: true: the Initial training waits; nothing serves.",
+    )
+    c.wait("ModelDeployment", "md-paused", lambda s: s.get("phase") == "Serving", "serving v1")
+    c.patch("ModelDeployment", "md-paused", {"spec": {"suspend": True}})
+    c.wait(
+        "ModelDeployment",
+        "md-paused",
+        lambda s: _condition_is(s, "Ready", "True") and s.get("automaticRetrains") == "Suspended",
+        "serving, suspended",
+    )
+    c.save("ModelDeployment", "md-paused", "suspended-serving", "Version 1 serves; then spec.suspend: true.")
+
+
 def capture_driftpolicies(c: Capture) -> None:
     c.apply(_example("churn.yaml")[1])
     c.apply(driftpolicy("dp-drifting", "churn", metrics=one_metric("vector(0.31)"), trigger={"action": "Observe"}))
@@ -376,6 +407,7 @@ def capture(cluster: ClusterInfo, out: Path, log_path: Path) -> list[Path]:
             assert running.pid is not None
             capture_trainingjobs(c)
             capture_modeldeployments(c)
+            capture_suspended_modeldeployments(c)
             capture_driftpolicies(c)
         capture_stale_generations(c)
     finally:

@@ -121,7 +121,34 @@ def test_kind_names_match_the_contract() -> None:
         "DriftPolicy": ["Target", "Drifting", "Last Trigger", "Triggers", "Age"],
     }
     wide = {k.kind: [c.name for c in k.columns if c.priority] for k in crdgen.KINDS}
-    assert wide == {"TrainingJob": [], "ModelDeployment": ["Auto Retrain"], "DriftPolicy": []}
+    assert wide == {
+        "TrainingJob": ["Reason"],
+        "ModelDeployment": ["Auto Retrain", "URL", "Message"],
+        "DriftPolicy": ["Ready", "Reason"],
+    }
+    # `kubectl get -o wide` only: every extra column has priority 1.
+    assert {c.priority for k in crdgen.KINDS for c in k.columns} == {0, 1}
+
+
+def test_wide_columns_read_the_conditions_and_the_service_url() -> None:
+    paths = {
+        (k.kind, column["name"]): column["jsonPath"]
+        for k in crdgen.KINDS
+        for column in crdgen.crd(k)["spec"]["versions"][0]["additionalPrinterColumns"]
+        if column.get("priority") == 1
+    }
+    assert paths == {
+        ("TrainingJob", "Reason"): '.status.conditions[?(@.type=="Succeeded")].reason',
+        ("ModelDeployment", "Auto Retrain"): ".status.automaticRetrains",
+        ("ModelDeployment", "URL"): ".status.url",
+        ("ModelDeployment", "Message"): '.status.conditions[?(@.type=="Ready")].message',
+        ("DriftPolicy", "Ready"): '.status.conditions[?(@.type=="Ready")].status',
+        ("DriftPolicy", "Reason"): '.status.conditions[?(@.type=="Ready")].reason',
+    }
+    (modeldeployment,) = [k for k in crdgen.KINDS if k.kind == "ModelDeployment"]
+    status = crdgen.crd(modeldeployment)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert status["properties"]["url"]["type"] == "string"
+    assert "http://<name>.<namespace>.svc:<spec.serving.port>" in status["properties"]["url"]["description"]
 
 
 SPEC_MODELS: dict[str, type[BaseModel]] = {

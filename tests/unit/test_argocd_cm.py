@@ -1,4 +1,4 @@
-"""argocd/argocd-cm.yaml is generated from the health checks and must match them byte for byte."""
+"""argocd/argocd-cm.yaml is generated from the health checks and actions and must match them byte for byte."""
 
 from __future__ import annotations
 
@@ -31,7 +31,30 @@ def test_argocd_cm_carries_each_health_lua_verbatim() -> None:
         for path in sorted(CUSTOMIZATIONS.glob("perennial.dev/*/health.lua"))
     }
     assert set(expected) == {f"resource.customizations.health.perennial.dev_{kind}" for kind in KINDS}
-    assert configmap["data"] == expected, "argocd/argocd-cm.yaml is stale: run `make argocd-cm`"
+    health = {key: value for key, value in configmap["data"].items() if ".health." in key}
+    assert health == expected, "argocd/argocd-cm.yaml is stale: run `make argocd-cm`"
+
+
+def test_argocd_cm_carries_the_modeldeployment_actions_as_argo_cd_reads_them() -> None:
+    """``resource.customizations.actions.<group>_<Kind>``: a YAML document with discovery.lua and definitions."""
+    configmap = yaml.safe_load((ARGOCD_DIR / "argocd-cm.yaml").read_text())
+    actions_keys = sorted(key for key in configmap["data"] if ".actions." in key)
+    assert actions_keys == ["resource.customizations.actions.perennial.dev_ModelDeployment"]
+    assert set(configmap["data"]) == set(actions_keys) | {
+        f"resource.customizations.health.perennial.dev_{kind}" for kind in KINDS
+    }
+    document = yaml.safe_load(configmap["data"][actions_keys[0]])
+    folder = CUSTOMIZATIONS / "perennial.dev" / "ModelDeployment" / "actions"
+    assert document == {
+        "discovery.lua": (folder / "discovery.lua").read_text(),
+        "definitions": [
+            {"name": name, "action.lua": (folder / name / "action.lua").read_text()}
+            for name in ("pause", "resume", "retrain")
+        ],
+    }, "argocd/argocd-cm.yaml is stale: run `make argocd-cm`"
+    # Argo CD's layout: every action has its folder, tests and testdata.
+    assert (folder / "action_test.yaml").is_file()
+    assert sorted((folder / "testdata").glob("*.yaml"))
 
 
 def test_the_generator_agrees_that_it_is_in_sync() -> None:
@@ -47,9 +70,9 @@ def test_the_generator_notices_a_stale_configmap(tmp_path: Path) -> None:
     copy.mkdir()
     (copy / "generate_cm.py").write_text((ARGOCD_DIR / "generate_cm.py").read_text())
     (copy / "argocd-cm.yaml").write_text((ARGOCD_DIR / "argocd-cm.yaml").read_text())
-    for path in CUSTOMIZATIONS.glob("perennial.dev/*/health.lua"):
+    for path in CUSTOMIZATIONS.glob("perennial.dev/**/*.lua"):
         target = copy / "resource_customizations" / path.relative_to(CUSTOMIZATIONS)
-        target.parent.mkdir(parents=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(path.read_text())
     script = copy / "generate_cm.py"
     assert subprocess.run([sys.executable, str(script), "--check"], capture_output=True).returncode == 0
@@ -60,3 +83,9 @@ def test_the_generator_notices_a_stale_configmap(tmp_path: Path) -> None:
     assert "out of date" in stale.stderr
     assert subprocess.run([sys.executable, str(script)], capture_output=True).returncode == 0
     assert subprocess.run([sys.executable, str(script), "--check"], capture_output=True).returncode == 0
+    # An action's script counts as much as a health check.
+    action = copy / "resource_customizations" / "perennial.dev" / "ModelDeployment" / "actions" / "pause" / "action.lua"
+    action.write_text(action.read_text().replace("-- Pause automatic retrains", "-- Pause the automatic retrains"))
+    stale = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert stale.returncode == 1
+    assert "out of date" in stale.stderr

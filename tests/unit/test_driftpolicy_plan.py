@@ -3,7 +3,7 @@
 Pure: statuses are written the way they sit in the API server (camelCase), the target is
 the ModelDeployment's status with its ``driftRequests`` answers, Prometheus results are
 what the controller hands over, and time is a fixed ``NOW``. Expected values are written
-out literally from the README's DriftPolicy section and the handshake in
+out literally from docs/concepts.md's DriftPolicy section and the handshake in
 ``perennial.domain.driftpolicy``; none is computed by a second copy of the rules.
 
 The policy in every case: target ``churn``, one metric ``feature_psi`` with ``max: 0.2``,

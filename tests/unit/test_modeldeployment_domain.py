@@ -307,7 +307,7 @@ def arbitration_status(*, circuit_open: bool = False, in_cooldown: bool = False)
     )
 
 
-# The README's rule book ("The loop", step 2), one row per cell: each column holds alone,
+# The rule book of docs/concepts.md ("The loop", step 2), one row per cell: each column holds alone,
 # everything else clear. "runs", or the suppression reason the cell names ("waits" and
 # "suppressed" under "a training running" are both TrainingInProgress).
 RUNNING, SUSPEND, CIRCUIT, IN_COOLDOWN = "a training running", "suspend", "circuit open", "within cooldown"

@@ -1719,3 +1719,45 @@ def test_a_retrain_request_of_any_length_starts_one_run_with_bounded_lineage(len
     assert (identity == request) is (length <= 1024)
     status.handled_retrain_request = identity
     assert md.pending_triggers(spec, {"perennial.dev/retrain-request": request}, status, NOW) == []
+
+
+# ---------------------------------------------------------------- issue 20: status.url (kubectl get -o wide)
+def test_no_url_while_nothing_serves() -> None:
+    first = plan_modeldeployment(observe())
+    assert "url" not in wire(first)
+
+    manual = observe(make_spec(promotion={"policy": "Manual"}))
+    plan = plan_modeldeployment(manual)
+    v1 = seen(plan.create[0], "Succeeded", metrics={"auc": 0.93})
+    candidate_only = plan_modeldeployment(later(manual, plan, runs=[v1], now=NOW + timedelta(minutes=10)))
+    assert candidate_only.apply == []
+    assert "url" not in wire(candidate_only)
+
+
+def test_the_url_is_the_services_in_cluster_address_from_the_first_rollout_on() -> None:
+    first = observe()
+    plan = plan_modeldeployment(first)
+    v1 = seen(plan.create[0], "Succeeded", metrics={"auc": 0.93})
+
+    plan = plan_modeldeployment(later(first, plan, runs=[v1], now=NOW + timedelta(minutes=10)))
+
+    assert wire(plan)["phase"] == "Rolling"
+    assert wire(plan)["url"] == "http://churn.ml.svc:8080"
+    (service,) = [child for child in plan.apply if child["kind"] == "Service"]
+    assert (service["metadata"]["name"], service["metadata"]["namespace"]) == ("churn", "ml")
+    assert service["spec"]["ports"][0]["port"] == 8080
+
+
+def test_the_url_follows_spec_serving_port() -> None:
+    spec = make_spec(serving={"image": SERVER, "port": 9000})
+    steady = observe(spec, serving_status(), runs=[run(1)], deployment=serving_deployment("1", spec=spec))
+
+    plan = plan_modeldeployment(steady)
+
+    assert wire(plan)["phase"] == "Serving"
+    assert wire(plan)["url"] == "http://churn.ml.svc:9000"
+    # A stale URL (the port before an edit) is corrected on the next pass.
+    moved = plan_modeldeployment(
+        dataclasses.replace(steady, status=status_of({**serving_status(), "url": "http://churn.ml.svc:8080"}))
+    )
+    assert wire(moved)["url"] == "http://churn.ml.svc:9000"

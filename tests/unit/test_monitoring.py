@@ -1,7 +1,7 @@
 """monitoring/: the alert rules, their PrometheusRule and the Grafana dashboard.
 
-promtool checks and unit-tests the rules; every PromQL expression in the rules and the
-dashboard is parsed by promtool and may name only metrics the operator exports (read from
+promtool checks and unit-tests the rules; every PromQL expression in the rules, the
+dashboard and the runbooks is parsed by promtool and may name only metrics the operator exports (read from
 its registry, not from a list kept by hand) plus Prometheus's own ``up``.
 """
 
@@ -109,9 +109,6 @@ def exported_metric_names() -> set[str]:
     return names
 
 
-ALL_EXPRESSIONS = alert_expressions() + dashboard_expressions()
-
-
 # ---------------------------------------------------------------- the rules
 def test_promtool_check_rules_accepts_the_alerts() -> None:
     result = promtool.run("check", "rules", str(ALERTS))
@@ -139,6 +136,57 @@ def test_every_alert_says_how_bad_what_and_what_to_do() -> None:
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]
         for annotation in ("summary", "description", "runbook"):
             assert str(rule["annotations"].get(annotation, "")).strip(), f"{rule['alert']}: no {annotation}"
+
+
+# ---------------------------------------------------------------- runbooks
+RUNBOOK_SECTIONS = ("## What it means", "## How to check", "## How to fix")
+# What a runbook's PromQL holds in place of the alert's labels.
+RUNBOOK_PLACEHOLDERS = {"$NS": "ml", "$MODEL": "churn"}
+
+
+def test_every_alert_links_its_runbook_page() -> None:
+    """runbook_url is the base plus <alert>.md, and docs/runbooks/ has that page with its three sections."""
+    alerts = [rule["alert"] for rule in _alert_rules()]
+    for alert in alerts:
+        rule = next(rule for rule in _alert_rules() if rule["alert"] == alert)
+        assert rule["annotations"].get("runbook_url") == f"{generate.RUNBOOK_BASE_URL}{alert}.md", alert
+        page = generate.RUNBOOKS / f"{alert}.md"
+        assert page.is_file(), f"{alert}: no runbook page {page}"
+        text = page.read_text()
+        assert text.startswith(f"# {alert}\n"), f"{page.name}: the title is the alert's name"
+        for section in RUNBOOK_SECTIONS:
+            assert f"\n{section}\n" in text, f"{page.name}: no {section!r}"
+        assert "```promql" in text, f"{page.name}: how to check in Prometheus"
+        assert "kubectl " in text, f"{page.name}: how to check in the cluster"
+    pages = {path.stem for path in generate.RUNBOOKS.glob("*.md")} - {"README"}
+    assert pages == set(alerts), "a runbook page for an alert that does not exist, or the reverse"
+    index = (generate.RUNBOOKS / "README.md").read_text()
+    for alert in alerts:
+        assert f"[{alert}]({alert}.md)" in index, f"the runbooks' index does not list {alert}"
+
+
+def runbook_expressions() -> list[tuple[str, str]]:
+    """(where, PromQL) for every line of the runbooks' ```promql blocks (trailing # comments removed)."""
+    found = []
+    for page in sorted(generate.RUNBOOKS.glob("*.md")):
+        for block in re.findall(r"```promql\n(.*?)```", page.read_text(), flags=re.DOTALL):
+            for line in block.splitlines():
+                expr = re.sub(r"\s+#.*$", "", line).strip()
+                if expr and not expr.startswith("#"):
+                    for placeholder, value in RUNBOOK_PLACEHOLDERS.items():
+                        expr = expr.replace(placeholder, value)
+                    found.append((f"runbook {page.name}", expr))
+    return found
+
+
+ALL_EXPRESSIONS = alert_expressions() + dashboard_expressions() + runbook_expressions()
+
+
+def test_the_chart_can_point_runbook_urls_elsewhere() -> None:
+    """The chart swaps this base for prometheusRule.runbookBaseUrl: it must be the one the alerts use."""
+    template = (generate.CHART_FILES.parent / "templates" / "prometheusrule.yaml").read_text()
+    assert f'replace "{generate.RUNBOOK_BASE_URL}"' in template
+    assert generate.RUNBOOK_BASE_URL.endswith("/docs/runbooks/")
 
 
 def test_the_prometheusrule_is_generated_from_the_alerts() -> None:

@@ -73,7 +73,7 @@ NOT_AVAILABLE = md.DeploymentHealth(replicas=3, ready_replicas=0, available=Fals
 @pytest.mark.parametrize(
     ("deployed", "health", "minutes_ago", "auto_rollback", "previous", "action", "seconds_left"),
     [
-        # README, "The loop", 3. Serving: the new version Available everywhere -> it serves.
+        # docs/concepts.md, "The loop", 3. Serving: the new version Available everywhere -> it serves.
         pytest.param("2", DONE, 1, True, "1", md.COMPLETE, None, id="rolled-out"),
         pytest.param("2", DONE, 30, False, None, md.COMPLETE, None, id="rolled-out-late-without-rollback"),
         # Not yet: wait, and look again at the deadline.

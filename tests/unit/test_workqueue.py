@@ -106,21 +106,112 @@ async def test_requeue_after_schedules_another_look_and_the_earliest_schedule_wi
     assert calls == [A]
 
 
-async def test_depth_and_wait_are_exported_per_kind() -> None:
-    def sample(name: str) -> float:
-        return metrics.REGISTRY.get_sample_value(name, {"kind": "Measured"}) or 0.0
+def sample(name: str, controller: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, {"controller": controller}) or 0.0
 
+
+async def test_client_go_metrics_move_as_keys_are_added_and_processed() -> None:
+    """adds, depth, queue and work duration: labelled by the controller, its kind in lower case."""
+    release = asyncio.Event()
     calls: list[Key] = []
-    queue = WorkQueue("Measured", recorder(calls), workers=1)
-    waited_before = sample("perennial_workqueue_wait_seconds_count")
+
+    async def reconcile(key: Key) -> float | None:
+        calls.append(key)
+        if key == A:
+            await release.wait()
+        return None
+
+    queue = WorkQueue("Measured", reconcile, workers=1)
+    assert queue.controller == "measured"
+    before = {
+        name: sample(name, "measured")
+        for name in (
+            "perennial_workqueue_adds_total",
+            "perennial_workqueue_queue_duration_seconds_count",
+            "perennial_workqueue_work_duration_seconds_count",
+        )
+    }
+
+    def moved(name: str) -> float:
+        return sample(name, "measured") - before[name]
+
     queue.add(A)
     queue.add(B)
-    assert sample("perennial_workqueue_depth") == 2
+    queue.add(B)  # already waiting: not an add
+    assert moved("perennial_workqueue_adds_total") == 2
+    assert sample("perennial_workqueue_depth", "measured") == 2
     queue.start()
-    await eventually(lambda: len(calls) == 2)
+    await eventually(lambda: calls == [A])  # A is being reconciled, B waits
+    assert sample("perennial_workqueue_depth", "measured") == 1
+    assert moved("perennial_workqueue_queue_duration_seconds_count") == 1
+    queue.add(A)  # while A runs: marked for one more look, counted once
+    queue.add(A)
+    assert moved("perennial_workqueue_adds_total") == 3
+    release.set()
+    await eventually(lambda: calls == [A, B, A])
+    await eventually(lambda: moved("perennial_workqueue_work_duration_seconds_count") == 3)
     await queue.stop()
-    assert sample("perennial_workqueue_depth") == 0
-    assert sample("perennial_workqueue_wait_seconds_count") - waited_before == 2
+    assert sample("perennial_workqueue_depth", "measured") == 0
+    assert moved("perennial_workqueue_queue_duration_seconds_count") == 3
+    assert moved("perennial_workqueue_adds_total") == 3
+
+
+async def test_unfinished_work_and_the_longest_running_reconcile_are_read_at_scrape_time() -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def reconcile(key: Key) -> float | None:
+        started.set()
+        await release.wait()
+        return None
+
+    queue = WorkQueue("Stuck", reconcile, workers=2)
+    queue.start()
+    assert sample("perennial_workqueue_unfinished_work_seconds", "stuck") == 0
+    queue.add(A)
+    await started.wait()
+    first = sample("perennial_workqueue_longest_running_processor_seconds", "stuck")
+    await eventually(lambda: sample("perennial_workqueue_longest_running_processor_seconds", "stuck") > first)
+    assert sample("perennial_workqueue_unfinished_work_seconds", "stuck") > 0  # grows while it is stuck
+    release.set()
+    await eventually(lambda: sample("perennial_workqueue_unfinished_work_seconds", "stuck") == 0)
+    assert sample("perennial_workqueue_longest_running_processor_seconds", "stuck") == 0
+    await queue.stop()
+
+
+async def test_a_failed_reconcile_counts_a_retry() -> None:
+    attempts = 0
+
+    async def reconcile(key: Key) -> float | None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise RuntimeError("the API server said no")
+        return None
+
+    queue = WorkQueue("Retried", reconcile, workers=1, base_delay=0.01)
+    retries = sample("perennial_workqueue_retries_total", "retried")
+    adds = sample("perennial_workqueue_adds_total", "retried")
+    queue.start()
+    queue.add(A)
+    await eventually(lambda: attempts == 2)
+    await queue.stop()
+    assert sample("perennial_workqueue_retries_total", "retried") - retries == 1
+    assert sample("perennial_workqueue_adds_total", "retried") - adds == 2  # the add and the retry's
+
+
+def test_every_controller_has_its_work_queue_series_from_the_start() -> None:
+    for controller in ("trainingjob", "modeldeployment", "driftpolicy"):
+        for name in (
+            "perennial_workqueue_depth",
+            "perennial_workqueue_adds_total",
+            "perennial_workqueue_retries_total",
+            "perennial_workqueue_queue_duration_seconds_count",
+            "perennial_workqueue_work_duration_seconds_count",
+            "perennial_workqueue_unfinished_work_seconds",
+            "perennial_workqueue_longest_running_processor_seconds",
+        ):
+            assert metrics.REGISTRY.get_sample_value(name, {"controller": controller}) is not None, (name, controller)
 
 
 async def test_a_queue_stopped_and_started_again_keeps_keys_and_schedules_new_looks() -> None:

@@ -33,7 +33,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Argo CD applies lower waves first: CRDs (-10, in crds/), then the operator (-5),
+{{/* Argo CD applies lower waves first: CRDs (-10, in templates/crds/), then the operator (-5),
      then the resources users keep in the same Application (wave 0 by default). */}}
 {{- define "perennial.operatorWave" -}}
 argocd.argoproj.io/sync-wave: "-5"

@@ -155,8 +155,17 @@ class KubeClient:
     would cost about 35 MiB of memory and a conversion per request for nothing.
     """
 
-    def __init__(self, login: Login, *, qps: float = 0.0, burst: int = 100, max_in_flight: int = 32) -> None:
+    def __init__(
+        self,
+        login: Login,
+        *,
+        qps: float = 0.0,
+        burst: int = 100,
+        max_in_flight: int = 32,
+        user_agent: str = USER_AGENT,
+    ) -> None:
         self._login = login
+        self._user_agent = user_agent  # audit logs tell the operator from a person's tool
         self._limiter = TokenBucket(qps, burst) if qps > 0 else None
         self._max_in_flight = max_in_flight
         self._pool: RESTClientObject | None = None
@@ -239,7 +248,7 @@ class KubeClient:
     async def _send(
         self, credentials: Credentials, method: str, path: str, body: Mapping[str, Any] | None, content_type: str
     ) -> dict[str, Any]:
-        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": USER_AGENT}
+        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": self._user_agent}
         if credentials.authorization:
             headers["Authorization"] = credentials.authorization
         started = time.monotonic()

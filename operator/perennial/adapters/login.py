@@ -98,12 +98,17 @@ class Login:
     ``kubeconfig``: a path (or ``os.pathsep``-separated paths, as ``KUBECONFIG``); None
     reads ``KUBECONFIG`` when logging in (not when imported: a test process points it
     at its cluster after start), else ``~/.kube/config``. In a pod (the in-cluster
-    environment and token file present) the ServiceAccount wins, as with kubectl.
+    environment and token file present) the ServiceAccount wins, as for the operator;
+    ``in_cluster_first=False`` reads the kubeconfig even there (a command-line tool
+    given a kubeconfig, as kubectl does).
     """
 
-    def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
+    def __init__(
+        self, kubeconfig: str | None = None, context: str | None = None, *, in_cluster_first: bool = True
+    ) -> None:
         self._kubeconfig = kubeconfig
         self._context = context
+        self._in_cluster_first = in_cluster_first
         self._current: Credentials | None = None
         self._loader: kube_config.KubeConfigLoader | None = None
         self._lock = asyncio.Lock()
@@ -132,7 +137,8 @@ class Login:
 
     async def _load(self) -> Credentials:
         first = self._current is None
-        credentials = self._load_in_cluster() if in_cluster() else await self._load_kubeconfig()
+        use_pod = self._in_cluster_first and in_cluster()
+        credentials = self._load_in_cluster() if use_pod else await self._load_kubeconfig()
         logger.log(
             logging.INFO if first else logging.DEBUG,
             "credentials for %s from %s%s",

@@ -6,10 +6,12 @@ one process never collide and /metrics shows exactly what Perennial exports.
 
 from __future__ import annotations
 
-import contextlib
 import platform
-from collections.abc import Awaitable, Mapping
-from typing import TypeVar
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
+from typing import Protocol, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -21,8 +23,11 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from perennial import __version__
+from perennial.domain.plan import Count
 
 # `*_created` series double the exposition and no alert or dashboard uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -59,19 +64,6 @@ RECONCILE_DURATION = Histogram(
     "Time one reconcile took, API calls included.",
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-    registry=REGISTRY,
-)
-WORKQUEUE_DEPTH = Gauge(
-    "perennial_workqueue_depth",
-    "Objects waiting in a work queue for a reconcile (client-go's workqueue_depth).",
-    ["kind"],
-    registry=REGISTRY,
-)
-WORKQUEUE_WAIT = Histogram(
-    "perennial_workqueue_wait_seconds",
-    "Time an object waited in its work queue before its reconcile started (client-go's queue_duration).",
-    ["kind"],
-    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
 API_REQUESTS = Counter(
@@ -120,6 +112,126 @@ API_REQUEST_DURATION = Histogram(
     ["method"],
     registry=REGISTRY,
 )
+
+# ---------------------------------------------------------------- work queues
+# client-go's workqueue metrics, labelled by `controller`: the name of the controller whose
+# queue it is, its kind in lower case (`modeldeployment`), as controller-runtime names them.
+CONTROLLERS = tuple(kind.lower() for kind in KINDS)
+
+WORKQUEUE_ADDS = Counter(
+    "perennial_workqueue_adds_total",
+    "Keys added to a controller's work queue (client-go's workqueue_adds_total); adding a key"
+    " already waiting is not counted.",
+    ["controller"],
+    registry=REGISTRY,
+)
+WORKQUEUE_RETRIES = Counter(
+    "perennial_workqueue_retries_total",
+    "Keys put back with backoff after a failed reconcile (client-go's workqueue_retries_total).",
+    ["controller"],
+    registry=REGISTRY,
+)
+WORKQUEUE_QUEUE_DURATION = Histogram(
+    "perennial_workqueue_queue_duration_seconds",
+    "Time a key waited in its work queue before its reconcile started (client-go's workqueue_queue_duration_seconds).",
+    ["controller"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+WORKQUEUE_WORK_DURATION = Histogram(
+    "perennial_workqueue_work_duration_seconds",
+    "Time a worker spent on one key, its reconcile (client-go's workqueue_work_duration_seconds).",
+    ["controller"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+for _controller in CONTROLLERS:
+    WORKQUEUE_ADDS.labels(controller=_controller)
+    WORKQUEUE_RETRIES.labels(controller=_controller)
+    WORKQUEUE_QUEUE_DURATION.labels(controller=_controller)
+    WORKQUEUE_WORK_DURATION.labels(controller=_controller)
+
+
+class WorkQueueState(Protocol):
+    """What the scrape reads from a work queue (``perennial.adapters.workqueue.WorkQueue``)."""
+
+    controller: str
+
+    def __len__(self) -> int:
+        """Keys waiting (not being reconciled)."""
+
+    def processing_since(self) -> tuple[float, ...]:
+        """When (``time.monotonic()``) each reconcile in flight started."""
+
+
+_work_queues: weakref.WeakSet[WorkQueueState] = weakref.WeakSet()
+_work_queues_lock = threading.Lock()  # the scrape runs in a thread, beside the event loop
+
+
+def register_work_queue(queue: WorkQueueState) -> None:
+    """Export ``queue``'s depth and in-flight work at every scrape, for as long as it exists."""
+    with _work_queues_lock:
+        _work_queues.add(queue)
+
+
+class _WorkQueueCollector(Collector):
+    """Depth, unfinished work and longest running reconcile, computed at scrape time.
+
+    Nothing on the hot path: a queue keeps the start time of each reconcile in flight (which
+    it needs anyway) and the scrape reads them. Queues of one controller (several operators
+    in one test process) add up; the longest is the longest of them.
+    """
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        now = time.monotonic()
+        depth = dict.fromkeys(CONTROLLERS, 0.0)
+        unfinished = dict.fromkeys(CONTROLLERS, 0.0)
+        longest = dict.fromkeys(CONTROLLERS, 0.0)
+        with _work_queues_lock:
+            queues = list(_work_queues)
+        for queue in queues:
+            name = queue.controller
+            started = queue.processing_since()
+            depth[name] = depth.get(name, 0.0) + len(queue)
+            unfinished[name] = unfinished.get(name, 0.0) + sum(now - t for t in started)
+            longest[name] = max(longest.get(name, 0.0), max((now - t for t in started), default=0.0))
+        return self._families(depth, unfinished, longest)
+
+    @staticmethod
+    def _families(
+        depth: Mapping[str, float] | None = None,
+        unfinished: Mapping[str, float] | None = None,
+        longest: Mapping[str, float] | None = None,
+    ) -> Iterator[Metric]:
+        for name, documentation, values in (
+            (
+                "perennial_workqueue_depth",
+                "Keys waiting in a controller's work queue for a reconcile (client-go's workqueue_depth).",
+                depth,
+            ),
+            (
+                "perennial_workqueue_unfinished_work_seconds",
+                "Seconds of work in progress not yet observed by work_duration: the sum of the ages of the"
+                " reconciles in flight; growing steadily means stuck workers (client-go's"
+                " workqueue_unfinished_work_seconds).",
+                unfinished,
+            ),
+            (
+                "perennial_workqueue_longest_running_processor_seconds",
+                "Age of the longest reconcile in flight (client-go's workqueue_longest_running_processor_seconds).",
+                longest,
+            ),
+        ):
+            family = GaugeMetricFamily(name, documentation, labels=["controller"])
+            for controller, value in (values or {}).items():
+                family.add_metric([controller], value)
+            yield family
+
+
+REGISTRY.register(_WorkQueueCollector())
 
 # ---------------------------------------------------------------- training runs
 RUN_RESULTS = ("Succeeded", "Failed", "Rejected")
@@ -212,6 +324,29 @@ MODEL_AUTOMATIC_RETRAINS = Gauge(
     registry=REGISTRY,
 )
 
+MODEL_LAST_TRAINING = Gauge(
+    "perennial_model_last_successful_training_timestamp_seconds",
+    "When the training of each ModelDeployment's newest successfully trained version started (the createdAt of"
+    " the newest version in status.versions that trained and passed validation: Candidate, Serving, Retired or"
+    " RolledBack), in Unix seconds; no series until one has.",
+    ["namespace", "model"],
+    registry=REGISTRY,
+)
+MODEL_MAX_TRAINING_AGE = Gauge(
+    "perennial_model_max_training_age_seconds",
+    "How old a ModelDeployment's last successful training may grow before PerennialModelStale fires: two periods"
+    " of spec.retraining.schedule (its longest gap between two firings; plus the cooldown when the cooldown is"
+    " longer than that gap). No series without a schedule or while suspended.",
+    ["namespace", "model"],
+    registry=REGISTRY,
+)
+MODEL_ROLLOUTS = Counter(
+    "perennial_model_rollouts_total",
+    "Serving rollouts of each ModelDeployment, by result: Started, Succeeded, RolledBack.",
+    ["namespace", "model", "result"],
+    registry=REGISTRY,
+)
+
 for _reason in TRIGGER_REASONS:
     RETRAINS_TRIGGERED.labels(reason=_reason)
     for _suppression in SUPPRESSION_REASONS:
@@ -221,38 +356,120 @@ for _result in PROMOTION_RESULTS:
 for _result in ROLLOUT_RESULTS:
     ROLLOUTS.labels(result=_result)
 
-_served: dict[tuple[str, str], str] = {}
+
+class _ModelSeries:
+    """One ModelDeployment's series: looked up once, updated each reconcile, removed together.
+
+    Bounded cardinality: one series a model for each gauge (perennial_model_info follows the
+    serving version), four for the automatic-retrains state, three rollout counters.
+    """
+
+    __slots__ = (
+        "last_training",
+        "last_training_at",
+        "max_age",
+        "model",
+        "namespace",
+        "ready",
+        "retrains",
+        "rollouts",
+        "version",
+    )
+
+    def __init__(self, namespace: str, model: str) -> None:
+        self.namespace, self.model = namespace, model
+        self.ready = MODEL_READY.labels(namespace, model)
+        self.retrains: str | None = None  # the automatic-retrains state exported
+        self.version: str | None = None  # the serving version perennial_model_info names
+        self.last_training: Gauge | None = None
+        self.last_training_at = 0.0  # what it says (never moves back)
+        self.max_age: Gauge | None = None
+        # Created at 0 with the model, so increase() sees its first rollout.
+        self.rollouts = {result: MODEL_ROLLOUTS.labels(namespace, model, result) for result in ROLLOUT_RESULTS}
+
+    def remove(self) -> None:
+        namespace, model = self.namespace, self.model
+        MODEL_READY.remove(namespace, model)
+        if self.retrains is not None:
+            for state in AUTOMATIC_RETRAIN_STATES:
+                MODEL_AUTOMATIC_RETRAINS.remove(namespace, model, state)
+        if self.version is not None:
+            MODEL_INFO.remove(namespace, model, self.version)
+        if self.last_training is not None:
+            MODEL_LAST_TRAINING.remove(namespace, model)
+        if self.max_age is not None:
+            MODEL_MAX_TRAINING_AGE.remove(namespace, model)
+        for result in ROLLOUT_RESULTS:
+            MODEL_ROLLOUTS.remove(namespace, model, result)
 
 
-def set_model_info(namespace: str, model: str, version: str) -> None:
-    """Point perennial_model_info at the serving version (one series per model)."""
-    previous = _served.get((namespace, model))
-    if previous == version:
-        return
-    if previous is not None:
-        MODEL_INFO.remove(namespace, model, previous)
-    MODEL_INFO.labels(namespace=namespace, model=model, version=version).set(1)
-    _served[(namespace, model)] = version
+_models: dict[tuple[str, str], _ModelSeries] = {}
 
 
-def set_model_ready(namespace: str, model: str, ready: bool) -> None:
-    MODEL_READY.labels(namespace=namespace, model=model).set(1 if ready else 0)
+def export_model(
+    namespace: str,
+    model: str,
+    *,
+    ready: bool,
+    automatic_retrains: str | None,
+    serving_version: str | None,
+    last_training: float | None,
+    max_training_age: float | None,
+    counts: Iterable[Count] = (),
+) -> None:
+    """Export one ModelDeployment's state after a reconcile; ``counts`` are its plan's counts
+    (the rollouts among them are also counted per model)."""
+    series = _models.get((namespace, model))
+    if series is None:
+        series = _models[(namespace, model)] = _ModelSeries(namespace, model)
+    series.ready.set(1 if ready else 0)
+    if automatic_retrains is not None and automatic_retrains != series.retrains:
+        for state in AUTOMATIC_RETRAIN_STATES:
+            MODEL_AUTOMATIC_RETRAINS.labels(namespace, model, state).set(state == automatic_retrains)
+        series.retrains = automatic_retrains
+    if serving_version and serving_version != series.version:
+        if series.version is not None:
+            MODEL_INFO.remove(namespace, model, series.version)
+        MODEL_INFO.labels(namespace, model, serving_version).set(1)
+        series.version = serving_version
+    if last_training is not None and last_training < series.last_training_at:
+        last_training = series.last_training_at  # its record was pruned (historyLimit): the time stands
+    series.last_training_at = last_training or 0.0
+    series.last_training = _set_or_remove(MODEL_LAST_TRAINING, series.last_training, namespace, model, last_training)
+    series.max_age = _set_or_remove(MODEL_MAX_TRAINING_AGE, series.max_age, namespace, model, max_training_age)
+    for item in counts:
+        if item.metric == "rollouts":
+            series.rollouts[item.labels["result"]].inc()
 
 
-def set_model_automatic_retrains(namespace: str, model: str, state: str) -> None:
-    for candidate in AUTOMATIC_RETRAIN_STATES:
-        MODEL_AUTOMATIC_RETRAINS.labels(namespace=namespace, model=model, state=candidate).set(candidate == state)
+def _set_or_remove(gauge: Gauge, child: Gauge | None, namespace: str, model: str, value: float | None) -> Gauge | None:
+    """Set a per-model gauge's one series to ``value``; None removes it. Returns the series."""
+    if value is None:
+        if child is not None:
+            gauge.remove(namespace, model)
+        return None
+    if child is None:
+        child = gauge.labels(namespace, model)
+    child.set(value)
+    return child
 
 
 def forget_model(namespace: str, model: str) -> None:
-    previous = _served.pop((namespace, model), None)
-    if previous is not None:
-        MODEL_INFO.remove(namespace, model, previous)
-    with contextlib.suppress(KeyError):  # never reconciled
-        MODEL_READY.remove(namespace, model)
-    for state in AUTOMATIC_RETRAIN_STATES:
-        with contextlib.suppress(KeyError):
-            MODEL_AUTOMATIC_RETRAINS.remove(namespace, model, state)
+    """Remove a deleted ModelDeployment's series, and the drift values of the policies that target it."""
+    series = _models.pop((namespace, model), None)
+    if series is not None:
+        series.remove()
+    for policy in _policies_by_model.pop((namespace, model), set()):
+        forget_policy(namespace, policy)
+
+
+def forget_all_objects() -> None:
+    """Remove every per-model and per-policy series: a replica that stops leading stops speaking for them
+    (frozen values on a standby would double every model in a sum and keep stale alerts firing)."""
+    for namespace, model in list(_models):
+        forget_model(namespace, model)
+    for namespace, policy in list(_policies):
+        forget_policy(namespace, policy)
 
 
 # ---------------------------------------------------------------- drift
@@ -269,8 +486,9 @@ DRIFT_EVALUATION_DURATION = Histogram(
 )
 DRIFT_METRIC_VALUE = Gauge(
     "perennial_drift_metric_value",
-    "The last value of each DriftPolicy metric (a PromQL value or a distribution statistic).",
-    ["namespace", "policy", "metric"],
+    "The last value of each DriftPolicy metric (a PromQL value or a distribution statistic); `model` is the"
+    " policy's target ModelDeployment.",
+    ["namespace", "model", "policy", "metric"],
     registry=REGISTRY,
 )
 DRIFT_BREACHES = Counter(
@@ -289,17 +507,58 @@ for _result in RESULTS:
 for _action, _result in (("Retrain", "Started"), ("Retrain", "Suppressed"), ("Observe", "Observed")):
     DRIFT_TRIGGERS.labels(action=_action, result=_result)
 
-_drift_series: dict[tuple[str, str], set[str]] = {}
+
+class _PolicySeries:
+    """One DriftPolicy's value series (one a metric of its spec), all naming its target model."""
+
+    __slots__ = ("model", "values")
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.values: dict[str, Gauge] = {}
 
 
-def set_drift_value(namespace: str, policy: str, metric: str, value: float) -> None:
-    DRIFT_METRIC_VALUE.labels(namespace=namespace, policy=policy, metric=metric).set(value)
-    _drift_series.setdefault((namespace, policy), set()).add(metric)
+_policies: dict[tuple[str, str], _PolicySeries] = {}
+_policies_by_model: dict[tuple[str, str], set[str]] = {}
+
+
+def set_drift_values(namespace: str, policy: str, model: str, values: Mapping[str, float | None]) -> None:
+    """Export one evaluation of a policy whose target is ``model``.
+
+    ``values`` names every metric of the policy's spec: a metric no longer there loses its
+    series; None (an error, no data) keeps the last value. A new target replaces the series.
+    """
+    series = _policies.get((namespace, policy))
+    if series is not None and series.model != model:
+        forget_policy(namespace, policy)
+        series = None
+    if series is None:
+        series = _policies[(namespace, policy)] = _PolicySeries(model)
+        _policies_by_model.setdefault((namespace, model), set()).add(policy)
+    if any(metric not in values for metric in series.values):  # removed from the spec
+        for metric in [m for m in series.values if m not in values]:
+            del series.values[metric]
+            DRIFT_METRIC_VALUE.remove(namespace, model, policy, metric)
+    for metric, value in values.items():
+        if value is None:
+            continue
+        child = series.values.get(metric)
+        if child is None:
+            child = series.values[metric] = DRIFT_METRIC_VALUE.labels(namespace, model, policy, metric)
+        child.set(value)
 
 
 def forget_policy(namespace: str, policy: str) -> None:
-    for metric in _drift_series.pop((namespace, policy), set()):
-        DRIFT_METRIC_VALUE.remove(namespace, policy, metric)
+    series = _policies.pop((namespace, policy), None)
+    if series is None:
+        return
+    others = _policies_by_model.get((namespace, series.model))
+    if others is not None:
+        others.discard(policy)
+        if not others:
+            del _policies_by_model[(namespace, series.model)]
+    for metric in series.values:
+        DRIFT_METRIC_VALUE.remove(namespace, series.model, policy, metric)
 
 
 # What a plan's ``Count("promotions", {"result": "Promoted"})`` increments: the domain names

@@ -3,6 +3,10 @@
 Any number of events for one object collapse into one pending reconcile; one object is
 never reconciled by two workers at once; a failed reconcile is retried with exponential
 backoff; ``requeue_after`` schedules a later look (a deadline, a timer).
+
+Metrics are client-go's workqueue set, labelled by ``controller``: adds, retries, queue and
+work duration are counted as they happen; depth, unfinished work and the longest running
+reconcile are read at scrape time from what the queue keeps anyway (``metrics.register_work_queue``).
 """
 
 from __future__ import annotations
@@ -31,20 +35,24 @@ class WorkQueue:
         max_delay: float = 300.0,
     ) -> None:
         self.kind = kind  # of the objects whose (namespace, name) keys it holds
-        self.name = f"{kind.lower()}-queue"
+        self.controller = kind.lower()  # the `controller` label of its metrics
+        self.name = f"{self.controller}-queue"
         self._reconcile = reconcile
         self._workers = workers
         self._base_delay = base_delay
         self._max_delay = max_delay
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: dict[Key, float] = {}  # key -> when it was queued (monotonic)
-        self._depth = metrics.WORKQUEUE_DEPTH.labels(kind=kind)
-        self._wait = metrics.WORKQUEUE_WAIT.labels(kind=kind)
-        self._processing: set[Key] = set()
-        self._dirty: set[Key] = set()
+        self._processing: dict[Key, float] = {}  # key -> when its reconcile started (monotonic)
+        self._dirty: dict[Key, float] = {}  # added while being reconciled -> when (monotonic)
         self._failures: dict[Key, int] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._adds = metrics.WORKQUEUE_ADDS.labels(controller=self.controller)
+        self._retries = metrics.WORKQUEUE_RETRIES.labels(controller=self.controller)
+        self._queue_duration = metrics.WORKQUEUE_QUEUE_DURATION.labels(controller=self.controller)
+        self._work_duration = metrics.WORKQUEUE_WORK_DURATION.labels(controller=self.controller)
+        metrics.register_work_queue(self)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker(), name=f"{self.name}-{i}") for i in range(self._workers)]
@@ -61,12 +69,17 @@ class WorkQueue:
 
     def add(self, key: Key) -> None:
         if key in self._processing:
-            self._dirty.add(key)  # picked up again when the running reconcile ends
+            if key not in self._dirty:
+                self._dirty[key] = time.monotonic()  # picked up again when the running reconcile ends
+                self._adds.inc()
             return
         if key not in self._queued:
-            self._queued[key] = time.monotonic()
-            self._queue.put_nowait(key)
-            self._depth.set(len(self._queued))
+            self._adds.inc()
+            self._enqueue(key, time.monotonic())
+
+    def _enqueue(self, key: Key, since: float) -> None:
+        self._queued[key] = since
+        self._queue.put_nowait(key)
 
     def add_after(self, key: Key, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -85,12 +98,21 @@ class WorkQueue:
     def __len__(self) -> int:
         return len(self._queued)
 
+    def processing_since(self) -> tuple[float, ...]:
+        """When each reconcile in flight started; read by the metrics scrape, in its thread."""
+        for _ in range(3):
+            try:
+                return tuple(self._processing.values())
+            except RuntimeError:  # changed size while copied (only if the copy were ever interrupted)
+                continue
+        return ()
+
     async def _worker(self) -> None:
         while True:
             key = await self._queue.get()
-            self._wait.observe(time.monotonic() - self._queued.pop(key))
-            self._depth.set(len(self._queued))
-            self._processing.add(key)
+            started = time.monotonic()
+            self._queue_duration.observe(started - self._queued.pop(key))
+            self._processing[key] = started
             try:
                 requeue_after = await self._reconcile(key)
             except asyncio.CancelledError:
@@ -106,14 +128,16 @@ class WorkQueue:
                     delay,
                     extra=logs.about_object(self.kind, namespace, name),
                 )
+                self._retries.inc()
                 self.add_after(key, delay)
             else:
                 self._failures.pop(key, None)
                 if requeue_after is not None:
                     self.add_after(key, requeue_after)
             finally:
-                self._processing.discard(key)
+                del self._processing[key]
+                self._work_duration.observe(time.monotonic() - started)
                 self._queue.task_done()
-            if key in self._dirty:
-                self._dirty.discard(key)
-                self.add(key)
+            dirty_since = self._dirty.pop(key, None)
+            if dirty_since is not None and key not in self._queued:
+                self._enqueue(key, dirty_since)  # counted as an add when it was marked

@@ -71,7 +71,16 @@ class Kind:
 
 
 def _condition_status(condition: str) -> str:
-    return f'.status.conditions[?(@.type=="{condition}")].status'
+    return _condition_field(condition, "status")
+
+
+def _condition_field(condition: str, field_name: str) -> str:
+    return f'.status.conditions[?(@.type=="{condition}")].{field_name}'
+
+
+# Extra columns for `kubectl get -o wide` (priority 1): the default columns are the API
+# contract's; these answer "is it fine, and if not, why?".
+WIDE = 1
 
 
 KINDS = (
@@ -89,6 +98,13 @@ KINDS = (
             PrinterColumn("Phase", ".status.phase", description="Pending, Running, Succeeded, Failed, Rejected"),
             PrinterColumn("Duration", ".status.duration", description="How long the run took"),
             AGE,
+            PrinterColumn(
+                "Reason",
+                _condition_field("Succeeded", "reason"),
+                description="The Succeeded condition's reason: why a run failed or was rejected"
+                " (BackoffLimitExceeded, DeadlineExceeded, MetricBelowMin, ...)",
+                priority=WIDE,
+            ),
         ),
         spec_rules=(cel("self == oldSelf", "TrainingJob spec is immutable: create a new TrainingJob to change a run"),),
         # The Job and its pods' job-name label carry the name: a label value, 63 at most.
@@ -112,9 +128,16 @@ KINDS = (
                 "Auto Retrain",
                 ".status.automaticRetrains",
                 description="Active, Suspended, CircuitOpen or NoImprovement: whether drift and schedule retrain",
-                priority=1,  # -o wide: the default columns are the API contract's
+                priority=WIDE,
             ),
             AGE,
+            PrinterColumn("URL", ".status.url", description="The Service's in-cluster URL", priority=WIDE),
+            PrinterColumn(
+                "Message",
+                _condition_field("Ready", "message"),
+                description="The Ready condition's message: what serves, or why nothing does",
+                priority=WIDE,
+            ),
         ),
         # TrainingJobs are named <name>-v<N> (N up to 9 digits) and must fit 63.
         name_max_length=52,
@@ -144,6 +167,18 @@ KINDS = (
             PrinterColumn("Last Trigger", ".status.lastTriggerTime", "date", "When it last asked for a retrain"),
             PrinterColumn("Triggers", ".status.triggerCount", "integer", "Retrains asked for"),
             AGE,
+            PrinterColumn(
+                "Ready",
+                _condition_status("Ready"),
+                description="Whether the policy can evaluate (target found, Prometheus answers, queries valid)",
+                priority=WIDE,
+            ),
+            PrinterColumn(
+                "Reason",
+                _condition_field("Ready", "reason"),
+                description="The Ready condition's reason (TargetNotFound, PrometheusUnreachable, QueryError, ...)",
+                priority=WIDE,
+            ),
         ),
     ),
 )

@@ -261,6 +261,10 @@ class ModelDeploymentStatus(ApiModel):
     """Serving pods ready."""
     ready: str | None = None
     """readyReplicas/replicas, for kubectl get."""
+    url: str | None = None
+    """Where the model is served inside the cluster: the URL of its Service,
+    http://<name>.<namespace>.svc:<spec.serving.port>. Set once a version serves (the
+    Service exists from then on)."""
     last_retrain: LastRetrain | None = None
     """The most recent retrain."""
     next_scheduled_retrain: datetime | None = None

@@ -285,9 +285,12 @@ class DriftPolicyController(Controller):
     ) -> float | None:
         """Plan from an evaluation's results, export the values, write status."""
         plan = plan_driftpolicy(dataclasses.replace(observed, results=results, prometheus_url=url or None))
-        for name, result in results.items():
-            if result.value is not None and math.isfinite(result.value):
-                metrics.set_drift_value(observed.namespace, observed.name, name, result.value)
+        if results and observed.target is not None:  # evaluated, and its target still exists
+            values = {
+                name: result.value if result.value is not None and math.isfinite(result.value) else None
+                for name, result in results.items()
+            }
+            metrics.set_drift_values(observed.namespace, observed.name, observed.spec.target_ref.name, values)
         await self._execute(body, status, plan)
         return _jittered(plan.requeue_after) if plan.requeue_after is not None else None
 

@@ -28,6 +28,7 @@ from perennial.api.driftpolicy import DriftPolicyStatus
 from perennial.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
 from perennial.controllers.context import CHILD_EVENT_BATCH_SECONDS, Cluster, Controller, owner_key
 from perennial.controllers.execute import converge_child, create_child, delete_child, post, write_status
+from perennial.domain import freshness
 from perennial.domain import modeldeployment as md
 from perennial.domain.conditions import condition_is_true
 from perennial.domain.labels import MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL
@@ -121,7 +122,7 @@ class ModelDeploymentController(Controller):
             await delete_child(self.cluster, TRAINING_JOBS, ref.namespace, child.name)
         await write_status(self.cluster, MODEL_DEPLOYMENTS, self.cluster.modeldeployments, body, before, plan.status)
         post(self.cluster, body, plan.events, plan.counts)
-        self._export(ref, plan.status)
+        self._export(ref, spec, plan)
         return plan.requeue_after
 
     async def _plan_and_allocate(
@@ -168,10 +169,19 @@ class ModelDeploymentController(Controller):
                 runs = await self._list_runs(ref)
         raise AllocationError(f"could not allocate a version after {MAX_ALLOCATION_ATTEMPTS} attempts")
 
-    @staticmethod
-    def _export(ref: md.ModelRef, status: ModelDeploymentStatus) -> None:
-        metrics.set_model_ready(ref.namespace, ref.name, condition_is_true(status.conditions, "Ready"))
-        if status.automatic_retrains is not None:
-            metrics.set_model_automatic_retrains(ref.namespace, ref.name, status.automatic_retrains)
-        if status.serving_version:
-            metrics.set_model_info(ref.namespace, ref.name, status.serving_version)
+    def _export(self, ref: md.ModelRef, spec: ModelDeploymentSpec, plan: Plan[ModelDeploymentStatus]) -> None:
+        if self.cluster.modeldeployments.get((ref.namespace, ref.name)) is None:
+            return  # deleted while this reconcile ran: its series are gone and stay gone
+        status = plan.status
+        last_training = freshness.last_successful_training(status)
+        max_age = freshness.max_training_age(spec)
+        metrics.export_model(
+            ref.namespace,
+            ref.name,
+            ready=condition_is_true(status.conditions, "Ready"),
+            automatic_retrains=status.automatic_retrains,
+            serving_version=status.serving_version,
+            last_training=last_training.timestamp() if last_training is not None else None,
+            max_training_age=max_age.total_seconds() if max_age is not None else None,
+            counts=plan.counts,
+        )

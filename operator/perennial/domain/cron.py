@@ -9,7 +9,7 @@ either does. The CRD validates the format (``perennial.api.schedule.CRON_PATTERN
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -41,12 +41,16 @@ class Schedule:
     day_of_month_restricted: bool
     day_of_week_restricted: bool
 
-    def _day_matches(self, moment: datetime) -> bool:
+    def _day_matches(self, moment: date) -> bool:
         dom = moment.day in self.days_of_month
         dow = (moment.isoweekday() % 7) in self.days_of_week
         if self.day_of_month_restricted and self.day_of_week_restricted:
             return dom or dow
         return dom and dow
+
+    def fires_on(self, day: date) -> bool:
+        """Whether the schedule fires at some time of ``day`` (at every one of its times of day)."""
+        return day.month in self.months and self._day_matches(day)
 
     def next_after(self, moment: datetime) -> datetime:
         """The first firing strictly after ``moment`` (UTC, whole minutes)."""

@@ -23,7 +23,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from perennial.api.base import Condition
 from perennial.api.modeldeployment import (
@@ -418,8 +418,16 @@ def _serving(work: _Pass) -> None:
         return  # nothing validated yet: no Deployment runs a model that does not exist
     record = work.record(target)
     model_uri = (record.model_uri if record else None) or ""
-    plan.apply.append(md.desired_service(observed.ref, work.spec))
+    service = md.desired_service(observed.ref, work.spec)
+    plan.apply.append(service)
     plan.apply.append(md.desired_deployment(observed.ref, work.spec, target, model_uri))
+    status.url = _service_url(service)
+
+
+def _service_url(service: Mapping[str, Any]) -> str:
+    """The Service's in-cluster URL (status.url): http://<name>.<namespace>.svc:<port>."""
+    metadata, (port,) = service["metadata"], service["spec"]["ports"]
+    return f"http://{metadata['name']}.{metadata['namespace']}.svc:{port['port']}"
 
 
 def _complete_rollout(work: _Pass, rollout: RolloutStatus) -> None:

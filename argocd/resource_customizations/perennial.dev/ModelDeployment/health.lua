@@ -5,9 +5,9 @@
 --   phase Failed (nothing serves, the last run failed)            -> Degraded
 --   Degraded condition True (rolled back, stuck, unknown pin)     -> Degraded
 --   a rollout in progress (phase Rolling)                          -> Progressing
---   Ready True                                                     -> Healthy
+--   Ready True                                   -> Healthy, or Suspended with spec.suspend
 --   nothing serving yet: training -> Progressing; a Manual Candidate waiting for
---   spec.pinnedVersion -> Suspended
+--   spec.pinnedVersion -> Suspended; spec.suspend (no automatic training) -> Suspended
 --   a serving version whose Deployment is not available            -> Progressing
 
 local function findCondition(status, conditionType)
@@ -94,8 +94,16 @@ if status.phase == "Rolling" or isTrue(progressing) then
   return {status = "Progressing", message = describe(progressing, "rolling out")}
 end
 
+-- spec.suspend stops automatic retrains (Initial, SpecChange, Drift, Schedule); what
+-- serves keeps serving and a manual retrain request still runs.
+local suspended = obj.spec ~= nil and obj.spec.suspend == true
+local paused = "spec.suspend is true: automatic retrains are paused; "
+
 local ready = findCondition(status, "Ready")
 if isTrue(ready) then
+  if suspended then
+    return {status = "Suspended", message = paused .. describe(ready, "serving")}
+  end
   return {status = "Healthy", message = describe(ready, "serving")}
 end
 
@@ -111,6 +119,9 @@ if status.servingVersion == nil or status.servingVersion == "" then
         message = "version " .. versions[i].version .. " is a Candidate: set spec.pinnedVersion to serve it",
       }
     end
+  end
+  if suspended then
+    return {status = "Suspended", message = paused .. describe(ready, "no version serves yet")}
   end
   return {status = "Progressing", message = explain(ready, "no version serves yet")}
 end

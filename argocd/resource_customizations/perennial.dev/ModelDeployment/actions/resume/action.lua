@@ -1,0 +1,3 @@
+-- Resume automatic retrains: spec.suspend: false.
+obj.spec.suspend = false
+return obj
