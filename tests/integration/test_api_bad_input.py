@@ -522,6 +522,14 @@ CASES: Final = [
         "spec.promotion.requireImprovement.goal",
         UNSUPPORTED,
     ),
+    bad("md-max-age-words", MD, put("spec.retraining.maxAge", "a week"), "spec.retraining.maxAge", DURATION),
+    bad(
+        "md-max-age-too-short",
+        MD,
+        put("spec.retraining.maxAge", "30s"),
+        "spec.retraining.maxAge",
+        "retraining.maxAge must be at least 1m",
+    ),
     bad(
         "md-max-consecutive-not-promoted-zero",
         MD,

@@ -71,6 +71,9 @@ def spec(**retraining: Any) -> ModelDeploymentSpec:
         ({}, None),  # no schedule: nothing says how often it should train
         ({"schedule": "@daily", "suspend": True}, None),  # suspended: no automatic retrains, by intent
         ({"schedule": "0 0 31 2 *"}, None),  # never fires (RetrainSuppressed says so)
+        ({"maxAge": "36h"}, 36 * HOUR),  # said outright: no schedule needed
+        ({"schedule": "0 3 * * 0", "maxAge": "3h"}, 3 * HOUR),  # ...and it wins over the schedule
+        ({"maxAge": "36h", "suspend": True}, None),
     ],
 )
 def test_max_training_age_is_two_retraining_periods(retraining: dict[str, Any], age: timedelta | None) -> None:

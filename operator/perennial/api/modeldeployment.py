@@ -20,6 +20,7 @@ from perennial.api.base import (
     Duration,
     MetricName,
     StringMap,
+    at_least,
     defaulted,
     label_map_rules,
 )
@@ -129,6 +130,10 @@ class Retraining(ApiModel):
     """Futility breaker: stop automatic (Drift, Schedule) retrains after this many of them in a row
     were validated but not better than the champion (RetrainSuppressed/NoImprovement); a manual
     request or a spec change starts counting afresh."""
+    max_age: Annotated[Duration, at_least("1m", "retraining.maxAge")] | None = None
+    """How old the last successful training may grow before the model counts as stale (the
+    alert PerennialModelStale, metric perennial_model_max_training_age_seconds), e.g. 168h.
+    Unset: two periods of schedule; no schedule either: never stale."""
     history_limit: Annotated[int, Field(ge=0, le=100)] = 5
     """Finished TrainingJobs kept, besides the one serving."""
 

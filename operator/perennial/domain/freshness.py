@@ -2,8 +2,8 @@
 
 The operator exports both per model (``perennial_model_last_successful_training_timestamp_seconds``
 and ``perennial_model_max_training_age_seconds``); the alert ``PerennialModelStale`` fires
-when the first is older than the second. The API has no ``retraining.maxAge``: the bound is
-two periods of ``spec.retraining.schedule``, so a model whose scheduled retrains keep
+when the first is older than the second. The bound is ``spec.retraining.maxAge`` when set,
+else two periods of ``spec.retraining.schedule``, so a model whose scheduled retrains keep
 failing (or never start) is flagged after it missed one whole period and the next is due.
 """
 
@@ -43,9 +43,14 @@ def last_successful_training(status: ModelDeploymentStatus) -> datetime | None:
 
 
 def max_training_age(spec: ModelDeploymentSpec) -> timedelta | None:
-    """Two retraining periods; None without a schedule, while suspended, or for a schedule that never fires."""
+    """``retraining.maxAge``, else two retraining periods; None while suspended, or with neither
+    a maxAge nor a schedule (or a schedule that never fires)."""
+    if spec.suspend:
+        return None
+    if spec.retraining.max_age is not None:
+        return parse_duration(spec.retraining.max_age)
     schedule = spec.retraining.schedule
-    if not schedule or spec.suspend:
+    if not schedule:
         return None
     return _max_age(schedule, spec.retraining.cooldown)
 
