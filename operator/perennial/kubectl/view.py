@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 from perennial.api.base import Condition
 from perennial.api.driftpolicy import DriftMetricStatus
 from perennial.api.durations import InvalidDurationError, parse_duration
-from perennial.api.modeldeployment import ModelVersionRecord
+from perennial.api.modeldeployment import LastRetrain, ModelVersionRecord
 from perennial.domain import modeldeployment as md
 from perennial.domain.timeutil import format_time
 from perennial.kubectl.formatting import NONE, ago, bounds, clip, metrics_text, number, span_since, table, when
@@ -47,22 +47,6 @@ class TrainingView(ViewModel):
     trigger: str | None = None
 
 
-class LastRetrainView(ViewModel):
-    time: datetime | None = None
-    reason: str | None = None
-    source: str | None = None
-
-
-class MetricView(ViewModel):
-    name: str
-    value: float | None = None
-    min: float | None = None
-    max: float | None = None
-    breached: bool | None = None
-    breached_since: datetime | None = None
-    error: str | None = None
-
-
 class PolicyView(ViewModel):
     name: str
     ready: str | None = None
@@ -78,7 +62,7 @@ class PolicyView(ViewModel):
     trigger_count: int | None = None
     cooldown_ends_at: datetime | None = None
     """The policy's own trigger cooldown, while it lasts."""
-    metrics: list[MetricView]
+    metrics: list[DriftMetricStatus]  # the API's own shape: -o json shows what status does
 
 
 class ConditionView(ViewModel):
@@ -110,7 +94,7 @@ class StatusView(ViewModel):
     ready_replicas: int | None = None
     rollout: RolloutView | None = None
     training: TrainingView | None = None
-    last_retrain: LastRetrainView | None = None
+    last_retrain: LastRetrain | None = None
     next_scheduled_retrain: datetime | None = None
     cooldown_ends_at: datetime | None = None
     """The end of retraining.cooldown, while it holds automatic retrains back."""
@@ -190,7 +174,7 @@ def policy_view(policy: Policy, now: datetime) -> PolicyView:
         last_trigger_time=status.last_trigger_time,
         trigger_count=status.trigger_count,
         cooldown_ends_at=policy_cooldown_end(policy, now),
-        metrics=[MetricView.model_validate(m.model_dump()) for m in _policy_metrics(policy)],
+        metrics=_policy_metrics(policy),
     )
 
 
@@ -316,7 +300,7 @@ def status_view(
         ready_replicas=status.ready_replicas,
         rollout=_rollout(model),
         training=_training(model),
-        last_retrain=LastRetrainView(time=last.time, reason=last.reason, source=last.source) if last else None,
+        last_retrain=last,
         next_scheduled_retrain=status.next_scheduled_retrain,
         cooldown_ends_at=cooldown_end(model, now),
         generation=model.generation,
