@@ -36,12 +36,7 @@ type ImpactedResource struct {
 // keys are action names and whose values say whether each is disabled (and how it shows).
 // The result is sorted by name (Argo CD collects it from a map).
 func ExecuteResourceActionDiscovery(obj map[string]any, script string, libs Libraries) ([]ResourceAction, error) {
-	l, err := runLua(obj, script, libs)
-	if err != nil {
-		return nil, err
-	}
-	defer l.Close()
-	encoded, err := returnedJSON(l)
+	encoded, err := runForJSON(obj, script, libs)
 	if err != nil {
 		return nil, err
 	}
@@ -84,12 +79,7 @@ func isActionDisabled(value any) bool {
 // {operation, resource} (a new-style action). Patched objects are cleaned as Argo CD
 // cleans them: a map Lua turned into an empty array becomes an empty map again.
 func ExecuteResourceAction(obj map[string]any, script string, libs Libraries) ([]ImpactedResource, error) {
-	l, err := runLua(obj, script, libs)
-	if err != nil {
-		return nil, err
-	}
-	defer l.Close()
-	encoded, err := returnedJSON(l)
+	encoded, err := runForJSON(obj, script, libs)
 	if err != nil {
 		return nil, err
 	}

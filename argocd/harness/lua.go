@@ -106,14 +106,19 @@ func returnedJSON(l *lua.LState) ([]byte, error) {
 	return luajson.Encode(returned)
 }
 
-// ExecuteHealthLua runs script against obj and returns the health it reports.
-func ExecuteHealthLua(obj map[string]any, script string, libs Libraries) (*HealthStatus, error) {
+// runForJSON runs script against obj and returns the table it returned, as JSON.
+func runForJSON(obj map[string]any, script string, libs Libraries) ([]byte, error) {
 	l, err := runLua(obj, script, libs)
 	if err != nil {
 		return nil, err
 	}
 	defer l.Close()
-	encoded, err := returnedJSON(l)
+	return returnedJSON(l)
+}
+
+// ExecuteHealthLua runs script against obj and returns the health it reports.
+func ExecuteHealthLua(obj map[string]any, script string, libs Libraries) (*HealthStatus, error) {
+	encoded, err := runForJSON(obj, script, libs)
 	if err != nil {
 		return nil, err
 	}

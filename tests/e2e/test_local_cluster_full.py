@@ -7,6 +7,7 @@ annotations (CONTRIBUTING.md, "Simulation contract").
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import urllib.parse
 import urllib.request
@@ -24,7 +25,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import MetricsHandler
 
 from tests.support.cluster import ClusterInfo, ScrapeTargets
-from tests.support.operator import free_port
+from tests.support.operator import OPERATOR_USER, free_port, whoami
 from tests.support.waiting import wait_until
 
 
@@ -289,3 +290,22 @@ def test_every_component_listens_on_loopback_only(cluster: ClusterInfo) -> None:
         addresses = _listening_addresses(int(str(record["pid"])))
         assert addresses, f"{name} listens on nothing?"
         assert addresses <= LOOPBACK_HEX, f"{name} listens beyond loopback: {addresses}"
+
+
+def test_the_operator_make_run_and_make_demo_start_is_the_service_account(cluster: ClusterInfo, namespace: str) -> None:
+    """`make run` and `make demo` run the operator as its ServiceAccount with the RBAC and the
+    ownership policy from manifests/ (as the admin, the policy refused the TrainingJobs it
+    creates for a ModelDeployment once a test had installed it: `make demo` after `make test`)."""
+    kubeconfig = LocalCluster(cluster.kubeconfig.parent).operator_kubeconfig()
+    assert whoami(cluster, kubeconfig).stdout.strip() == OPERATOR_USER
+    checks = (("create", "trainingjobs.perennial.dev", ""), ("patch", "modeldeployments.perennial.dev", "status"))
+    for verb, resource, subresource in checks:
+        command = [str(cluster.kubectl), "--kubeconfig", str(kubeconfig), "auth", "can-i", verb, resource]
+        command += ["-n", namespace, f"--subresource={subresource}"]
+        allowed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert allowed.stdout.strip() == "yes", (verb, resource, allowed.stdout, allowed.stderr)
+    # The ownership policy is installed: what it guards is there for the operator to pass.
+    cluster.kubectl_run("get", "validatingadmissionpolicybinding", "perennial-trainingjob-owners")
+    # Idempotent: a second call (a second `make run`) gives a working kubeconfig again.
+    again = LocalCluster(cluster.kubeconfig.parent).operator_kubeconfig()
+    assert whoami(cluster, again).stdout.strip() == OPERATOR_USER

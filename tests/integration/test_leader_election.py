@@ -120,7 +120,7 @@ async def test_a_dead_leader_is_replaced_one_lease_duration_after_its_last_renew
     a.elector.start()
     await until(lambda: a.elector.leading, 10, "a to lead")
     b.elector.start()
-    await asyncio.sleep(LEASE_DURATION)
+    await until(lambda: b.elector.observed_holder == a.identity, 10, "b to see a holding the Lease")
 
     async def crashed() -> None:  # a SIGKILL: nothing released, nothing said
         return None
@@ -141,7 +141,7 @@ async def test_a_leader_that_cannot_renew_stops_leading_before_anyone_else_start
     a.elector.start()
     await until(lambda: a.elector.leading, 10, "a to lead")
     b.elector.start()
-    await asyncio.sleep(RETRY_PERIOD)
+    await until(lambda: b.elector.observed_holder == a.identity, 10, "b to see a holding the Lease")
 
     async def hang(*_: Any, **__: Any) -> dict[str, Any]:  # the API server unreachable for a
         await asyncio.Event().wait()

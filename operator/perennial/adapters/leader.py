@@ -82,6 +82,11 @@ class LeaderElector:
         self.leading = False
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def observed_holder(self) -> str | None:
+        """Who held the Lease at this candidate's last look (itself while it leads)."""
+        return self._observed.holder if self._observed is not None else None
+
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         metrics.LEADER.set(0)
