@@ -36,6 +36,7 @@ from perennial.controllers.context import (
     Watch,
 )
 from perennial.controllers.driftpolicy import DriftPolicyController
+from perennial.controllers.metric_reader import MetricReader
 from perennial.controllers.modeldeployment import ModelDeploymentController
 from perennial.controllers.trainingjob import TrainingJobController
 
@@ -55,6 +56,7 @@ class Operator:
 
     cluster: Cluster
     prometheus: PrometheusClient
+    reader: MetricReader
     trainingjobs: TrainingJobController
     modeldeployments: ModelDeploymentController
     driftpolicies: DriftPolicyController
@@ -65,12 +67,14 @@ class Operator:
     @classmethod
     def build(cls, cluster: Cluster) -> Operator:
         prometheus = PrometheusClient()
+        reader = MetricReader(cluster.settings, prometheus)
         operator = cls(
             cluster,
             prometheus,
+            reader,
             TrainingJobController(cluster),
-            ModelDeploymentController(cluster),
-            DriftPolicyController(cluster, prometheus),
+            ModelDeploymentController(cluster, reader),
+            DriftPolicyController(cluster, reader),
             Resync(cluster),
         )
         config = cluster.settings
@@ -113,6 +117,7 @@ class Operator:
         # watched kind fills the caches first; a standby's, filled by the watches, just relist.
         await self.resync.run_once()
         self.cluster.events.start()
+        self.reader.start()
         for controller in self.controllers:
             controller.start()
         self.resync.start()
@@ -131,6 +136,7 @@ class Operator:
         await self.resync.stop()
         for controller in self.controllers:
             await controller.stop()
+        await self.reader.stop()
         await self.cluster.events.stop(flush_timeout=flush_timeout)
 
     async def stop(self) -> None:

@@ -123,7 +123,7 @@ def test_kind_names_match_the_contract() -> None:
     wide = {k.kind: [c.name for c in k.columns if c.priority] for k in crdgen.KINDS}
     assert wide == {
         "TrainingJob": ["Reason"],
-        "ModelDeployment": ["Auto Retrain", "URL", "Message"],
+        "ModelDeployment": ["Auto Retrain", "Step", "Canary", "URL", "Message"],
         "DriftPolicy": ["Ready", "Reason"],
     }
     # `kubectl get -o wide` only: every extra column has priority 1.
@@ -141,6 +141,8 @@ def test_wide_columns_read_the_conditions_and_the_service_url() -> None:
         ("TrainingJob", "Reason"): '.status.conditions[?(@.type=="Succeeded")].reason',
         ("ModelDeployment", "Auto Retrain"): ".status.automaticRetrains",
         ("ModelDeployment", "URL"): ".status.url",
+        ("ModelDeployment", "Step"): ".status.rollout.step",
+        ("ModelDeployment", "Canary"): ".status.rollout.weight",
         ("ModelDeployment", "Message"): '.status.conditions[?(@.type=="Ready")].message',
         ("DriftPolicy", "Ready"): '.status.conditions[?(@.type=="Ready")].status',
         ("DriftPolicy", "Reason"): '.status.conditions[?(@.type=="Ready")].reason',
@@ -173,4 +175,4 @@ def test_models_apply_the_same_defaults_as_the_schema() -> None:
     )
     assert spec.retraining.cooldown == "1h"
     assert spec.training.ttl_after_finished == "24h"
-    assert spec.to_api()["rollout"] == {"progressDeadline": "10m", "autoRollback": True}
+    assert spec.to_api()["rollout"] == {"strategy": "Rolling", "progressDeadline": "10m", "autoRollback": True}

@@ -1503,7 +1503,15 @@ def test_an_overdue_rollout_rolls_back_to_the_previous_version() -> None:
     assert deployed(plan) == ("1", "s3://models/churn/1")
     assert condition(plan, "Degraded") == ("True", "RolledBack", message)
     assert plan.events == [Event("Warning", "RolledBack", message)]
-    assert plan.counts == [Count("rollouts", {"result": "RolledBack"})]
+    assert plan.counts == [
+        Count("rollouts", {"result": "RolledBack"}),
+        Count("rollbacks", {"reason": "ProgressDeadlineExceeded"}),
+    ]
+    assert record(plan, "2")["rollback"] == {
+        "time": "2026-11-26T12:09:00Z",
+        "reason": "ProgressDeadlineExceeded",
+        "message": message,
+    }
     assert status["phase"] == "Degraded"
     assert plan.create == []  # nothing retrains because of it
 

@@ -14,18 +14,16 @@ import json
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import yaml
 
-from perennial.adapters.kube import KubeClient
 from perennial.adapters.prometheus import PrometheusClient
 from perennial.api.driftpolicy import DriftPolicySpec, DriftPolicyStatus, PrometheusEndpoint
 from perennial.api.modeldeployment import ModelDeploymentStatus
 from perennial.cli import main
-from perennial.controllers.context import Cluster
-from perennial.controllers.driftpolicy import DriftPolicyController
+from perennial.controllers.metric_reader import MetricReader
 from perennial.domain.driftpolicy import (
     NO_PROMETHEUS,
     EndpointCatalog,
@@ -469,14 +467,12 @@ def test_the_controller_takes_a_changed_file_and_keeps_the_old_endpoints_when_th
 ) -> None:
     path = endpoints_file(tmp_path, {"thanos": {"url": THANOS, "bearerToken": f"tok-{SECRET}"}})
     settings = from_environment({ENDPOINTS_FILE_VARIABLE: str(path)})
-    controller = DriftPolicyController(
-        Cluster(client=cast(KubeClient, object()), settings=settings), PrometheusClient()
-    )
+    controller = MetricReader(settings, PrometheusClient())
     assert controller.reload_endpoints(), "the first look takes the file"
     assert not controller.reload_endpoints(), "unchanged: nothing to do"
 
     def where(name: str) -> EndpointChoice:
-        return choose_endpoint(PrometheusEndpoint(endpoint=name), controller._catalog)
+        return choose_endpoint(PrometheusEndpoint(endpoint=name), controller.catalog)
 
     path.write_text(yaml.safe_dump({"endpoints": {"thanos": {"url": THANOS, "bearerToken": f"two {SECRET}"}}}))
     with caplog.at_level("ERROR"):

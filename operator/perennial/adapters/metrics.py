@@ -277,6 +277,7 @@ SUPPRESSION_REASONS = ("Cooldown", "TrainingInProgress", "CircuitOpen", "NoImpro
 AUTOMATIC_RETRAIN_STATES = ("Active", "Suspended", "CircuitOpen", "NoImprovement")
 PROMOTION_RESULTS = ("Promoted", "Candidate", "NotPromoted")
 ROLLOUT_RESULTS = ("Started", "Succeeded", "RolledBack")
+ROLLBACK_REASONS = ("ProgressDeadlineExceeded", "AnalysisFailed", "AnalysisNoData")
 
 RETRAINS_TRIGGERED = Counter(
     "perennial_retrains_triggered_total",
@@ -300,6 +301,13 @@ ROLLOUTS = Counter(
     "perennial_rollouts_total",
     "Serving rollouts, by result: Started, Succeeded, RolledBack.",
     ["result"],
+    registry=REGISTRY,
+)
+ROLLBACKS = Counter(
+    "perennial_rollbacks_total",
+    "Rollouts rolled back, by reason: ProgressDeadlineExceeded (not Available in time), AnalysisFailed (a canary"
+    " analysis metric breached), AnalysisNoData (no conclusive canary analysis by progressDeadline after a pause).",
+    ["reason"],
     registry=REGISTRY,
 )
 MODEL_INFO = Gauge(
@@ -340,6 +348,13 @@ MODEL_MAX_TRAINING_AGE = Gauge(
     ["namespace", "model"],
     registry=REGISTRY,
 )
+MODEL_CANARY_WEIGHT = Gauge(
+    "perennial_model_canary_weight_percent",
+    "The share of each ModelDeployment's serving replicas its canary has, in percent: the current step's weight,"
+    " 100 while a canary that passed its steps is promoted, 0 without a canary.",
+    ["namespace", "model"],
+    registry=REGISTRY,
+)
 MODEL_ROLLOUTS = Counter(
     "perennial_model_rollouts_total",
     "Serving rollouts of each ModelDeployment, by result: Started, Succeeded, RolledBack.",
@@ -355,6 +370,8 @@ for _result in PROMOTION_RESULTS:
     PROMOTIONS.labels(result=_result)
 for _result in ROLLOUT_RESULTS:
     ROLLOUTS.labels(result=_result)
+for _reason in ROLLBACK_REASONS:
+    ROLLBACKS.labels(reason=_reason)
 
 
 class _ModelSeries:
@@ -365,6 +382,7 @@ class _ModelSeries:
     """
 
     __slots__ = (
+        "canary_weight",
         "last_training",
         "last_training_at",
         "max_age",
@@ -379,6 +397,7 @@ class _ModelSeries:
     def __init__(self, namespace: str, model: str) -> None:
         self.namespace, self.model = namespace, model
         self.ready = MODEL_READY.labels(namespace, model)
+        self.canary_weight = MODEL_CANARY_WEIGHT.labels(namespace, model)
         self.retrains: str | None = None  # the automatic-retrains state exported
         self.version: str | None = None  # the serving version perennial_model_info names
         self.last_training: Gauge | None = None
@@ -390,6 +409,7 @@ class _ModelSeries:
     def remove(self) -> None:
         namespace, model = self.namespace, self.model
         MODEL_READY.remove(namespace, model)
+        MODEL_CANARY_WEIGHT.remove(namespace, model)
         if self.retrains is not None:
             for state in AUTOMATIC_RETRAIN_STATES:
                 MODEL_AUTOMATIC_RETRAINS.remove(namespace, model, state)
@@ -415,6 +435,7 @@ def export_model(
     serving_version: str | None,
     last_training: float | None,
     max_training_age: float | None,
+    canary_weight: int = 0,
     counts: Iterable[Count] = (),
 ) -> None:
     """Export one ModelDeployment's state after a reconcile; ``counts`` are its plan's counts
@@ -423,6 +444,7 @@ def export_model(
     if series is None:
         series = _models[(namespace, model)] = _ModelSeries(namespace, model)
     series.ready.set(1 if ready else 0)
+    series.canary_weight.set(canary_weight)
     if automatic_retrains is not None and automatic_retrains != series.retrains:
         for state in AUTOMATIC_RETRAIN_STATES:
             MODEL_AUTOMATIC_RETRAINS.labels(namespace, model, state).set(state == automatic_retrains)
@@ -569,6 +591,7 @@ COUNTERS: dict[str, Counter] = {
     "retrains_suppressed": RETRAINS_SUPPRESSED,
     "promotions": PROMOTIONS,
     "rollouts": ROLLOUTS,
+    "rollbacks": ROLLBACKS,
     "drift_evaluations": DRIFT_EVALUATIONS,
     "drift_breaches": DRIFT_BREACHES,
     "drift_triggers": DRIFT_TRIGGERS,

@@ -130,6 +130,20 @@ KINDS = (
                 description="Active, Suspended, CircuitOpen or NoImprovement: whether drift and schedule retrain",
                 priority=WIDE,
             ),
+            PrinterColumn(
+                "Step",
+                ".status.rollout.step",
+                "integer",
+                "The canary's current step (of status.rollout.steps), while a canary runs",
+                priority=WIDE,
+            ),
+            PrinterColumn(
+                "Canary",
+                ".status.rollout.weight",
+                "integer",
+                "The canary's share of the serving replicas in percent (100 while it is promoted)",
+                priority=WIDE,
+            ),
             AGE,
             PrinterColumn("URL", ".status.url", description="The Service's in-cluster URL", priority=WIDE),
             PrinterColumn(

@@ -21,10 +21,14 @@ from perennial.api.base import (
     MetricName,
     StringMap,
     at_least,
+    cel,
+    cel_rules,
     defaulted,
     label_map_rules,
+    validations,
 )
 from perennial.api.core import EnvVar, LocalObjectReference, Probe, ResourceRequirements, Toleration
+from perennial.api.driftpolicy import DriftMetric, DriftMetricStatus, PrometheusEndpoint
 from perennial.api.schedule import CRON_PATTERN
 from perennial.api.trainingjob import Champion, DatasetRecord, TrainingTemplate, Trigger, TriggerReason
 
@@ -106,13 +110,71 @@ class Promotion(ApiModel):
     """Also require the candidate to beat the serving version."""
 
 
+RolloutStrategy = Literal["Rolling", "Canary"]
+ANALYSIS_PLACEHOLDERS = ("{model}", "{namespace}", "{version}", "{stableVersion}")
+
+
+class CanaryStep(ApiModel):
+    """One step of a canary: the new version's share of the serving replicas, held for a pause."""
+
+    weight: Annotated[int, Field(ge=1, le=100)]
+    """The new version's share of serving.replicas in percent, rounded to whole replicas (at least
+    one). The stable version keeps the rest, and at least one replica until the canary ends."""
+    pause: Annotated[Duration, at_least("0s", "pause")]
+    """How long the step holds once the new version's replicas are available; the analysis
+    metrics are read throughout, and must pass at its end for the next step to start."""
+
+
+class Analysis(ApiModel):
+    """Online checks of a canary: metrics in Prometheus, shaped like a DriftPolicy's."""
+
+    prometheus: PrometheusEndpoint = defaulted(PrometheusEndpoint)
+    """Where to query: an endpoint the operator defines (endpoint), a URL it allows (url), or
+    neither: its default."""
+    interval: Annotated[Duration, at_least("5s", "analysis.interval")] = "30s"
+    """How often the metrics are read during a step's pause (and once more when it ends)."""
+    metrics: Annotated[
+        list[DriftMetric],
+        Field(
+            min_length=1,
+            max_length=16,
+            json_schema_extra=validations(
+                cel("self.all(x, self.exists_one(y, y.name == x.name))", "analysis metric names must be unique")
+            ),
+        ),
+    ]
+    """The metrics and their healthy ranges. Queries may use {model}, {namespace}, {version} (the
+    canary's version) and {stableVersion} (the version serving before it), e.g.
+    sum(rate(http_requests_total{model="{model}",version="{version}",code=~"5.."}[1m])). A value
+    outside [min, max] for `for` aborts the canary."""
+
+
 class Rollout(ApiModel):
     """How a new version replaces the serving one."""
 
+    model_config = cel_rules(
+        cel(
+            "self.strategy == 'Canary' || (!has(self.steps) && !has(self.analysis))",
+            "rollout.steps and rollout.analysis need rollout.strategy Canary",
+            field_path=".strategy",
+        ),
+        cel("self.strategy != 'Canary' || has(self.steps)", "rollout.strategy Canary needs steps", field_path=".steps"),
+    )
+
+    strategy: RolloutStrategy = "Rolling"
+    """Rolling: the serving Deployment rolls to the new version at once. Canary: the new version
+    runs in its own Deployment beside the stable one, behind the same Service, taking the share of
+    replicas each step says while the analysis watches it; then it takes every replica."""
     progress_deadline: Duration = "10m"
-    """How long a rollout may take to become Available."""
+    """How long a rollout may take to become Available. With Canary: how long each step may take to
+    get its replicas available, and how long a step may wait for analysis data after its pause."""
     auto_rollback: bool = True
     """Roll back to the previous version when the deadline passes."""
+    steps: Annotated[list[CanaryStep], Field(min_length=1, max_length=20)] | None = None
+    """The canary's steps, in order (strategy Canary)."""
+    analysis: Analysis | None = None
+    """Online metrics read during each step's pause (strategy Canary); none: each step passes when
+    its pause ends."""
 
 
 class Retraining(ApiModel):
@@ -140,6 +202,16 @@ class Retraining(ApiModel):
 
 class ModelDeploymentSpec(ApiModel):
     """A served model and its continuous-training loop."""
+
+    model_config = cel_rules(
+        cel(
+            "!has(self.rollout) || !has(self.rollout.strategy) || self.rollout.strategy != 'Canary'"
+            " || !has(self.serving.externalScaling) || !self.serving.externalScaling",
+            "rollout.strategy Canary shares serving.replicas between two versions, so the operator must own"
+            " the replicas: it does not work with serving.externalScaling",
+            field_path=".rollout.strategy",
+        )
+    )
 
     training: TrainingTemplate
     """Template of every TrainingJob this ModelDeployment creates."""
@@ -179,6 +251,23 @@ class PromotionDecision(ApiModel):
     """The serving version it was compared with."""
 
 
+RollbackReason = Literal["ProgressDeadlineExceeded", "AnalysisFailed", "AnalysisNoData"]
+
+
+class RollbackRecord(ApiModel):
+    """Why a version's rollout was rolled back (its canary aborted)."""
+
+    time: datetime | None = None
+    """When."""
+    reason: RollbackReason | None = None
+    """ProgressDeadlineExceeded (not available in time), AnalysisFailed (a metric breached) or
+    AnalysisNoData (no analysis data by progressDeadline after a pause)."""
+    message: str | None = None
+    """What happened, with the values that breached."""
+    analysis: list[DriftMetricStatus] | None = None
+    """The analysis metrics when it was rolled back."""
+
+
 class ModelVersionRecord(ApiModel):
     """One version's lineage."""
 
@@ -212,6 +301,11 @@ class ModelVersionRecord(ApiModel):
     """When it became the serving version."""
     decision: PromotionDecision | None = None
     """The promotion decision and its evidence."""
+    rollback: RollbackRecord | None = None
+    """Why its rollout was rolled back (state RolledBack)."""
+
+
+CanaryStage = Literal["Step", "Promote"]
 
 
 class RolloutStatus(ApiModel):
@@ -222,7 +316,30 @@ class RolloutStatus(ApiModel):
     previous_version: str | None = None
     """The version it replaces; the one a rollback returns to."""
     started_at: datetime | None = None
-    """When it started; rollout.progressDeadline counts from here."""
+    """When it started; rollout.progressDeadline counts from here (Rolling)."""
+    strategy: RolloutStrategy | None = None
+    """Rolling or Canary (the strategy when it started)."""
+    stage: CanaryStage | None = None
+    """Canary only. Step: the new version takes the current step's share beside the stable one.
+    Promote: the steps passed; the serving Deployment rolls to the new version."""
+    step: int | None = None
+    """Canary: the current step, from 1."""
+    steps: int | None = None
+    """Canary: how many steps there are."""
+    weight: int | None = None
+    """Canary: the new version's share of the serving replicas in percent (100 while promoting)."""
+    canary_replicas: int | None = None
+    """Canary: replicas of the new version."""
+    stable_replicas: int | None = None
+    """Canary: replicas of the stable version."""
+    step_started_at: datetime | None = None
+    """Canary: when the current step (or the promotion) started; its progressDeadline counts from here."""
+    pause_started_at: datetime | None = None
+    """Canary: when the current step's replicas were available and its pause began."""
+    last_analysis_time: datetime | None = None
+    """Canary: when the analysis metrics were last read."""
+    analysis: list[DriftMetricStatus] | None = None
+    """Canary: the last value of each analysis metric in this step."""
 
 
 class DriftRequestAnswer(ApiModel):

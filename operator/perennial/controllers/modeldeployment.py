@@ -22,15 +22,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from perennial.adapters import logs, metrics
-from perennial.adapters.kube import MODEL_DEPLOYMENTS, TRAINING_JOBS
+from perennial.adapters.kube import DEPLOYMENTS, MODEL_DEPLOYMENTS, TRAINING_JOBS, Resource
 from perennial.adapters.store import Key, key_of
 from perennial.api.driftpolicy import DriftPolicyStatus
 from perennial.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
 from perennial.controllers.context import CHILD_EVENT_BATCH_SECONDS, Cluster, Controller, owner_key
 from perennial.controllers.execute import converge_child, create_child, delete_child, post, write_status
-from perennial.domain import freshness
+from perennial.controllers.metric_reader import MetricReader
+from perennial.domain import canary, freshness
 from perennial.domain import modeldeployment as md
 from perennial.domain.conditions import condition_is_true
+from perennial.domain.driftpolicy import MetricResult, promoted_at
 from perennial.domain.labels import MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL
 from perennial.domain.modeldeployment_plan import (
     CHILD_REFUSED,
@@ -40,11 +42,16 @@ from perennial.domain.modeldeployment_plan import (
     record_child_outcomes,
 )
 from perennial.domain.plan import Plan
+from perennial.domain.timeutil import truncate
 
 KIND = "ModelDeployment"
 logger = logging.getLogger(__name__)
 # Names found taken (or refused) before a version could be allocated: each costs a re-plan.
 MAX_ALLOCATION_ATTEMPTS = 5
+
+
+# What a plan may delete: TrainingJobs beyond historyLimit, a finished canary's Deployment.
+DELETABLE: dict[str, Resource] = {TRAINING_JOBS.plural: TRAINING_JOBS, DEPLOYMENTS.plural: DEPLOYMENTS}
 
 
 class AllocationError(RuntimeError):
@@ -55,8 +62,9 @@ class ModelDeploymentController(Controller):
     kind = KIND
     store = "modeldeployments"
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, reader: MetricReader) -> None:
         super().__init__(cluster)
+        self.reader = reader
         cluster.modeldeployments.subscribe(self._model_event)
         for children in (cluster.trainingjobs, cluster.deployments, cluster.services):
             children.subscribe(self._child_event)
@@ -108,7 +116,8 @@ class ModelDeploymentController(Controller):
             logger.error("spec the CRD should have refused: %s", error, extra=logs.about(body))
             return None
         before = ModelDeploymentStatus.model_validate(body.get("status") or {})
-        plan = await self._plan_and_allocate(body, ref, spec, before)
+        analysis = await self._read_analysis(ref, spec, before)
+        plan = await self._plan_and_allocate(body, ref, spec, before, analysis)
 
         problems = []
         for desired in plan.apply:
@@ -119,14 +128,52 @@ class ModelDeploymentController(Controller):
                 problems.append((CHILD_REFUSED, outcome.message))
         record_child_outcomes(plan, problems)
         for child in plan.delete:
-            await delete_child(self.cluster, TRAINING_JOBS, ref.namespace, child.name)
+            await delete_child(self.cluster, DELETABLE[child.plural], ref.namespace, child.name)
         await write_status(self.cluster, MODEL_DEPLOYMENTS, self.cluster.modeldeployments, body, before, plan.status)
         post(self.cluster, body, plan.events, plan.counts)
         self._export(ref, spec, plan)
         return plan.requeue_after
 
+    async def _read_analysis(
+        self, ref: md.ModelRef, spec: ModelDeploymentSpec, status: ModelDeploymentStatus
+    ) -> canary.AnalysisReading | None:
+        """A canary's analysis metrics, when they are due (awaited: a canary is rare and each
+        request is bounded by the timeout; an unusable endpoint is every metric's error)."""
+        now = truncate(datetime.now(UTC))
+        rollout, analysis = status.rollout, spec.rollout.analysis
+        if rollout is None or analysis is None or rollout.step is None or not canary.analysis_due(spec, rollout, now):
+            return None
+        target = self.reader.target(analysis.prometheus)
+        if target.endpoint is None:
+            reason, message = target.choice.problem or ("PrometheusUnreachable", "no Prometheus endpoint")
+            problem = MetricResult(error="QueryError", message=f"{reason}: {message}")
+            return canary.AnalysisReading(
+                rollout.version, rollout.step, now, {m.name: problem for m in analysis.metrics}
+            )
+        stable = rollout.previous_version or ""
+
+        def expand(query: str) -> str:
+            return canary.expand(
+                query, model=ref.name, namespace=ref.namespace, version=rollout.version, stable_version=stable
+            )
+
+        results = await self.reader.read(
+            analysis.metrics,
+            target.endpoint,
+            analysis.prometheus.timeout,
+            promoted_at=promoted_at(status),  # the stable version's: sincePromotion baselines
+            now=now,
+            expand=expand,
+        )
+        return canary.AnalysisReading(rollout.version, rollout.step, now, results)
+
     async def _plan_and_allocate(
-        self, body: Mapping[str, Any], ref: md.ModelRef, spec: ModelDeploymentSpec, status: ModelDeploymentStatus
+        self,
+        body: Mapping[str, Any],
+        ref: md.ModelRef,
+        spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
+        analysis: canary.AnalysisReading | None,
     ) -> Plan[ModelDeploymentStatus]:
         """Plan; when the plan starts a training, list first, then create its TrainingJob.
 
@@ -148,6 +195,8 @@ class ModelDeploymentController(Controller):
                 runs=runs,
                 runs_listed=listed,
                 deployment=self.cluster.deployments.get((ref.namespace, ref.name)),
+                canary=self.cluster.deployments.get((ref.namespace, canary.canary_name(ref.name))),
+                analysis=analysis,
                 drift_requests=self._drift_requests((ref.namespace, ref.name)),
                 now=datetime.now(UTC),
                 taken_names=frozenset(taken),
@@ -183,5 +232,6 @@ class ModelDeploymentController(Controller):
             serving_version=status.serving_version,
             last_training=last_training.timestamp() if last_training is not None else None,
             max_training_age=max_age.total_seconds() if max_age is not None else None,
+            canary_weight=(status.rollout.weight or 0) if canary.is_canary(status.rollout) else 0,
             counts=plan.counts,
         )

@@ -31,6 +31,7 @@ from perennial.api.modeldeployment import (
 from perennial.api.trainingjob import Champion, DatasetRecord
 from perennial.api.trainingjob import Trigger as TriggerRecord
 from perennial.domain import cron
+from perennial.domain.canary import CANARY_TRACK, TRACK_LABEL, canary_name
 from perennial.domain.labels import MANAGED_BY_LABEL, MODEL_LABEL, VERSION_LABEL, OwnerRef, managed_labels
 from perennial.domain.text import shorten
 from perennial.domain.timeutil import format_time, parse_time
@@ -497,9 +498,23 @@ def selector_labels(ref: ModelRef) -> dict[str, str]:
     return {MANAGED_BY_LABEL: "perennial", MODEL_LABEL: ref.name}
 
 
-def desired_deployment(ref: ModelRef, spec: ModelDeploymentSpec, version: str, model_uri: str) -> dict[str, Any]:
+def desired_deployment(
+    ref: ModelRef,
+    spec: ModelDeploymentSpec,
+    version: str,
+    model_uri: str,
+    *,
+    replicas: int | None = None,
+    canary: bool = False,
+) -> dict[str, Any]:
+    """The serving Deployment (named after the model) running ``version``, or with ``canary``
+    a canary's (``<model>-canary``, its pods labelled track=canary); ``replicas`` overrides
+    serving.replicas (a canary's share)."""
     serving = spec.serving
     labels = managed_labels(model=ref.name, version=version)
+    selector = selector_labels(ref)
+    if canary:
+        labels[TRACK_LABEL] = selector[TRACK_LABEL] = CANARY_TRACK
     container: dict[str, Any] = {
         "name": "server",
         "image": serving.image,
@@ -536,15 +551,15 @@ def desired_deployment(ref: ModelRef, spec: ModelDeploymentSpec, version: str, m
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": ref.name,
+            "name": canary_name(ref.name) if canary else ref.name,
             "namespace": ref.namespace,
             "labels": labels,
             "ownerReferences": [ref.owner_reference()],
         },
         "spec": {
             # With externalScaling the replicas are an HPA's (or a person's): not applied.
-            **({} if serving.external_scaling else {"replicas": serving.replicas}),
-            "selector": {"matchLabels": selector_labels(ref)},
+            **({} if serving.external_scaling else {"replicas": serving.replicas if replicas is None else replicas}),
+            "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
             "progressDeadlineSeconds": int(parse_duration(spec.rollout.progress_deadline).total_seconds()) or 1,
             "template": {
@@ -590,11 +605,12 @@ class DeploymentHealth:
     ready_replicas: int
     available: bool  # Available condition True
     rolled_out: bool  # every replica runs the current template and is available
+    available_replicas: int = 0
 
 
 def deployment_health(deployment: Mapping[str, Any] | None) -> DeploymentHealth:
     if deployment is None:
-        return DeploymentHealth(0, 0, False, False)
+        return DeploymentHealth(0, 0, False, False, 0)
     spec, status = deployment.get("spec", {}), deployment.get("status", {})
     desired = int(spec.get("replicas", 1))
     generation = int(deployment.get("metadata", {}).get("generation", 0))
@@ -604,7 +620,7 @@ def deployment_health(deployment: Mapping[str, Any] | None) -> DeploymentHealth:
     total = int(status.get("replicas", 0))
     available = any(c.get("type") == "Available" and c.get("status") == "True" for c in status.get("conditions") or [])
     rolled_out = observed >= generation and updated >= desired and available_replicas >= desired and total <= desired
-    return DeploymentHealth(desired, int(status.get("readyReplicas", 0)), available, rolled_out)
+    return DeploymentHealth(desired, int(status.get("readyReplicas", 0)), available, rolled_out, available_replicas)
 
 
 def rollout_overdue(rollout: RolloutStatus, spec: ModelDeploymentSpec, now: datetime) -> bool:

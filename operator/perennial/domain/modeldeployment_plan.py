@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from perennial.api.base import Condition
+from perennial.api.base import LONG_TEXT, Condition
+from perennial.api.driftpolicy import DriftMetricStatus
 from perennial.api.modeldeployment import (
     RETRAIN_REQUEST_ANNOTATION,
     DeploymentPhase,
@@ -35,12 +36,18 @@ from perennial.api.modeldeployment import (
     ModelDeploymentStatus,
     ModelVersionRecord,
     PromotionDecision,
+    RollbackReason,
+    RollbackRecord,
     RolloutStatus,
 )
+from perennial.domain import canary
 from perennial.domain import modeldeployment as md
+from perennial.domain.canary import AnalysisReading
+from perennial.domain.children import controlled_by
 from perennial.domain.conditions import get_condition
 from perennial.domain.cron import InvalidScheduleError
 from perennial.domain.plan import ChildRef, Plan
+from perennial.domain.text import shorten
 from perennial.domain.timeutil import format_time, truncate
 
 # Triggers whose runs start retraining.cooldown (api.md: automatic retrains; not Initial).
@@ -49,6 +56,7 @@ NAME_CONFLICT, CHILD_REFUSED = "NameConflict", "ChildRefused"
 CHILD_PROBLEMS = (NAME_CONFLICT, CHILD_REFUSED)
 NAME_CONFLICT_RETRY_SECONDS = 10.0
 TRAINING_JOBS = "trainingjobs"
+DEPLOYMENTS = "deployments"
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,10 @@ class ObservedModel:
     deployment: Mapping[str, object] | None
     drift_requests: Sequence[md.DriftRequest]
     now: datetime
+    canary: Mapping[str, object] | None = None
+    """The canary's Deployment (``<model>-canary``) from the cache, if there is one."""
+    analysis: AnalysisReading | None = None
+    """The canary's analysis metrics, read just before this pass (``canary.analysis_due``)."""
     taken_names: frozenset[str] = frozenset()
     """TrainingJob names found taken by something this model does not control."""
     refused_training: str | None = None
@@ -77,6 +89,8 @@ class _Pass:
     observed: ObservedModel
     plan: Plan[ModelDeploymentStatus]
     versions: list[ModelVersionRecord] = field(default_factory=list)
+    progress: tuple[str, str] | None = None
+    """Progressing's (reason, message) for a rollout in progress, when the serving step says it."""
 
     @property
     def spec(self) -> ModelDeploymentSpec:
@@ -221,10 +235,26 @@ def _finish_version(work: _Pass, record: ModelVersionRecord, run: md.Run) -> Non
         plan.event("Normal", "NotPromoted", f"version {version} not promoted: {decision.reason}")
 
 
-def _begin_rollout(work: _Pass, version: str) -> None:
-    work.status.rollout = RolloutStatus(
-        version=version, previous_version=work.status.serving_version, started_at=work.plan.now
-    )
+def _begin_rollout(work: _Pass, version: str, *, may_canary: bool = True) -> None:
+    """Start rolling ``version`` out: with strategy Canary (and a stable version to compare
+    with), at its first step; otherwise, or for a pin (a person's decision), at once."""
+    now, previous = work.plan.now, work.status.serving_version
+    steps = work.spec.rollout.steps or []
+    if may_canary and work.spec.rollout.strategy == "Canary" and steps and previous:
+        work.status.rollout = RolloutStatus(
+            version=version,
+            previous_version=previous,
+            started_at=now,
+            strategy="Canary",
+            stage="Step",
+            step=1,
+            steps=len(steps),
+            weight=steps[0].weight,
+            step_started_at=now,
+        )
+        work.plan.event("Normal", "CanaryStep", f"version {version}: canary step 1/{len(steps)} at {steps[0].weight}%")
+    else:
+        work.status.rollout = RolloutStatus(version=version, previous_version=previous, started_at=now)
     work.plan.count("rollouts", result="Started")
 
 
@@ -368,6 +398,10 @@ def _apply_pin(work: _Pass) -> None:
     if pinned == status.serving_version and rollout is None:
         return
     if rollout is not None and rollout.version == pinned:
+        if canary.is_canary(rollout) and rollout.stage == "Step":
+            # Pinning the canary's own version is a person promoting it: the steps left are skipped.
+            plan.event("Normal", "Pinned", f"canary of version {pinned} promoted at once: spec.pinnedVersion names it")
+            _promote_canary(work, rollout)
         return
     if rollout is not None and pinned == status.serving_version:
         # A pin back to what serves cancels the rollout in progress.
@@ -384,14 +418,17 @@ def _apply_pin(work: _Pass) -> None:
     if record.state == "Candidate":
         record.decision = PromotionDecision(result="Pinned", reason="spec.pinnedVersion selects it")
     plan.event("Normal", "Pinned", f"rolling out pinned version {pinned}")
-    _begin_rollout(work, pinned)
+    _begin_rollout(work, pinned, may_canary=False)  # a person chose it: no canary
 
 
 def _serving(work: _Pass) -> None:
     status, plan, observed = work.status, work.plan, work.observed
     _apply_pin(work)
     rollout = status.rollout
-    if rollout is not None:
+    if canary.is_canary(rollout):
+        assert rollout is not None
+        _canary(work, rollout)
+    elif rollout is not None:
         step = md.rollout_step(
             rollout,
             work.spec,
@@ -402,26 +439,224 @@ def _serving(work: _Pass) -> None:
         if step.action == md.COMPLETE:
             _complete_rollout(work, rollout)
         elif step.action == md.ROLL_BACK:
-            _roll_back(work, rollout)
-        elif step.action == md.STUCK:
-            plan.condition(
-                "Degraded",
-                "True",
-                "RolloutStuck",
-                f"version {rollout.version} is not Available after {work.spec.rollout.progress_deadline}"
-                + ("" if rollout.previous_version else "; there is no previous version to roll back to"),
+            message = (
+                f"version {rollout.version} was not Available within {work.spec.rollout.progress_deadline};"
+                f" rolled back to version {rollout.previous_version}"
             )
+            _roll_back(work, rollout, "ProgressDeadlineExceeded", message)
+        elif step.action == md.STUCK:
+            _stuck(work, rollout)
         else:
             plan.later(step.seconds_left)
-    target = status.rollout.version if status.rollout is not None else status.serving_version
+    _desired_children(work)
+
+
+def _stuck(work: _Pass, rollout: RolloutStatus) -> None:
+    work.plan.condition(
+        "Degraded",
+        "True",
+        "RolloutStuck",
+        f"version {rollout.version} is not Available after {work.spec.rollout.progress_deadline}"
+        + ("" if rollout.previous_version else "; there is no previous version to roll back to"),
+    )
+
+
+def _desired_children(work: _Pass) -> None:
+    """The Service, the serving Deployment, and a canary's Deployment while a canary steps."""
+    status, plan, observed = work.status, work.plan, work.observed
+    rollout = status.rollout
+    stepping = canary.is_canary(rollout) and rollout is not None and rollout.stage == "Step"
+    if stepping:
+        assert rollout is not None
+        target = rollout.previous_version or status.serving_version
+    else:
+        target = rollout.version if rollout is not None else status.serving_version
+    if target is not None:
+        service = md.desired_service(observed.ref, work.spec)
+        plan.apply.append(service)
+        status.url = _service_url(service)
+    kept_canary = canary.is_canary(rollout) and rollout is not None and rollout.canary_replicas
+    if kept_canary:
+        assert rollout is not None
+        # Applied before the serving Deployment shrinks: capacity moves, it is never missing.
+        plan.apply.append(
+            md.desired_deployment(
+                observed.ref,
+                work.spec,
+                rollout.version,
+                _model_uri(work, rollout.version),
+                replicas=rollout.canary_replicas,
+                canary=True,
+            )
+        )
+    elif observed.canary is not None and controlled_by(observed.canary, observed.ref.uid):
+        plan.delete.append(ChildRef(DEPLOYMENTS, canary.canary_name(observed.ref.name)))
     if target is None:
         return  # nothing validated yet: no Deployment runs a model that does not exist
-    record = work.record(target)
-    model_uri = (record.model_uri if record else None) or ""
-    service = md.desired_service(observed.ref, work.spec)
-    plan.apply.append(service)
-    plan.apply.append(md.desired_deployment(observed.ref, work.spec, target, model_uri))
-    status.url = _service_url(service)
+    replicas = rollout.stable_replicas if stepping and rollout is not None else None
+    plan.apply.append(
+        md.desired_deployment(observed.ref, work.spec, target, _model_uri(work, target), replicas=replicas)
+    )
+
+
+def _model_uri(work: _Pass, version: str) -> str:
+    record = work.record(version)
+    return (record.model_uri if record else None) or ""
+
+
+# ---------------------------------------------------------------- 3b. canary
+def _canary(work: _Pass, rollout: RolloutStatus) -> None:
+    """One look at a canary: its step's replicas, its pause, its analysis; or its promotion."""
+    step = canary.current_step(work.spec, rollout)
+    if rollout.stage == "Step" and step is None:
+        _promote_canary(work, rollout)  # the steps are done, or the spec no longer has them
+    if rollout.stage == "Promote":
+        _canary_promotion(work, rollout)
+        return
+    assert step is not None
+    assert rollout.step is not None
+    plan, spec, observed = work.plan, work.spec, work.observed
+    total = spec.serving.replicas
+    wanted = canary.canary_replicas(total, step.weight)
+    health = md.deployment_health(observed.canary)
+    ready = md.deployed_version(observed.canary) == rollout.version and health.replicas == wanted and health.rolled_out
+    rollout.weight = step.weight
+    rollout.canary_replicas = wanted
+    rollout.stable_replicas = canary.stable_replicas(total, wanted, health.available_replicas if ready else 0)
+    where = f"version {rollout.version}: canary step {rollout.step}/{rollout.steps} at {step.weight}%"
+    shares = f"{wanted} canary, {rollout.stable_replicas} stable replica(s)"
+    if rollout.pause_started_at is None:
+        if not ready:
+            deadline = canary.step_deadline(spec, rollout)
+            if deadline is not None and plan.now > deadline:
+                message = (
+                    f"version {rollout.version}'s canary was not Available within {spec.rollout.progress_deadline}"
+                    f" at step {rollout.step}; rolled back to version {rollout.previous_version}"
+                )
+                if spec.rollout.auto_rollback:
+                    _roll_back(work, rollout, "ProgressDeadlineExceeded", message)
+                else:
+                    _stuck(work, rollout)
+                return
+            work.progress = ("CanaryStep", f"{where}: waiting for {shares} to be available")
+            plan.later(canary.seconds(deadline - plan.now) if deadline is not None else None)
+            return
+        rollout.pause_started_at = plan.now
+    ends = canary.pause_ends(step, rollout)
+    assert ends is not None
+    statuses = _read_analysis(work, rollout)
+    final = plan.now > canary.analysis_deadline(spec, ends)
+    verdict = canary.verdict(statuses, final=final) if spec.rollout.analysis else canary.StepVerdict("Passed", "")
+    if verdict.result == "Failed":
+        _roll_back(
+            work,
+            rollout,
+            "AnalysisFailed",
+            f"version {rollout.version}'s canary failed its analysis at step {rollout.step}: {verdict.message};"
+            f" rolled back to version {rollout.previous_version}",
+            statuses,
+        )
+        return
+    if plan.now < ends:
+        work.progress = ("CanaryStep", f"{where} ({shares}), paused until {format_time(ends)}")
+        plan.later(canary.seconds(ends - plan.now))
+        plan.later(canary.next_analysis_in(spec, rollout, plan.now))
+        return
+    if verdict.result == "Passed" and (not spec.rollout.analysis or _read_since(rollout, ends)):
+        _next_step(work, rollout, verdict.message)
+        return
+    if verdict.result == "Passed":
+        work.progress = ("CanaryStep", f"{where} ({shares}): the pause ended, reading the analysis")
+        plan.later(0.0)
+        return
+    if final:
+        _roll_back(
+            work,
+            rollout,
+            "AnalysisNoData",
+            f"version {rollout.version}'s canary had no conclusive analysis {spec.rollout.progress_deadline}"
+            f" after the pause of step {rollout.step}: {verdict.message}; rolled back to version"
+            f" {rollout.previous_version}",
+            statuses,
+        )
+        return
+    message = f"{where}: the pause ended, the analysis is inconclusive: {verdict.message}"
+    if plan.condition("Progressing", "True", "AnalysisInconclusive", message):
+        plan.event("Normal", "AnalysisInconclusive", message)
+    work.progress = ("AnalysisInconclusive", message)
+    plan.later(canary.seconds(canary.analysis_deadline(spec, ends) - plan.now))
+    plan.later(canary.next_analysis_in(spec, rollout, plan.now))
+
+
+def _read_since(rollout: RolloutStatus, moment: datetime) -> bool:
+    return rollout.last_analysis_time is not None and rollout.last_analysis_time >= moment
+
+
+def _read_analysis(work: _Pass, rollout: RolloutStatus) -> list[DriftMetricStatus]:
+    """Fold this pass's reading (if it belongs to this step) into the step's metric states."""
+    reading, previous = work.observed.analysis, list(rollout.analysis or [])
+    if reading is None or reading.version != rollout.version or reading.step != rollout.step:
+        return previous
+    if work.spec.rollout.analysis is None:
+        return previous
+    states = canary.analysis_states(work.spec, previous, reading)
+    for state in states:
+        if state.breached and not any(m.name == state.name and m.breached for m in previous):
+            work.plan.event("Warning", "AnalysisMetricBreached", f"version {rollout.version}: {state.detail}")
+    rollout.analysis = [canary.metric_status(state) for state in states]
+    rollout.last_analysis_time = reading.time
+    return rollout.analysis
+
+
+def _next_step(work: _Pass, rollout: RolloutStatus, evidence: str) -> None:
+    steps = work.spec.rollout.steps or []
+    assert rollout.step is not None
+    passed = f"version {rollout.version}: canary step {rollout.step}/{rollout.steps} passed"
+    passed += f" ({evidence})" if evidence else ""
+    if rollout.step >= len(steps):
+        work.plan.event("Normal", "CanaryPassed", passed)
+        _promote_canary(work, rollout)
+        _canary_promotion(work, rollout)
+        return
+    step = steps[rollout.step]
+    rollout.step += 1
+    rollout.steps = len(steps)
+    rollout.weight = step.weight
+    rollout.step_started_at = work.plan.now
+    rollout.pause_started_at = rollout.last_analysis_time = rollout.analysis = None
+    work.plan.event("Normal", "CanaryStep", f"{passed}; step {rollout.step}/{len(steps)} at {step.weight}%")
+    _canary(work, rollout)
+
+
+def _promote_canary(work: _Pass, rollout: RolloutStatus) -> None:
+    """The steps are over (or a person skipped them): the serving Deployment rolls to the new
+    version; the canary keeps its replicas until that is done."""
+    rollout.stage = "Promote"
+    rollout.weight = 100
+    rollout.step_started_at = work.plan.now
+    rollout.pause_started_at = rollout.last_analysis_time = None
+    rollout.stable_replicas = None
+
+
+def _canary_promotion(work: _Pass, rollout: RolloutStatus) -> None:
+    spec, plan, observed = work.spec, work.plan, work.observed
+    deployed = md.deployed_version(observed.deployment)
+    if deployed == rollout.version and md.deployment_health(observed.deployment).rolled_out:
+        _complete_rollout(work, rollout)
+        return
+    deadline = canary.step_deadline(spec, rollout)
+    if deadline is not None and plan.now > deadline:
+        if spec.rollout.auto_rollback:
+            message = (
+                f"version {rollout.version} was not Available within {spec.rollout.progress_deadline} after its"
+                f" canary; rolled back to version {rollout.previous_version}"
+            )
+            _roll_back(work, rollout, "ProgressDeadlineExceeded", message)
+        else:
+            _stuck(work, rollout)
+        return
+    work.progress = ("Promoting", f"version {rollout.version} passed its canary: the serving Deployment rolls to it")
+    plan.later(canary.seconds(deadline - plan.now) if deadline is not None else None)
 
 
 def _service_url(service: Mapping[str, Any]) -> str:
@@ -448,21 +683,28 @@ def _complete_rollout(work: _Pass, rollout: RolloutStatus) -> None:
     plan.count("rollouts", result="Succeeded")
 
 
-def _roll_back(work: _Pass, rollout: RolloutStatus) -> None:
+def _roll_back(
+    work: _Pass,
+    rollout: RolloutStatus,
+    reason: RollbackReason,
+    message: str,
+    analysis: Sequence[DriftMetricStatus] = (),
+) -> None:
     status, plan = work.status, work.plan
-    version, previous = rollout.version, rollout.previous_version
+    version = rollout.version
     record = work.record(version)
     if record is not None:
         record.state = "RolledBack"
+        record.rollback = RollbackRecord(
+            time=plan.now, reason=reason, message=shorten(message, LONG_TEXT), analysis=list(analysis) or None
+        )
     status.last_rolled_back = version
     status.rollout = None
-    message = (
-        f"version {version} was not Available within {work.spec.rollout.progress_deadline};"
-        f" rolled back to version {previous}"
-    )
-    plan.condition("Degraded", "True", "RolledBack", message)
-    plan.event("Warning", "RolledBack", message)
+    degraded = reason if reason != "ProgressDeadlineExceeded" else "RolledBack"
+    plan.condition("Degraded", "True", degraded, message)
+    plan.event("Warning", degraded, message)
     plan.count("rollouts", result="RolledBack")
+    plan.count("rollbacks", reason=reason)
 
 
 # ---------------------------------------------------------------- 4. history
@@ -493,9 +735,11 @@ def _summarise(work: _Pass) -> None:
     rollout = status.rollout
     active = status.active_training_job
     health = md.deployment_health(work.observed.deployment)
-    status.replicas = health.replicas
-    status.ready_replicas = health.ready_replicas
-    status.ready = f"{health.ready_replicas}/{health.replicas}"
+    # A canary's pods serve too: the counts are of both Deployments while it runs.
+    extra = md.deployment_health(work.observed.canary) if canary.is_canary(rollout) else md.deployment_health(None)
+    status.replicas = health.replicas + extra.replicas
+    status.ready_replicas = health.ready_replicas + extra.ready_replicas
+    status.ready = f"{status.ready_replicas}/{status.replicas}"
     if serving and health.available:
         plan.condition("Ready", "True", "Serving", f"version {serving} is serving and available")
     elif serving:
@@ -512,7 +756,8 @@ def _summarise(work: _Pass) -> None:
         else:
             plan.condition("Ready", "False", "NoVersion", "no validated version serves yet")
     if rollout is not None:
-        plan.condition("Progressing", "True", "RollingOut", f"rolling out version {rollout.version}")
+        reason, message = work.progress or ("RollingOut", f"rolling out version {rollout.version}")
+        plan.condition("Progressing", "True", reason, message)
     else:
         plan.condition("Progressing", "False", "Stable", "no rollout in progress")
     if active:

@@ -1,0 +1,229 @@
+"""Canary rollouts: replica shares, the analysis verdict, and the step machine's pure parts.
+
+A canary runs the new version in its own Deployment (``<model>-canary``) beside the
+serving one, both behind the model's one Service, so traffic follows the share of ready
+replicas with no mesh. Each step gives the canary ``weight`` percent of
+``serving.replicas`` (rounded, at least one); the stable version gives up only as many
+replicas as the canary has available, and keeps at least one until the canary ends, so
+the number of available serving replicas never drops below ``serving.replicas`` and a
+``{stableVersion}`` query always has a population to compare with.
+
+A step's pause starts once its canary replicas are available; the analysis metrics are
+read every ``analysis.interval`` during the pause and once more when it ends. A metric
+outside its bounds for its ``for`` aborts at once (AnalysisFailed); at the end of the
+pause every metric must have a value inside its bounds, read at or after the end, or the
+step holds (AnalysisInconclusive) until ``progressDeadline`` has passed since the pause
+ended, then aborts (AnalysisNoData; AnalysisFailed if a value is out of bounds then).
+Every moment that matters lives in ``status.rollout``, so a restarted operator resumes a
+step where it was: the pause neither starts again nor is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, TypeGuard
+
+from perennial.api.driftpolicy import DriftMetricStatus
+from perennial.api.durations import parse_duration
+from perennial.api.modeldeployment import CanaryStep, ModelDeploymentSpec, RolloutStatus
+from perennial.domain import drift
+from perennial.domain.driftpolicy import MetricResult
+
+CANARY_SUFFIX = "-canary"
+TRACK_LABEL = "perennial.dev/track"
+"""On a canary's Deployment and pods: ``canary`` (the serving Deployment's pods have none,
+so adding the strategy to a model restarts nothing)."""
+CANARY_TRACK = "canary"
+
+
+def canary_name(model: str) -> str:
+    return f"{model}{CANARY_SUFFIX}"
+
+
+def canary_replicas(total: int, weight: int) -> int:
+    """``weight`` percent of ``total`` replicas, rounded half up, at least one and at most ``total``."""
+    share = math.floor(total * weight / 100 + 0.5)
+    return max(1, min(total, share))
+
+
+def stable_replicas(total: int, canary: int, canary_available: int) -> int:
+    """The stable version's replicas: ``total`` less the canary replicas already available
+    (never below one while there is a canary, unless the model is scaled to zero)."""
+    shifted = min(canary, max(0, canary_available))
+    return max(total - shifted, 1 if total >= 1 else 0)
+
+
+def expand(query: str, *, model: str, namespace: str, version: str, stable_version: str) -> str:
+    """Fill an analysis query's placeholders; PromQL's own braces (label matchers) stay."""
+    for placeholder, value in (
+        ("{model}", model),
+        ("{namespace}", namespace),
+        ("{version}", version),
+        ("{stableVersion}", stable_version),
+    ):
+        query = query.replace(placeholder, value)
+    return query
+
+
+def is_canary(rollout: RolloutStatus | None) -> TypeGuard[RolloutStatus]:
+    return rollout is not None and rollout.strategy == "Canary"
+
+
+def current_step(spec: ModelDeploymentSpec, rollout: RolloutStatus) -> CanaryStep | None:
+    """The step ``rollout`` is at, or None when the steps are done (or the spec no longer has
+    them: the strategy or the steps changed under a canary, which then promotes)."""
+    steps = spec.rollout.steps if spec.rollout.strategy == "Canary" else None
+    if rollout.stage != "Step" or not steps or rollout.step is None or not 1 <= rollout.step <= len(steps):
+        return None
+    return steps[rollout.step - 1]
+
+
+def pause_ends(step: CanaryStep, rollout: RolloutStatus) -> datetime | None:
+    started = rollout.pause_started_at
+    return started + parse_duration(step.pause) if started is not None else None
+
+
+def analysis_due(spec: ModelDeploymentSpec, rollout: RolloutStatus | None, now: datetime) -> bool:
+    """Whether the controller should read the analysis metrics before this pass: in a
+    step's pause, every ``analysis.interval``, and once at (or after) the pause's end."""
+    analysis = spec.rollout.analysis
+    if rollout is None or not is_canary(rollout) or analysis is None:
+        return False
+    step = current_step(spec, rollout)
+    ends = pause_ends(step, rollout) if step is not None else None
+    if ends is None:
+        return False
+    last = rollout.last_analysis_time
+    if last is None or last < ends <= now:
+        return True
+    return now - last >= parse_duration(analysis.interval)
+
+
+def next_analysis_in(spec: ModelDeploymentSpec, rollout: RolloutStatus, now: datetime) -> float | None:
+    """Seconds until the analysis is due again (the plan's next look)."""
+    analysis = spec.rollout.analysis
+    step = current_step(spec, rollout)
+    ends = pause_ends(step, rollout) if step is not None else None
+    if analysis is None or ends is None:
+        return None
+    last = rollout.last_analysis_time
+    if last is None:
+        return 0.0
+    due = last + parse_duration(analysis.interval)
+    if last < ends:
+        due = min(due, ends)
+    return max(0.0, (due - now).total_seconds())
+
+
+@dataclass(frozen=True)
+class AnalysisReading:
+    """The analysis metrics read for one step of one version's canary."""
+
+    version: str
+    step: int
+    time: datetime
+    results: Mapping[str, MetricResult]
+
+
+def analysis_states(
+    spec: ModelDeploymentSpec, previous: Sequence[DriftMetricStatus], reading: AnalysisReading
+) -> list[drift.MetricState]:
+    """The metrics' new states from a reading: the DriftPolicy's breach clocks, per metric."""
+    analysis = spec.rollout.analysis
+    assert analysis is not None
+    before = {m.name: m for m in previous}
+    states = []
+    for metric in analysis.metrics:
+        result = reading.results.get(metric.name) or MetricResult(error="NoData", message="not read")
+        value = result.value if result.value is not None and math.isfinite(result.value) else None
+        error = None
+        if value is None:
+            error = result.message or (result.error or "NoData")
+            if result.value is not None:
+                error = f"the value is {drift.non_finite_text(result.value)}, not a finite number"
+        bounds = drift.Bounds(metric.min, metric.max, parse_duration(metric.for_))
+        since = before[metric.name].breached_since if metric.name in before else None
+        states.append(drift.next_metric_state(metric.name, bounds, value, error, since, reading.time))
+    return states
+
+
+def metric_status(state: drift.MetricState) -> DriftMetricStatus:
+    return DriftMetricStatus(
+        name=state.name,
+        value=state.value,
+        min=state.bounds.min,
+        max=state.bounds.max,
+        breached=state.breached,
+        breached_since=state.breached_since,
+        error=state.error,
+    )
+
+
+Verdict = Literal["Passed", "Failed", "Inconclusive"]
+
+
+@dataclass(frozen=True)
+class StepVerdict:
+    result: Verdict
+    message: str
+
+
+def verdict(statuses: Sequence[DriftMetricStatus], *, final: bool) -> StepVerdict:
+    """What the last reading says of a step.
+
+    Failed: a metric breached (outside its bounds for its ``for``), or, when ``final``
+    (the step's deadline has come), is outside its bounds at all. Passed: every metric has
+    a value within its bounds. Inconclusive otherwise: a metric without data or with an
+    error, or outside its bounds for less than its ``for``.
+    """
+    breached = [m for m in statuses if m.breached]
+    if final:
+        breached += [m for m in statuses if not m.breached and _outside(m)]
+    if breached:
+        return StepVerdict("Failed", "; ".join(_breach_text(m) for m in breached))
+    waiting = [m for m in statuses if m.value is None or _outside(m)]
+    if waiting:
+        return StepVerdict("Inconclusive", "; ".join(_waiting_text(m) for m in waiting))
+    return StepVerdict("Passed", ", ".join(f"{m.name}={_number(m.value)}" for m in statuses))
+
+
+def _outside(metric: DriftMetricStatus) -> bool:
+    value = metric.value
+    if value is None:
+        return False
+    return (metric.min is not None and value < metric.min) or (metric.max is not None and value > metric.max)
+
+
+def _number(value: float | None) -> str:
+    return "none" if value is None else f"{value:.6g}"
+
+
+def _breach_text(metric: DriftMetricStatus) -> str:
+    bound = f"> max {_number(metric.max)}" if metric.max is not None and (metric.value or 0) > metric.max else ""
+    if not bound and metric.min is not None:
+        bound = f"< min {_number(metric.min)}"
+    return f"{metric.name}={_number(metric.value)} {bound}".rstrip()
+
+
+def _waiting_text(metric: DriftMetricStatus) -> str:
+    if metric.value is None:
+        return f"{metric.name}: {metric.error or 'NoData'}"
+    return f"{_breach_text(metric)} for less than its `for`"
+
+
+def step_deadline(spec: ModelDeploymentSpec, rollout: RolloutStatus) -> datetime | None:
+    """When the current step (or the promotion) gives up waiting for available replicas."""
+    started = rollout.step_started_at
+    return started + parse_duration(spec.rollout.progress_deadline) if started is not None else None
+
+
+def analysis_deadline(spec: ModelDeploymentSpec, ends: datetime) -> datetime:
+    """When a step whose pause ended at ``ends`` stops waiting for conclusive analysis."""
+    return ends + parse_duration(spec.rollout.progress_deadline)
+
+
+def seconds(delta: timedelta) -> float:
+    return max(0.0, delta.total_seconds())
