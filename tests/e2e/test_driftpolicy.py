@@ -18,25 +18,22 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from http.server import HTTPServer
 from typing import Any
 
 import pytest
 from aiohttp import web
 from kubernetes import client
-from prometheus_client import CollectorRegistry, Gauge, Histogram
-from prometheus_client.exposition import MetricsHandler
+from prometheus_client import Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from perennial.controllers.driftpolicy import DriftPolicyController
 from perennial.domain import drift
 from tests.support.cluster import ClusterInfo, ScrapeTargets
+from tests.support.exporter import Exporter, serve_exporter, wait_scraped
+from tests.support.exporter import query_prometheus as prometheus
 from tests.support.operator import RunningOperator, free_port
 from tests.support.resources import (
     GROUP,
@@ -61,30 +58,10 @@ HISTOGRAM_BUCKETS = (1.0, 2.0, 5.0, 10.0)
 
 
 # ---------------------------------------------------------------- the exporter
-@dataclass(frozen=True)
-class Exporter:
-    """A Prometheus exporter scraped under ``job``; tests register their metrics in ``registry``."""
-
-    registry: CollectorRegistry
-    job: str
-    address: str
-
-
 @pytest.fixture
 def exporter(namespace: str, scrape_targets: ScrapeTargets) -> Iterator[Exporter]:
-    registry = CollectorRegistry()
-    port = free_port()
-    server = HTTPServer(("127.0.0.1", port), MetricsHandler.factory(registry))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    job = f"drift-{namespace}"
-    scrape_targets.add(job, f"127.0.0.1:{port}")
-    try:
-        yield Exporter(registry, job, f"127.0.0.1:{port}")
-    finally:
-        scrape_targets.remove(job)
-        server.shutdown()
-        server.server_close()
+    with serve_exporter(scrape_targets, f"drift-{namespace}") as served:
+        yield served
 
 
 def feature_psi(exporter: Exporter, value: float) -> Gauge:
@@ -229,27 +206,6 @@ def endpoints(
 
 
 # ---------------------------------------------------------------- Prometheus, read directly
-def prometheus(cluster: ClusterInfo, query: str) -> dict[str, Any]:
-    """The whole /api/v1/query answer, errors (HTTP 400 with JSON) included."""
-    url = f"{cluster.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            body: dict[str, Any] = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        body = json.loads(error.read())
-    return body
-
-
-def wait_scraped(cluster: ClusterInfo, query: str, expected: float) -> None:
-    """Until Prometheus answers ``query`` with one sample equal to ``expected``."""
-
-    def probe() -> bool:
-        result = prometheus(cluster, query)["data"]["result"]
-        return len(result) == 1 and float(result[0]["value"][1]) == expected
-
-    wait_until(probe, timeout=30, what=f"Prometheus: {query} == {expected}")
-
-
 # ---------------------------------------------------------------- manifests
 def mdep() -> dict[str, Any]:
     """The target: trains in 1s to auc 0.93; its own cooldown (1s) never holds a retrain back."""

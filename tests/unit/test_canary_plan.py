@@ -88,6 +88,11 @@ def deployments(plan: Plan[ModelDeploymentStatus]) -> dict[str, tuple[str, int]]
     }
 
 
+def max_unavailable(plan: Plan[ModelDeploymentStatus], name: str = "churn") -> int:
+    (found,) = [c for c in plan.apply if c["kind"] == "Deployment" and c["metadata"]["name"] == name]
+    return int(found["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"])
+
+
 def next_pass(observed: ObservedModel, plan: Plan[ModelDeploymentStatus], **changes: Any) -> ObservedModel:
     return dataclasses.replace(observed, status=plan.status.model_copy(deep=True), **changes)
 
@@ -207,6 +212,8 @@ def test_the_pause_starts_once_the_canary_is_available_and_the_stable_version_sh
     assert rollout["pauseStartedAt"] == "2026-11-26T12:00:00Z"
     assert (rollout["canaryReplicas"], rollout["stableReplicas"]) == (1, 3)
     assert deployments(plan) == {"churn-canary": ("2", 1), "churn": ("1", 3)}
+    assert max_unavailable(plan) == 2, "replicas lent to the canary: the serving Deployment stays Available"
+    assert max_unavailable(plan, "churn-canary") == 0
     assert condition(plan, "Progressing")[1] == "CanaryStep"
     assert "paused until 2026-11-26T12:02:00Z" in condition(plan, "Progressing")[2]
     assert plan.requeue_after == 0.0  # the analysis is due: nothing read in this step yet
@@ -234,6 +241,7 @@ def test_an_analysis_breach_aborts_at_once_and_the_stable_version_serves_at_full
     assert "rollout" not in status
     assert (status["servingVersion"], status["lastRolledBack"]) == ("1", "2")
     assert deployments(plan) == {"churn": ("1", 4)}
+    assert max_unavailable(plan) == 2, "the serving Deployment stays Available while it grows back"
     assert plan.delete == [ChildRef("deployments", "churn-canary")]
     assert condition(plan, "Degraded") == ("True", "AnalysisFailed", message)
     assert condition(plan, "Ready") == ("True", "Serving", "version 1 is serving and available")
@@ -365,6 +373,33 @@ def test_a_restart_mid_pause_neither_restarts_nor_skips_the_pause() -> None:
     rollout = wire(plan)["rollout"]
     assert (rollout["step"], rollout["pauseStartedAt"]) == (1, "2026-11-26T12:00:00Z")
     assert plan.requeue_after == 30.0
+
+
+@pytest.mark.parametrize(
+    ("replicas", "steps", "lent"),
+    [
+        (4, [{"weight": 25, "pause": "1m"}, {"weight": 50, "pause": "1m"}], 2),
+        (4, [{"weight": 100, "pause": "1m"}], 3),
+        (1, [{"weight": 50, "pause": "1m"}], 0),
+        (10, [{"weight": 10, "pause": "1m"}], 1),
+    ],
+)
+def test_the_serving_deployment_may_lend_the_canary_its_largest_share(
+    replicas: int, steps: list[dict[str, Any]], lent: int
+) -> None:
+    spec = make_spec(
+        serving={"image": "registry.example/churn-server:1.9.0", "replicas": replicas},
+        rollout={"strategy": "Canary", "steps": steps},
+    )
+    plan = plan_modeldeployment(observe(spec, serving_status(), runs=[run(1)], deployment=None))
+    assert max_unavailable(plan) == lent
+
+
+def test_a_rolling_rollout_lends_nothing() -> None:
+    plan = plan_modeldeployment(
+        observe(make_spec(), serving_status(), runs=[run(1)], deployment=deployment(make_spec(), "1", replicas=1))
+    )
+    assert max_unavailable(plan) == 0
 
 
 # ---------------------------------------------------------------- people

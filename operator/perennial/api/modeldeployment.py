@@ -154,11 +154,15 @@ class Rollout(ApiModel):
 
     model_config = cel_rules(
         cel(
-            "self.strategy == 'Canary' || (!has(self.steps) && !has(self.analysis))",
+            "(has(self.strategy) && self.strategy == 'Canary') || (!has(self.steps) && !has(self.analysis))",
             "rollout.steps and rollout.analysis need rollout.strategy Canary",
             field_path=".strategy",
         ),
-        cel("self.strategy != 'Canary' || has(self.steps)", "rollout.strategy Canary needs steps", field_path=".steps"),
+        cel(
+            "!has(self.strategy) || self.strategy != 'Canary' || has(self.steps)",
+            "rollout.strategy Canary needs steps",
+            field_path=".steps",
+        ),
     )
 
     strategy: RolloutStrategy = "Rolling"

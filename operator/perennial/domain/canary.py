@@ -56,6 +56,22 @@ def stable_replicas(total: int, canary: int, canary_available: int) -> int:
     return max(total - shifted, 1 if total >= 1 else 0)
 
 
+def max_unavailable(spec: ModelDeploymentSpec) -> int:
+    """The serving Deployment's maxUnavailable: with strategy Canary, the most replicas a step
+    takes from the stable version (at most all but one); otherwise none.
+
+    Those replicas are served by the canary's pods meanwhile, so the serving Deployment stays
+    Available (and the model Ready) with that many fewer pods: when it shrinks for a step,
+    grows back after an abort, and rolls to the new version at the end. A constant of the
+    spec, not of the moment: the Deployment is not rewritten as pods come and go.
+    """
+    steps = spec.rollout.steps if spec.rollout.strategy == "Canary" else None
+    total = spec.serving.replicas
+    if not steps or total < 1:
+        return 0
+    return min(max(canary_replicas(total, step.weight) for step in steps), total - 1)
+
+
 def expand(query: str, *, model: str, namespace: str, version: str, stable_version: str) -> str:
     """Fill an analysis query's placeholders; PromQL's own braces (label matchers) stay."""
     for placeholder, value in (

@@ -506,10 +506,13 @@ def desired_deployment(
     *,
     replicas: int | None = None,
     canary: bool = False,
+    max_unavailable: int = 0,
 ) -> dict[str, Any]:
     """The serving Deployment (named after the model) running ``version``, or with ``canary``
     a canary's (``<model>-canary``, its pods labelled track=canary); ``replicas`` overrides
-    serving.replicas (a canary's share)."""
+    serving.replicas (a canary's share). ``max_unavailable``: replicas the serving Deployment
+    may lend to a canary, whose pods stand in for them (``canary.max_unavailable``);
+    otherwise none may be unavailable during a rollout."""
     serving = spec.serving
     labels = managed_labels(model=ref.name, version=version)
     selector = selector_labels(ref)
@@ -560,7 +563,10 @@ def desired_deployment(
             # With externalScaling the replicas are an HPA's (or a person's): not applied.
             **({} if serving.external_scaling else {"replicas": serving.replicas if replicas is None else replicas}),
             "selector": {"matchLabels": selector},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": max_unavailable, "maxSurge": "25%"},
+            },
             "progressDeadlineSeconds": int(parse_duration(spec.rollout.progress_deadline).total_seconds()) or 1,
             "template": {
                 "metadata": {

@@ -494,8 +494,11 @@ def _desired_children(work: _Pass) -> None:
     if target is None:
         return  # nothing validated yet: no Deployment runs a model that does not exist
     replicas = rollout.stable_replicas if stepping and rollout is not None else None
+    lent = canary.max_unavailable(work.spec)
     plan.apply.append(
-        md.desired_deployment(observed.ref, work.spec, target, _model_uri(work, target), replicas=replicas)
+        md.desired_deployment(
+            observed.ref, work.spec, target, _model_uri(work, target), replicas=replicas, max_unavailable=lent
+        )
     )
 
 
