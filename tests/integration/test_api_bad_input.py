@@ -123,6 +123,14 @@ def drop(path: str) -> Mutation:
     return mutate
 
 
+def every(*mutations: Mutation) -> Mutation:
+    def mutate(obj: Resource) -> None:
+        for mutation in mutations:
+            mutation(obj)
+
+    return mutate
+
+
 def build(base: Resource, mutate: Mutation | None = None) -> Resource:
     obj = copy.deepcopy(base)
     if mutate is not None:
@@ -702,6 +710,123 @@ CASES: Final = [
         "metadata.name",
         "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters",
     ),
+    # -------------------------------------------------- ModelDeployment: canary rollouts
+    bad(
+        "md-canary-without-steps",
+        MD,
+        put("spec.rollout", {"strategy": "Canary"}),
+        "spec.rollout.steps",
+        "rollout.strategy Canary needs steps",
+    ),
+    bad(
+        "md-steps-without-canary",
+        MD,
+        put("spec.rollout", {"steps": [{"weight": 20, "pause": "1m"}]}),
+        "spec.rollout.strategy",
+        "rollout.steps and rollout.analysis need rollout.strategy Canary",
+    ),
+    bad(
+        "md-canary-strategy-unknown",
+        MD,
+        put("spec.rollout", {"strategy": "BlueGreen"}),
+        "spec.rollout.strategy",
+        UNSUPPORTED,
+    ),
+    bad(
+        "md-canary-weight-zero",
+        MD,
+        put("spec.rollout", {"strategy": "Canary", "steps": [{"weight": 0, "pause": "1m"}]}),
+        "spec.rollout.steps[0].weight",
+        "should be greater than or equal to 1",
+    ),
+    bad(
+        "md-canary-weight-over-100",
+        MD,
+        put("spec.rollout", {"strategy": "Canary", "steps": [{"weight": 101, "pause": "1m"}]}),
+        "spec.rollout.steps[0].weight",
+        "should be less than or equal to 100",
+    ),
+    bad(
+        "md-canary-pause-missing",
+        MD,
+        put("spec.rollout", {"strategy": "Canary", "steps": [{"weight": 20}]}),
+        "spec.rollout.steps[0].pause",
+        REQUIRED,
+    ),
+    bad(
+        "md-canary-pause-not-a-duration",
+        MD,
+        put("spec.rollout", {"strategy": "Canary", "steps": [{"weight": 20, "pause": "a while"}]}),
+        "spec.rollout.steps[0].pause",
+        DURATION,
+    ),
+    bad(
+        "md-canary-with-external-scaling",
+        MD,
+        every(
+            put("spec.rollout", {"strategy": "Canary", "steps": [{"weight": 20, "pause": "1m"}]}),
+            put("spec.serving.externalScaling", True),
+        ),
+        "spec.rollout.strategy",
+        "rollout.strategy Canary shares serving.replicas between two versions",
+    ),
+    bad(
+        "md-canary-analysis-without-metrics",
+        MD,
+        put(
+            "spec.rollout",
+            {"strategy": "Canary", "steps": [{"weight": 20, "pause": "1m"}], "analysis": {"metrics": []}},
+        ),
+        "spec.rollout.analysis.metrics",
+        "should have at least 1 items",
+    ),
+    bad(
+        "md-canary-analysis-metric-without-bounds",
+        MD,
+        put(
+            "spec.rollout",
+            {
+                "strategy": "Canary",
+                "steps": [{"weight": 20, "pause": "1m"}],
+                "analysis": {"metrics": [{"name": "errors", "query": "vector(1)"}]},
+            },
+        ),
+        "spec.rollout.analysis.metrics[0].name",
+        "a metric needs min, max or both",
+    ),
+    bad(
+        "md-canary-analysis-duplicate-names",
+        MD,
+        put(
+            "spec.rollout",
+            {
+                "strategy": "Canary",
+                "steps": [{"weight": 20, "pause": "1m"}],
+                "analysis": {
+                    "metrics": [
+                        {"name": "errors", "query": "vector(1)", "max": 1},
+                        {"name": "errors", "query": "vector(2)", "max": 1},
+                    ]
+                },
+            },
+        ),
+        "spec.rollout.analysis.metrics",
+        "analysis metric names must be unique",
+    ),
+    bad(
+        "md-canary-analysis-interval-too-short",
+        MD,
+        put(
+            "spec.rollout",
+            {
+                "strategy": "Canary",
+                "steps": [{"weight": 20, "pause": "1m"}],
+                "analysis": {"interval": "1s", "metrics": [{"name": "errors", "query": "vector(1)", "max": 1}]},
+            },
+        ),
+        "spec.rollout.analysis.interval",
+        "analysis.interval must be at least 5s",
+    ),
     # -------------------------------------------------- DriftPolicy
     bad(
         "dp-name-too-long",
@@ -934,6 +1059,33 @@ def test_host_path_volume_is_refused_without_client_validation(cluster: ClusterI
     assert result.returncode != 0, result.stdout
     assert "a volume needs exactly one source" in result.stderr
     assert _names_field(result.stderr, "spec.volumes[0]"), result.stderr
+
+
+def test_a_canary_with_analysis_placeholders_is_accepted_and_stored_as_written(
+    cluster: ClusterInfo, namespace: str
+) -> None:
+    rollout = {
+        "strategy": "Canary",
+        "steps": [{"weight": 10, "pause": "0s"}, {"weight": 50, "pause": "10m"}, {"weight": 100, "pause": "1m"}],
+        "analysis": {
+            "metrics": [
+                {
+                    "name": "errors",
+                    "query": 'sum(rate(errors{model="{model}",namespace="{namespace}",version="{version}"}[1m]))'
+                    ' - sum(rate(errors{version="{stableVersion}"}[1m]))',
+                    "max": 0.01,
+                    "for": "30s",
+                }
+            ]
+        },
+    }
+    result = _apply(cluster, namespace, build(MD, put("spec.rollout", rollout)))
+    assert result.returncode == 0, result.stderr
+    stored = _get(cluster, namespace, MD)["spec"]["rollout"]
+    assert stored["steps"] == rollout["steps"]
+    assert stored["analysis"]["metrics"][0]["query"] == rollout["analysis"]["metrics"][0]["query"]
+    assert stored["analysis"]["interval"] == "30s"
+    assert stored["progressDeadline"] == "10m"
 
 
 def test_dataset_placeholders_and_windows_are_accepted(cluster: ClusterInfo, namespace: str) -> None:

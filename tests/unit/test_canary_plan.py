@@ -289,11 +289,12 @@ def test_a_step_passes_when_its_pause_ends_with_every_metric_in_bounds() -> None
     )
     plan = plan_modeldeployment(observed)
     rollout = wire(plan)["rollout"]
-    assert (rollout["step"], rollout["weight"], rollout["canaryReplicas"], rollout["stableReplicas"]) == (2, 50, 2, 4)
+    # The canary's one available pod still stands in for one stable replica: no scaling up and down.
+    assert (rollout["step"], rollout["weight"], rollout["canaryReplicas"], rollout["stableReplicas"]) == (2, 50, 2, 3)
     assert rollout["stepStartedAt"] == "2026-11-26T12:02:00Z"
     assert "pauseStartedAt" not in rollout
     assert "analysis" not in rollout
-    assert deployments(plan) == {"churn-canary": ("2", 2), "churn": ("1", 4)}
+    assert deployments(plan) == {"churn-canary": ("2", 2), "churn": ("1", 3)}
     assert [e.message for e in plan.events if e.reason == "CanaryStep"] == [
         "version 2: canary step 1/2 passed (errors=0.01); step 2/2 at 50%"
     ]

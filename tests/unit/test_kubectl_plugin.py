@@ -261,6 +261,51 @@ def test_status_of_a_rollout_in_progress_and_a_breaker_says_so() -> None:
     assert "none targets churn" in text
 
 
+def test_status_and_why_of_a_canary_in_its_pause_say_where_it_is() -> None:
+    body = serving_model()
+    progress = "version 3: canary step 1/2 at 25% (1 canary, 3 stable replica(s)), paused until 2026-11-26T12:04:00Z"
+    set_condition(body, "Progressing", "True", "CanaryStep", progress)
+    body["status"].update(
+        phase="Rolling",
+        rollout={
+            "version": "3",
+            "previousVersion": "2",
+            "startedAt": stamp(-timedelta(minutes=3)),
+            "strategy": "Canary",
+            "stage": "Step",
+            "step": 1,
+            "steps": 2,
+            "weight": 25,
+            "canaryReplicas": 1,
+            "stableReplicas": 3,
+            "pauseStartedAt": stamp(-timedelta(minutes=1)),
+            "analysis": [{"name": "errors", "value": 0.004, "max": 0.01}, {"name": "latency", "error": "NoData"}],
+        },
+    )
+    text = view.render_status(view.status_view(model_of(body), [], NOW), NOW)
+    assert (
+        "Rollout:           version 3 replacing 2, started 3m ago; canary step 1/2 at 25% (1 canary, 3 stable"
+        " replicas), paused since 2026-11-26T11:59:00Z; analysis errors=0.004, latency=none"
+    ) in text
+    verdict = why.explain_promotion(model_of(body), NOW)
+    assert verdict.state == "Rolling"
+    assert f"Canary (CanaryStep): {progress}" in verdict.reasons
+    assert "kubectl perennial promote churn 3   # skip the steps left" in verdict.hints
+
+
+def test_why_an_aborted_canary_names_the_breach() -> None:
+    body = serving_model()
+    message = "version 3's canary failed its analysis at step 1: errors=0.2 > max 0.01; rolled back to version 2"
+    body["status"]["versions"][2].update(
+        state="RolledBack", rollback={"reason": "AnalysisFailed", "message": message, "time": stamp(timedelta(0))}
+    )
+    set_condition(body, "Degraded", "True", "AnalysisFailed", message)
+    verdict = why.explain_promotion(model_of(body), NOW)
+    assert f"Version 3 was rolled back (AnalysisFailed): {message}; the operator does not roll it out again" in (
+        verdict.reasons
+    )
+
+
 def test_a_model_not_reconciled_yet_and_a_forbidden_policy_list_still_make_a_screen() -> None:
     body = serving_model()
     body["status"] = {}

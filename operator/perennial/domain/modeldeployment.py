@@ -612,11 +612,12 @@ class DeploymentHealth:
     available: bool  # Available condition True
     rolled_out: bool  # every replica runs the current template and is available
     available_replicas: int = 0
+    updated_replicas: int = 0
 
 
 def deployment_health(deployment: Mapping[str, Any] | None) -> DeploymentHealth:
     if deployment is None:
-        return DeploymentHealth(0, 0, False, False, 0)
+        return DeploymentHealth(0, 0, False, False, 0, 0)
     spec, status = deployment.get("spec", {}), deployment.get("status", {})
     desired = int(spec.get("replicas", 1))
     generation = int(deployment.get("metadata", {}).get("generation", 0))
@@ -626,7 +627,9 @@ def deployment_health(deployment: Mapping[str, Any] | None) -> DeploymentHealth:
     total = int(status.get("replicas", 0))
     available = any(c.get("type") == "Available" and c.get("status") == "True" for c in status.get("conditions") or [])
     rolled_out = observed >= generation and updated >= desired and available_replicas >= desired and total <= desired
-    return DeploymentHealth(desired, int(status.get("readyReplicas", 0)), available, rolled_out, available_replicas)
+    return DeploymentHealth(
+        desired, int(status.get("readyReplicas", 0)), available, rolled_out, available_replicas, updated
+    )
 
 
 def rollout_overdue(rollout: RolloutStatus, spec: ModelDeploymentSpec, now: datetime) -> bool:

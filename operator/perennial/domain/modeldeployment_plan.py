@@ -525,7 +525,10 @@ def _canary(work: _Pass, rollout: RolloutStatus) -> None:
     ready = md.deployed_version(observed.canary) == rollout.version and health.replicas == wanted and health.rolled_out
     rollout.weight = step.weight
     rollout.canary_replicas = wanted
-    rollout.stable_replicas = canary.stable_replicas(total, wanted, health.available_replicas if ready else 0)
+    # Only pods of this version's template count (a Deployment being rolled to another
+    # version still reports the old pods as available).
+    serving_pods = health.available_replicas if md.deployed_version(observed.canary) == rollout.version else 0
+    rollout.stable_replicas = canary.stable_replicas(total, wanted, min(serving_pods, health.updated_replicas))
     where = f"version {rollout.version}: canary step {rollout.step}/{rollout.steps} at {step.weight}%"
     shares = f"{wanted} canary, {rollout.stable_replicas} stable replica(s)"
     if rollout.pause_started_at is None:

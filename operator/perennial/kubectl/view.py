@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 from perennial.api.base import Condition
 from perennial.api.driftpolicy import DriftMetricStatus
 from perennial.api.durations import InvalidDurationError, parse_duration
-from perennial.api.modeldeployment import LastRetrain, ModelVersionRecord
+from perennial.api.modeldeployment import LastRetrain, ModelVersionRecord, RolloutStatus
 from perennial.domain import modeldeployment as md
 from perennial.domain.timeutil import format_time
 from perennial.kubectl.formatting import NONE, ago, bounds, clip, metrics_text, number, span_since, table, when
@@ -39,6 +39,8 @@ class RolloutView(ViewModel):
     started_at: datetime | None = None
     progress_deadline: str | None = None
     deadline_at: datetime | None = None
+    canary: str | None = None
+    """A canary's progress, e.g. "step 1/2 at 25% (1 canary, 3 stable replicas), paused since ..."."""
 
 
 class TrainingView(ViewModel):
@@ -258,8 +260,23 @@ def _rollout(model: Model) -> RolloutView | None:
         previous_version=rollout.previous_version,
         started_at=rollout.started_at,
         progress_deadline=deadline,
-        deadline_at=deadline_at,
+        deadline_at=None if rollout.strategy == "Canary" else deadline_at,
+        canary=_canary(rollout),
     )
+
+
+def _canary(rollout: RolloutStatus) -> str | None:
+    if rollout.strategy != "Canary":
+        return None
+    if rollout.stage == "Promote":
+        return "canary passed: the serving Deployment rolls to it"
+    text = f"canary step {rollout.step}/{rollout.steps} at {rollout.weight}%"
+    if rollout.canary_replicas is not None and rollout.stable_replicas is not None:
+        text += f" ({rollout.canary_replicas} canary, {rollout.stable_replicas} stable replicas)"
+    if rollout.pause_started_at is None:
+        return text + ", waiting for its replicas"
+    values = ", ".join(f"{m.name}={'none' if m.value is None else number(m.value)}" for m in rollout.analysis or [])
+    return text + f", paused since {format_time(rollout.pause_started_at)}" + (f"; analysis {values}" if values else "")
 
 
 def _training(model: Model) -> TrainingView | None:
@@ -394,6 +411,8 @@ def render_status(view: StatusView, now: datetime) -> str:
             text += f", started {ago(rollout.started_at, now)}"
         if rollout.deadline_at is not None:
             text += f", progressDeadline {rollout.progress_deadline} ({ago(rollout.deadline_at, now)})"
+        if rollout.canary is not None:
+            text += f"; {rollout.canary}"
         lines.append(f"Rollout:           {text}")
     else:
         lines.append("Rollout:           none in progress")

@@ -210,6 +210,11 @@ def _record_reason(record: ModelVersionRecord, model: Model) -> str | None:
     if record.state == "Rejected":
         return f"{v} was rejected by its validation gates (spec.training.validation){why}"
     if record.state == "RolledBack":
+        rollback = record.rollback
+        if rollback is not None and rollback.reason in ("AnalysisFailed", "AnalysisNoData") and rollback.message:
+            return (
+                f"{v} was rolled back ({rollback.reason}): {rollback.message}; the operator does not roll it out again"
+            )
         return (
             f"{v} was rolled back: it was not Available within rollout.progressDeadline"
             f" ({model.spec.rollout.progress_deadline}); the operator does not roll it out again"
@@ -234,6 +239,11 @@ def explain_promotion(model: Model, now: datetime) -> Verdict:
             f"Version {rollout.version} is rolling out{replacing}{started}; rollout.progressDeadline"
             f" {spec.rollout.progress_deadline}"
         )
+        progressing = _condition(status.conditions, "Progressing")
+        if rollout.strategy == "Canary" and progressing is not None and progressing.message:
+            reasons.append(f"Canary ({progressing.reason}): {progressing.message}")
+            if rollout.stage == "Step":
+                hints.append(f"kubectl perennial promote {name} {rollout.version}   # skip the steps left")
         state = "Rolling"
     pinned = model.pinned_version
     if pinned:
