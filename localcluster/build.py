@@ -109,6 +109,24 @@ def _run(step: str, args: list[str], cwd: Path, env: dict[str, str]) -> None:
     print(f"  built {step} in {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
 
 
+def gateway_api_crds() -> Path:
+    """The Gateway API's standard-channel CRDs, from its Go module (the module proxy caches it)."""
+    module = f"sigs.k8s.io/gateway-api@{versions.GATEWAY_API}"
+    result = subprocess.run(
+        ["go", "mod", "download", "-json", module],
+        capture_output=True,
+        text=True,
+        env={**_go_env(), "GOFLAGS": "-mod=mod"},
+        cwd=cache_root(),
+    )
+    if result.returncode != 0:
+        raise ClusterError(f"go mod download {module} failed:\n{result.stderr}")
+    directory = Path(json.loads(result.stdout)["Dir"]) / "config" / "crd" / "standard"
+    if not directory.is_dir():
+        raise ClusterError(f"{module} has no {directory}: has the module's layout changed?")
+    return directory
+
+
 def staging_modules_from_go_mod(go_mod: str) -> list[str]:
     """The k8s.io/* modules a k8s.io/kubernetes go.mod requires at the fake version v0.0.0."""
     modules = set()

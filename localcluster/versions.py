@@ -12,3 +12,6 @@ HELM = "v3.22.0"
 # Go toolchain the modules above need (k8s v1.36 declares `go 1.26.0`). GOTOOLCHAIN
 # makes the go command fetch it through the module proxy when the local go is older.
 GO_TOOLCHAIN = "go1.26.8"
+# Gateway API CRDs (standard channel), for the canary tests that steer traffic with an
+# HTTPRoute's weights; no gateway implementation is installed.
+GATEWAY_API = "v1.4.0"

@@ -27,6 +27,7 @@ from prometheus_client import Gauge
 from tests.support import operator as operator_support
 from tests.support.cluster import ClusterInfo, ScrapeTargets
 from tests.support.exporter import Exporter, serve_exporter, wait_scraped
+from tests.support.gateway_api import install_httproute_crd
 from tests.support.resources import (
     GROUP,
     VERSION,
@@ -476,3 +477,101 @@ def test_an_operator_restart_mid_step_resumes_the_pause_without_restarting_or_sk
     assert waited >= pause, f"step 1 lasted {waited:.0f}s: its {pause}s pause was cut short"
     downtime = restarted - stopped
     assert waited < pause + downtime + 15, f"step 1 lasted {waited:.0f}s: its pause started again after the restart"
+
+
+# ---------------------------------------------------------------- traffic by an HTTPRoute
+ROUTE = "churn-route"
+
+
+def http_route(namespace: str) -> dict[str, Any]:
+    """A route a user wrote: a match and a filter the operator must leave alone, and the two
+    backends whose weights it sets (here, 100/0 as a user would start)."""
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": ROUTE, "namespace": namespace},
+        "spec": {
+            "parentRefs": [{"name": "edge"}],  # no gateway runs here: only the weights are checked
+            "hostnames": ["churn.example"],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/predict"}}],
+                    "filters": [
+                        {
+                            "type": "RequestHeaderModifier",
+                            "requestHeaderModifier": {"add": [{"name": "x-model", "value": "churn"}]},
+                        }
+                    ],
+                    "backendRefs": [
+                        {"name": f"{MODEL}-stable", "port": 8080, "weight": 100},
+                        {"name": f"{MODEL}-canary", "port": 8080, "weight": 0},
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def route_weights(api: client.ApiClient, namespace: str) -> tuple[int, int]:
+    route = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes", ROUTE
+    )
+    stable, canary_ref = route["spec"]["rules"][0]["backendRefs"]
+    return int(stable.get("weight", 1)), int(canary_ref.get("weight", 1))
+
+
+@pytest.mark.usefixtures("operator_in_process")
+def test_with_an_http_route_the_operator_sets_only_the_weights_and_the_stable_version_keeps_every_replica(
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    online: OnlineMetrics,
+    deployment_log: DeploymentLog,
+) -> None:
+    install_httproute_crd(perennial_crds)
+    apply(perennial_crds, namespace, http_route(namespace))
+    online.set_error_ratio("1", 0.01)
+    online.set_error_ratio("2", 0.01)
+    model = canary_model(
+        [{"name": "error_ratio", "query": online.query(), "max": 0.05}],
+        steps=[{"weight": 20, "pause": "5s"}, {"weight": 60, "pause": "5s"}],
+    )
+    model["spec"]["rollout"]["canary"] = {"httpRoute": ROUTE}
+    serve_v1(perennial_crds, api_client, namespace, model)
+    assert route_weights(api_client, namespace) == (100, 0)
+    core = client.CoreV1Api(api_client)
+    assert core.read_namespaced_service(f"{MODEL}-stable", namespace).spec.selector["perennial.dev/track"] == "stable"
+    assert core.read_namespaced_service(f"{MODEL}-canary", namespace).spec.selector["perennial.dev/track"] == "canary"
+
+    seen: list[tuple[int, int]] = []
+
+    def weights_become(expected: tuple[int, int]) -> bool:
+        weights = route_weights(api_client, namespace)
+        if not seen or seen[-1] != weights:
+            seen.append(weights)
+        return weights == expected
+
+    request_retrain(perennial_crds, namespace, MODEL, "routed")
+    wait_until(lambda: weights_become((80, 20)), timeout=60, what="the route at step 1's weights")
+    step1 = wait_status(api_client, namespace, "canary step 1 paused", at_step(1, paused=True))
+    assert (step1["rollout"]["canaryReplicas"], step1["rollout"]["stableReplicas"]) == (1, REPLICAS)
+    wait_until(lambda: weights_become((40, 60)), timeout=60, what="the route at step 2's weights")
+    wait_status(api_client, namespace, "version 2 serves", serving("2"), timeout=90)
+    wait_until(lambda: weights_become((100, 0)), timeout=30, what="all traffic to the stable Service")
+    assert seen[-3:] == [(80, 20), (40, 60), (100, 0)], seen
+    assert set(seen) == {(100, 0), (80, 20), (40, 60)}, f"no other weights: {seen}"
+
+    route = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes", ROUTE
+    )
+    written = http_route(namespace)["spec"]
+    assert route["spec"]["hostnames"] == written["hostnames"]
+    assert route["spec"]["rules"][0]["matches"] == written["rules"][0]["matches"]
+    assert route["spec"]["rules"][0]["filters"] == written["rules"][0]["filters"]
+    # The stable version kept every replica: the route, not the replica share, moved traffic.
+    assert min(replicas for name, _, replicas, _ in deployment_log.states if name == MODEL) == REPLICAS
+    assert sorted(set(deployment_log.canary_replicas())) == [1, 2]
+    serving_pods = f"perennial.dev/model={MODEL},perennial.dev/version=2,!perennial.dev/training-job"
+    pods = core.list_namespaced_pod(namespace, label_selector=serving_pods)
+    tracks = {p.metadata.labels.get("perennial.dev/track") for p in pods.items if not p.metadata.deletion_timestamp}
+    assert tracks == {"stable"}, "version 2 serves from the stable Deployment, its pods labelled for the stable Service"

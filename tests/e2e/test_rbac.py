@@ -183,6 +183,9 @@ ALLOWED = [
     ("delete", "jobs.batch"),
     ("create", "deployments.apps"),
     ("patch", "deployments.apps"),
+    ("delete", "deployments.apps"),  # a canary's Deployment, when the canary ends
+    ("get", "httproutes.gateway.networking.k8s.io"),  # a canary's HTTPRoute: its weights
+    ("update", "httproutes.gateway.networking.k8s.io"),
     ("create", "services"),
     ("patch", "services"),
     ("list", "pods"),
@@ -208,8 +211,10 @@ DENIED = [
     ("create", "modeldeployments.perennial.dev"),
     ("update", "deployments.apps"),
     ("update", "services"),
-    ("delete", "deployments.apps"),
     ("delete", "services"),
+    ("create", "httproutes.gateway.networking.k8s.io"),
+    ("delete", "httproutes.gateway.networking.k8s.io"),
+    ("list", "httproutes.gateway.networking.k8s.io"),
     ("update", "events"),
     ("get", "configmaps"),
     ("create", "serviceaccounts/token"),

@@ -723,7 +723,7 @@ CASES: Final = [
         MD,
         put("spec.rollout", {"steps": [{"weight": 20, "pause": "1m"}]}),
         "spec.rollout.strategy",
-        "rollout.steps and rollout.analysis need rollout.strategy Canary",
+        "rollout.steps, rollout.analysis and rollout.canary need rollout.strategy Canary",
     ),
     bad(
         "md-canary-strategy-unknown",

@@ -305,7 +305,7 @@ def test_after_the_last_step_the_serving_deployment_rolls_to_the_canary_then_the
     observed, plan = paused(spec)  # no analysis, no pause: the step passes as soon as it is available
 
     rollout = wire(plan)["rollout"]
-    assert (rollout["stage"], rollout["weight"]) == ("Promote", 100)
+    assert (rollout["stage"], rollout["weight"]) == ("Promote", 25)  # the share of the step it passed
     assert deployments(plan) == {"churn-canary": ("2", 1), "churn": ("2", 4)}
     assert condition(plan, "Progressing")[1] == "Promoting"
     assert "CanaryPassed" in event_reasons(plan)
@@ -479,3 +479,135 @@ def test_the_verdict_of_a_reading(values: Mapping[str, float | None], final: boo
     spec = canary_spec()
     states = canary.analysis_states(spec, [], reading(at=timedelta(0), **values))
     assert canary.verdict([canary.metric_status(s) for s in states], final=final).result == result
+
+
+# ---------------------------------------------------------------- traffic by an HTTPRoute
+def route(*rules: list[dict[str, Any]], resource_version: str = "7") -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "churn-route", "namespace": "ml", "resourceVersion": resource_version},
+        "spec": {
+            "parentRefs": [{"name": "edge"}],
+            "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/predict"}}], "backendRefs": refs}
+                for refs in rules
+            ],
+        },
+    }
+
+
+def ref(name: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "port": 8080, **fields}
+
+
+def routed_spec() -> ModelDeploymentSpec:
+    return canary_spec(analysis=None, canary={"httpRoute": "churn-route"})
+
+
+def weights(body: Mapping[str, Any]) -> list[list[tuple[str, Any]]]:
+    return [[(r["name"], r.get("weight")) for r in rule["backendRefs"]] for rule in body["spec"]["rules"]]
+
+
+def test_only_the_weights_of_the_models_two_backends_change() -> None:
+    given = route(
+        [ref("churn-stable", weight=100), ref("churn-canary", weight=0), ref("mirror", weight=3)],
+        [ref("churn-stable"), ref("churn-canary", namespace="ml")],
+    )
+    update = canary.weighted_route(given, "churn", (75, 25))
+    assert update.problem is None
+    assert update.body is not None
+    assert weights(update.body) == [
+        [("churn-stable", 75), ("churn-canary", 25), ("mirror", 3)],
+        [("churn-stable", 75), ("churn-canary", 25)],
+    ]
+    assert update.body["spec"]["rules"][0]["matches"] == given["spec"]["rules"][0]["matches"]
+    assert update.body["metadata"]["resourceVersion"] == "7", "written back only if nobody changed it since"
+    assert weights(given)[1] == [("churn-stable", None), ("churn-canary", None)], "the observed route is not touched"
+    assert canary.weighted_route(update.body, "churn", (75, 25)) == canary.RouteUpdate(None)
+
+
+@pytest.mark.parametrize(
+    "refs",
+    [
+        [ref("churn-stable")],
+        [ref("churn-stable"), ref("churn-canary", kind="ServiceImport", group="multicluster.x-k8s.io")],
+        [ref("churn-stable"), ref("churn-canary", namespace="other")],
+    ],
+    ids=["missing", "another-kind", "another-namespace"],
+)
+def test_a_route_without_both_backends_is_a_problem_named_in_words(refs: list[dict[str, Any]]) -> None:
+    update = canary.weighted_route(route(refs), "churn", (75, 25))
+    assert update.body is None
+    assert update.problem == (
+        "HTTPRoute churn-route has no backendRef to the Service churn-canary: add both churn-stable and"
+        " churn-canary (port: spec.serving.port) to a rule"
+    )
+
+
+def test_with_an_http_route_the_weights_follow_the_steps_and_the_stable_version_keeps_every_replica() -> None:
+    spec = routed_spec()
+    observed, plan = v2_promoted(spec)
+    given = route([ref("churn-stable", weight=100), ref("churn-canary", weight=0)])
+    observed = next_pass(observed, plan, canary=deployment(spec, "2", replicas=1, is_canary=True), route=given)
+    plan = plan_modeldeployment(observed)
+
+    assert applied_names(plan) == [
+        "Service/churn",
+        "Service/churn-stable",
+        "Service/churn-canary",
+        "Deployment/churn-canary",
+        "Deployment/churn",
+    ]
+    services = {c["metadata"]["name"]: c["spec"]["selector"] for c in plan.apply if c["kind"] == "Service"}
+    assert services["churn-stable"]["perennial.dev/track"] == "stable"
+    assert services["churn-canary"]["perennial.dev/track"] == "canary"
+    assert deployments(plan) == {"churn-canary": ("2", 1), "churn": ("1", 4)}
+    serving = plan.apply[-1]
+    assert serving["spec"]["template"]["metadata"]["labels"]["perennial.dev/track"] == "stable"
+    assert "perennial.dev/track" not in serving["spec"]["selector"]["matchLabels"]
+    assert max_unavailable(plan) == 0
+    (written,) = plan.update
+    assert weights(written) == [[("churn-stable", 75), ("churn-canary", 25)]]
+    # The weights are not in place yet: the pause waits for them.
+    assert "pauseStartedAt" not in wire(plan)["rollout"]
+    assert condition(plan, "Progressing")[2].endswith("setting the weights of HTTPRoute churn-route")
+
+    plan = plan_modeldeployment(next_pass(observed, plan, route=written))
+    assert wire(plan)["rollout"]["pauseStartedAt"] == "2026-11-26T12:00:00Z"
+    assert plan.update == []
+
+
+def test_with_an_http_route_an_abort_gives_the_stable_version_all_the_traffic() -> None:
+    spec = canary_spec(canary={"httpRoute": "churn-route"})
+    observed, plan = v2_promoted(spec)
+    placed = route([ref("churn-stable", weight=75), ref("churn-canary", weight=25)])
+    observed = next_pass(observed, plan, canary=deployment(spec, "2", replicas=1, is_canary=True), route=placed)
+    plan = plan_modeldeployment(observed)
+    observed = next_pass(
+        observed, plan, analysis=reading(at=timedelta(seconds=30), errors=0.2), now=NOW + timedelta(seconds=30)
+    )
+    plan = plan_modeldeployment(observed)
+    assert version_states(plan)["2"] == "RolledBack"
+    (written,) = plan.update
+    assert weights(written) == [[("churn-stable", 100), ("churn-canary", 0)]]
+
+
+def test_a_missing_route_holds_the_step_and_says_why() -> None:
+    spec = routed_spec()
+    observed, plan = v2_promoted(spec)
+    problem = "HTTPRoute churn-route cannot be read (404 NotFound): httproutes.gateway.networking.k8s.io not found"
+    observed = next_pass(
+        observed, plan, canary=deployment(spec, "2", replicas=1, is_canary=True), route_problem=problem
+    )
+    plan = plan_modeldeployment(observed)
+    assert "pauseStartedAt" not in wire(plan)["rollout"]
+    assert condition(plan, "Progressing")[2].endswith(problem)
+
+    plan = plan_modeldeployment(next_pass(observed, plan, now=NOW + timedelta(minutes=5, seconds=1)))
+    assert version_states(plan)["2"] == "RolledBack"
+    assert f"could not get its traffic ({problem})" in record(plan, "2")["rollback"]["message"]
+
+
+def applied_names(plan: Plan[ModelDeploymentStatus]) -> list[str]:
+    return [f"{child['kind']}/{child['metadata']['name']}" for child in plan.apply]

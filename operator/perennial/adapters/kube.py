@@ -59,6 +59,7 @@ PODS = Resource("", "v1", "pods")
 TRAINING_JOBS = Resource(GROUP, VERSION, "trainingjobs")
 MODEL_DEPLOYMENTS = Resource(GROUP, VERSION, "modeldeployments")
 DRIFT_POLICIES = Resource(GROUP, VERSION, "driftpolicies")
+HTTP_ROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
 
 # The kinds the operator writes as children, by (apiVersion, kind) of their manifests.
 _BY_KIND = {

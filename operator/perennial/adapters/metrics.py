@@ -350,8 +350,8 @@ MODEL_MAX_TRAINING_AGE = Gauge(
 )
 MODEL_CANARY_WEIGHT = Gauge(
     "perennial_model_canary_weight_percent",
-    "The share of each ModelDeployment's serving replicas its canary has, in percent: the current step's weight,"
-    " 100 while a canary that passed its steps is promoted, 0 without a canary.",
+    "The share of each ModelDeployment's serving replicas (or HTTPRoute traffic) its canary has, in percent: the"
+    " current step's weight (the last step's while a canary that passed is promoted), 0 without a canary.",
     ["namespace", "model"],
     registry=REGISTRY,
 )
@@ -482,7 +482,7 @@ def forget_model(namespace: str, model: str) -> None:
     if series is not None:
         series.remove()
     for policy in _policies_by_model.pop((namespace, model), set()):
-        forget_policy(namespace, policy)
+        _forget_values(namespace, policy)  # the policy's last evaluation is not the model's: it stays
 
 
 def forget_all_objects() -> None:
@@ -490,7 +490,7 @@ def forget_all_objects() -> None:
     (frozen values on a standby would double every model in a sum and keep stale alerts firing)."""
     for namespace, model in list(_models):
         forget_model(namespace, model)
-    for namespace, policy in list(_policies):
+    for namespace, policy in {*_policies, *_policies_evaluated}:
         forget_policy(namespace, policy)
 
 
@@ -513,6 +513,20 @@ DRIFT_METRIC_VALUE = Gauge(
     ["namespace", "model", "policy", "metric"],
     registry=REGISTRY,
 )
+DRIFT_POLICY_LAST_EVALUATION = Gauge(
+    "perennial_drift_policy_last_evaluation_timestamp_seconds",
+    "When each DriftPolicy was last evaluated, Unix seconds (its status is written only when something changes,"
+    " and its lastEvaluationTime is a heartbeat).",
+    ["namespace", "policy"],
+    registry=REGISTRY,
+)
+PROMETHEUS_QUERIES = Counter(
+    "perennial_prometheus_queries_total",
+    "PromQL queries of DriftPolicies and canary analyses, by outcome: sent (a request to Prometheus) or shared"
+    " (answered by an identical request, same endpoint, query and time, already in flight).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 DRIFT_BREACHES = Counter(
     "perennial_drift_breaches_total",
     "Metrics that became breached (outside their bounds for `for`).",
@@ -528,6 +542,8 @@ for _result in RESULTS:
     DRIFT_EVALUATIONS.labels(result=_result)
 for _action, _result in (("Retrain", "Started"), ("Retrain", "Suppressed"), ("Observe", "Observed")):
     DRIFT_TRIGGERS.labels(action=_action, result=_result)
+for _outcome in ("sent", "shared"):
+    PROMETHEUS_QUERIES.labels(outcome=_outcome)
 
 
 class _PolicySeries:
@@ -542,6 +558,13 @@ class _PolicySeries:
 
 _policies: dict[tuple[str, str], _PolicySeries] = {}
 _policies_by_model: dict[tuple[str, str], set[str]] = {}
+_policies_evaluated: set[tuple[str, str]] = set()  # the policies with a last-evaluation series
+
+
+def set_drift_evaluated(namespace: str, policy: str, timestamp: float) -> None:
+    """A policy was evaluated at ``timestamp`` (Unix seconds), whatever it found, target or not."""
+    _policies_evaluated.add((namespace, policy))
+    DRIFT_POLICY_LAST_EVALUATION.labels(namespace, policy).set(timestamp)
 
 
 def set_drift_values(namespace: str, policy: str, model: str, values: Mapping[str, float | None]) -> None:
@@ -552,7 +575,7 @@ def set_drift_values(namespace: str, policy: str, model: str, values: Mapping[st
     """
     series = _policies.get((namespace, policy))
     if series is not None and series.model != model:
-        forget_policy(namespace, policy)
+        _forget_values(namespace, policy)
         series = None
     if series is None:
         series = _policies[(namespace, policy)] = _PolicySeries(model)
@@ -571,6 +594,14 @@ def set_drift_values(namespace: str, policy: str, model: str, values: Mapping[st
 
 
 def forget_policy(namespace: str, policy: str) -> None:
+    """Remove a deleted DriftPolicy's series: its values and its last evaluation time."""
+    if (namespace, policy) in _policies_evaluated:
+        _policies_evaluated.discard((namespace, policy))
+        DRIFT_POLICY_LAST_EVALUATION.remove(namespace, policy)
+    _forget_values(namespace, policy)
+
+
+def _forget_values(namespace: str, policy: str) -> None:
     series = _policies.pop((namespace, policy), None)
     if series is None:
         return

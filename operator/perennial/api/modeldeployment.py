@@ -149,13 +149,25 @@ class Analysis(ApiModel):
     outside [min, max] for `for` aborts the canary."""
 
 
+class CanaryTraffic(ApiModel):
+    """How traffic reaches a canary: by its share of the pods behind the model's Service (the
+    default), or by the weights of a Gateway API HTTPRoute."""
+
+    http_route: DnsSubdomain | None = None
+    """An HTTPRoute (gateway.networking.k8s.io/v1) in the model's namespace whose backendRefs to the
+    Services <name>-stable and <name>-canary (created by the operator) get the weights each step
+    says: the operator changes only their `weight`. The stable version then keeps every replica
+    during a canary; adding this field restarts the serving pods once (to label them track=stable)."""
+
+
 class Rollout(ApiModel):
     """How a new version replaces the serving one."""
 
     model_config = cel_rules(
         cel(
-            "(has(self.strategy) && self.strategy == 'Canary') || (!has(self.steps) && !has(self.analysis))",
-            "rollout.steps and rollout.analysis need rollout.strategy Canary",
+            "(has(self.strategy) && self.strategy == 'Canary')"
+            " || (!has(self.steps) && !has(self.analysis) && !has(self.canary))",
+            "rollout.steps, rollout.analysis and rollout.canary need rollout.strategy Canary",
             field_path=".strategy",
         ),
         cel(
@@ -179,6 +191,8 @@ class Rollout(ApiModel):
     analysis: Analysis | None = None
     """Online metrics read during each step's pause (strategy Canary); none: each step passes when
     its pause ends."""
+    canary: CanaryTraffic | None = None
+    """How traffic reaches the canary (strategy Canary): by replica share unless an HTTPRoute is named."""
 
 
 class Retraining(ApiModel):
@@ -331,7 +345,8 @@ class RolloutStatus(ApiModel):
     steps: int | None = None
     """Canary: how many steps there are."""
     weight: int | None = None
-    """Canary: the new version's share of the serving replicas in percent (100 while promoting)."""
+    """Canary: the new version's share of the serving replicas (or of the HTTPRoute's traffic) in
+    percent; while promoting, the share of the last step it passed."""
     canary_replicas: int | None = None
     """Canary: replicas of the new version."""
     stable_replicas: int | None = None

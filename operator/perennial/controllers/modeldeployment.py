@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from perennial.adapters import logs, metrics
-from perennial.adapters.kube import DEPLOYMENTS, MODEL_DEPLOYMENTS, TRAINING_JOBS, Resource
+from perennial.adapters.kube import DEPLOYMENTS, HTTP_ROUTES, MODEL_DEPLOYMENTS, TRAINING_JOBS, ApiError, Resource
 from perennial.adapters.store import Key, key_of
 from perennial.api.driftpolicy import DriftPolicyStatus
 from perennial.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
@@ -37,6 +37,7 @@ from perennial.domain.labels import MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL
 from perennial.domain.modeldeployment_plan import (
     CHILD_REFUSED,
     NAME_CONFLICT,
+    ROUTE_RETRY_SECONDS,
     ObservedModel,
     plan_modeldeployment,
     record_child_outcomes,
@@ -117,7 +118,8 @@ class ModelDeploymentController(Controller):
             return None
         before = ModelDeploymentStatus.model_validate(body.get("status") or {})
         analysis = await self._read_analysis(ref, spec, before)
-        plan = await self._plan_and_allocate(body, ref, spec, before, analysis)
+        route, route_problem = await self._read_route(ref, spec)
+        plan = await self._plan_and_allocate(body, ref, spec, before, analysis, route, route_problem)
 
         problems = []
         for desired in plan.apply:
@@ -127,6 +129,8 @@ class ModelDeploymentController(Controller):
             elif outcome.result == "refused":
                 problems.append((CHILD_REFUSED, outcome.message))
         record_child_outcomes(plan, problems)
+        for route_body in plan.update:
+            await self._update_route(ref, route_body, plan)
         for child in plan.delete:
             await delete_child(self.cluster, DELETABLE[child.plural], ref.namespace, child.name)
         await write_status(self.cluster, MODEL_DEPLOYMENTS, self.cluster.modeldeployments, body, before, plan.status)
@@ -167,6 +171,34 @@ class ModelDeploymentController(Controller):
         )
         return canary.AnalysisReading(rollout.version, rollout.step, now, results)
 
+    async def _read_route(
+        self, ref: md.ModelRef, spec: ModelDeploymentSpec
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """The HTTPRoute a canary's traffic goes through (not watched: routes are the user's and
+        Gateway API may not be installed), or why it cannot be read."""
+        name = canary.http_route(spec)
+        if not name:
+            return None, None
+        try:
+            return await self.cluster.client.get(HTTP_ROUTES, ref.namespace, name), None
+        except ApiError as error:
+            if error.status in (403, 404):
+                return None, f"HTTPRoute {name} cannot be read ({error.status} {error.reason}): {error.message}"
+            raise
+
+    async def _update_route(
+        self, ref: md.ModelRef, route: Mapping[str, Any], plan: Plan[ModelDeploymentStatus]
+    ) -> None:
+        """Write the route back with the plan's weights, unless someone changed it since it was read."""
+        try:
+            await self.cluster.client.replace(HTTP_ROUTES, ref.namespace, route["metadata"]["name"], route)
+        except ApiError as error:
+            if error.status not in (403, 404, 409, 422):
+                raise
+            # Changed meanwhile (409) or refused: the next look reads it again and says why.
+            logger.warning("HTTPRoute %s not updated: %s", route["metadata"]["name"], error, extra=logs.about(route))
+            plan.later(ROUTE_RETRY_SECONDS)
+
     async def _plan_and_allocate(
         self,
         body: Mapping[str, Any],
@@ -174,6 +206,8 @@ class ModelDeploymentController(Controller):
         spec: ModelDeploymentSpec,
         status: ModelDeploymentStatus,
         analysis: canary.AnalysisReading | None,
+        route: dict[str, Any] | None = None,
+        route_problem: str | None = None,
     ) -> Plan[ModelDeploymentStatus]:
         """Plan; when the plan starts a training, list first, then create its TrainingJob.
 
@@ -197,6 +231,8 @@ class ModelDeploymentController(Controller):
                 deployment=self.cluster.deployments.get((ref.namespace, ref.name)),
                 canary=self.cluster.deployments.get((ref.namespace, canary.canary_name(ref.name))),
                 analysis=analysis,
+                route=route,
+                route_problem=route_problem,
                 drift_requests=self._drift_requests((ref.namespace, ref.name)),
                 now=datetime.now(UTC),
                 taken_names=frozenset(taken),

@@ -20,11 +20,12 @@ step where it was: the pause neither starts again nor is skipped.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from perennial.api.driftpolicy import DriftMetricStatus
 from perennial.api.durations import parse_duration
@@ -37,6 +38,8 @@ TRACK_LABEL = "perennial.dev/track"
 """On a canary's Deployment and pods: ``canary`` (the serving Deployment's pods have none,
 so adding the strategy to a model restarts nothing)."""
 CANARY_TRACK = "canary"
+STABLE_TRACK = "stable"
+"""On the serving Deployment's pods when the canary's traffic goes through an HTTPRoute."""
 
 
 def canary_name(model: str) -> str:
@@ -67,9 +70,74 @@ def max_unavailable(spec: ModelDeploymentSpec) -> int:
     """
     steps = spec.rollout.steps if spec.rollout.strategy == "Canary" else None
     total = spec.serving.replicas
-    if not steps or total < 1:
-        return 0
+    if not steps or total < 1 or http_route(spec):
+        return 0  # with an HTTPRoute the stable version keeps every replica: nothing is lent
     return min(max(canary_replicas(total, step.weight) for step in steps), total - 1)
+
+
+# ---------------------------------------------------------------- traffic by an HTTPRoute
+def http_route(spec: ModelDeploymentSpec) -> str | None:
+    """The HTTPRoute whose weights steer the canary's traffic, if the spec names one."""
+    traffic = spec.rollout.canary if spec.rollout.strategy == "Canary" else None
+    return traffic.http_route if traffic is not None else None
+
+
+def stable_service_name(model: str) -> str:
+    return f"{model}-stable"
+
+
+def canary_service_name(model: str) -> str:
+    return f"{model}{CANARY_SUFFIX}"
+
+
+def route_weights(rollout: RolloutStatus | None) -> tuple[int, int]:
+    """(stable, canary) weights: the canary's share while it runs (kept while the serving
+    Deployment rolls to it at the end), else everything to the stable Service."""
+    if is_canary(rollout) and rollout.weight is not None:
+        return 100 - rollout.weight, rollout.weight
+    return 100, 0
+
+
+@dataclass(frozen=True)
+class RouteUpdate:
+    body: dict[str, Any] | None
+    """The route with the weights set; None when it has them already (or cannot have them)."""
+    problem: str | None = None
+    """Why the weights cannot be set (the route lacks the backendRefs)."""
+
+
+def weighted_route(route: Mapping[str, Any], model: str, weights: tuple[int, int]) -> RouteUpdate:
+    """``route`` with the weights of its backendRefs to the model's stable and canary Services
+    set to ``weights``; every other field (matches, filters, other backends) as it was."""
+    namespace = str((route.get("metadata") or {}).get("namespace") or "")
+    wanted = {stable_service_name(model): weights[0], canary_service_name(model): weights[1]}
+    updated = copy.deepcopy(dict(route))
+    found: set[str] = set()
+    changed = False
+    for rule in (updated.get("spec") or {}).get("rules") or []:
+        for ref in rule.get("backendRefs") or []:
+            name = ref.get("name")
+            ours = (
+                name in wanted
+                and (ref.get("kind") or "Service") == "Service"
+                and (ref.get("group") or "") == ""
+                and (ref.get("namespace") or namespace) == namespace
+            )
+            if not ours:
+                continue
+            found.add(name)
+            if ref.get("weight", 1) != wanted[name]:
+                ref["weight"] = wanted[name]
+                changed = True
+    missing = sorted(set(wanted) - found)
+    if missing:
+        route_name = (route.get("metadata") or {}).get("name")
+        return RouteUpdate(
+            None,
+            f"HTTPRoute {route_name} has no backendRef to the Service {' nor '.join(missing)}: add both"
+            f" {stable_service_name(model)} and {canary_service_name(model)} (port: spec.serving.port) to a rule",
+        )
+    return RouteUpdate(updated if changed else None)
 
 
 def expand(query: str, *, model: str, namespace: str, version: str, stable_version: str) -> str:

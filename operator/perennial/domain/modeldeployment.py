@@ -31,7 +31,7 @@ from perennial.api.modeldeployment import (
 from perennial.api.trainingjob import Champion, DatasetRecord
 from perennial.api.trainingjob import Trigger as TriggerRecord
 from perennial.domain import cron
-from perennial.domain.canary import CANARY_TRACK, TRACK_LABEL, canary_name
+from perennial.domain.canary import CANARY_TRACK, STABLE_TRACK, TRACK_LABEL, canary_name
 from perennial.domain.labels import MANAGED_BY_LABEL, MODEL_LABEL, VERSION_LABEL, OwnerRef, managed_labels
 from perennial.domain.text import shorten
 from perennial.domain.timeutil import format_time, parse_time
@@ -507,6 +507,7 @@ def desired_deployment(
     replicas: int | None = None,
     canary: bool = False,
     max_unavailable: int = 0,
+    track_stable: bool = False,
 ) -> dict[str, Any]:
     """The serving Deployment (named after the model) running ``version``, or with ``canary``
     a canary's (``<model>-canary``, its pods labelled track=canary); ``replicas`` overrides
@@ -518,6 +519,8 @@ def desired_deployment(
     selector = selector_labels(ref)
     if canary:
         labels[TRACK_LABEL] = selector[TRACK_LABEL] = CANARY_TRACK
+    elif track_stable:
+        labels[TRACK_LABEL] = STABLE_TRACK  # the pods only: the selector of a Deployment is immutable
     container: dict[str, Any] = {
         "name": "server",
         "image": serving.image,
@@ -579,19 +582,24 @@ def desired_deployment(
     }
 
 
-def desired_service(ref: ModelRef, spec: ModelDeploymentSpec) -> dict[str, Any]:
+def desired_service(ref: ModelRef, spec: ModelDeploymentSpec, *, track: str | None = None) -> dict[str, Any]:
+    """The model's Service (every serving pod), or with ``track`` the Service of one track
+    (``<name>-stable`` or ``<name>-canary``: an HTTPRoute's backends)."""
+    selector = selector_labels(ref)
+    if track is not None:
+        selector[TRACK_LABEL] = track
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": ref.name,
+            "name": f"{ref.name}-{track}" if track else ref.name,
             "namespace": ref.namespace,
             "labels": managed_labels(model=ref.name, version=None),
             "ownerReferences": [ref.owner_reference()],
         },
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(ref),
+            "selector": selector,
             "ports": [{"name": "http", "port": spec.serving.port, "targetPort": "http", "protocol": "TCP"}],
         },
     }

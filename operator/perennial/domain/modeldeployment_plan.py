@@ -55,6 +55,7 @@ from perennial.domain.timeutil import format_time, truncate
 NAME_CONFLICT, CHILD_REFUSED = "NameConflict", "ChildRefused"
 CHILD_PROBLEMS = (NAME_CONFLICT, CHILD_REFUSED)
 NAME_CONFLICT_RETRY_SECONDS = 10.0
+ROUTE_RETRY_SECONDS = 2.0
 TRAINING_JOBS = "trainingjobs"
 DEPLOYMENTS = "deployments"
 
@@ -78,6 +79,10 @@ class ObservedModel:
     """The canary's Deployment (``<model>-canary``) from the cache, if there is one."""
     analysis: AnalysisReading | None = None
     """The canary's analysis metrics, read just before this pass (``canary.analysis_due``)."""
+    route: Mapping[str, Any] | None = None
+    """The HTTPRoute of ``spec.rollout.canary.httpRoute``, read just before this pass."""
+    route_problem: str | None = None
+    """Why that HTTPRoute could not be read (not found, forbidden), in the API server's words."""
     taken_names: frozenset[str] = frozenset()
     """TrainingJob names found taken by something this model does not control."""
     refused_training: str | None = None
@@ -471,10 +476,14 @@ def _desired_children(work: _Pass) -> None:
         target = rollout.previous_version or status.serving_version
     else:
         target = rollout.version if rollout is not None else status.serving_version
+    route = canary.http_route(work.spec)
     if target is not None:
         service = md.desired_service(observed.ref, work.spec)
         plan.apply.append(service)
         status.url = _service_url(service)
+        if route:
+            for track in (canary.STABLE_TRACK, canary.CANARY_TRACK):
+                plan.apply.append(md.desired_service(observed.ref, work.spec, track=track))
     kept_canary = canary.is_canary(rollout) and rollout is not None and rollout.canary_replicas
     if kept_canary:
         assert rollout is not None
@@ -493,13 +502,23 @@ def _desired_children(work: _Pass) -> None:
         plan.delete.append(ChildRef(DEPLOYMENTS, canary.canary_name(observed.ref.name)))
     if target is None:
         return  # nothing validated yet: no Deployment runs a model that does not exist
-    replicas = rollout.stable_replicas if stepping and rollout is not None else None
+    replicas = rollout.stable_replicas if stepping and rollout is not None and not route else None
     lent = canary.max_unavailable(work.spec)
     plan.apply.append(
         md.desired_deployment(
-            observed.ref, work.spec, target, _model_uri(work, target), replicas=replicas, max_unavailable=lent
+            observed.ref,
+            work.spec,
+            target,
+            _model_uri(work, target),
+            replicas=replicas,
+            max_unavailable=lent,
+            track_stable=bool(route),
         )
     )
+    if route and observed.route is not None:
+        update = canary.weighted_route(observed.route, observed.ref.name, canary.route_weights(status.rollout))
+        if update.body is not None:
+            plan.update.append(update.body)
 
 
 def _model_uri(work: _Pass, version: str) -> str:
@@ -525,18 +544,23 @@ def _canary(work: _Pass, rollout: RolloutStatus) -> None:
     ready = md.deployed_version(observed.canary) == rollout.version and health.replicas == wanted and health.rolled_out
     rollout.weight = step.weight
     rollout.canary_replicas = wanted
-    # Only pods of this version's template count (a Deployment being rolled to another
-    # version still reports the old pods as available).
-    serving_pods = health.available_replicas if md.deployed_version(observed.canary) == rollout.version else 0
-    rollout.stable_replicas = canary.stable_replicas(total, wanted, min(serving_pods, health.updated_replicas))
+    route_waits = _route_waits(work, rollout)
+    if canary.http_route(spec):
+        rollout.stable_replicas = total  # the route's weights share the traffic: the stable version keeps all
+    else:
+        # Only pods of this version's template count (a Deployment being rolled to another
+        # version still reports the old pods as available).
+        serving_pods = health.available_replicas if md.deployed_version(observed.canary) == rollout.version else 0
+        rollout.stable_replicas = canary.stable_replicas(total, wanted, min(serving_pods, health.updated_replicas))
     where = f"version {rollout.version}: canary step {rollout.step}/{rollout.steps} at {step.weight}%"
     shares = f"{wanted} canary, {rollout.stable_replicas} stable replica(s)"
     if rollout.pause_started_at is None:
-        if not ready:
+        if not ready or route_waits:
             deadline = canary.step_deadline(spec, rollout)
             if deadline is not None and plan.now > deadline:
+                why = "was not Available" if not ready else f"could not get its traffic ({route_waits})"
                 message = (
-                    f"version {rollout.version}'s canary was not Available within {spec.rollout.progress_deadline}"
+                    f"version {rollout.version}'s canary {why} within {spec.rollout.progress_deadline}"
                     f" at step {rollout.step}; rolled back to version {rollout.previous_version}"
                 )
                 if spec.rollout.auto_rollback:
@@ -544,8 +568,11 @@ def _canary(work: _Pass, rollout: RolloutStatus) -> None:
                 else:
                     _stuck(work, rollout)
                 return
-            work.progress = ("CanaryStep", f"{where}: waiting for {shares} to be available")
+            waiting = f"waiting for {shares} to be available" if not ready else route_waits
+            work.progress = ("CanaryStep", f"{where}: {waiting}")
             plan.later(canary.seconds(deadline - plan.now) if deadline is not None else None)
+            if ready:
+                plan.later(ROUTE_RETRY_SECONDS)  # the route is not watched: look at it again
             return
         rollout.pause_started_at = plan.now
     ends = canary.pause_ends(step, rollout)
@@ -594,6 +621,20 @@ def _canary(work: _Pass, rollout: RolloutStatus) -> None:
     plan.later(canary.next_analysis_in(spec, rollout, plan.now))
 
 
+def _route_waits(work: _Pass, rollout: RolloutStatus) -> str:
+    """Why the HTTPRoute does not carry this step's weights yet ("" when it does, or there is none)."""
+    route = canary.http_route(work.spec)
+    observed = work.observed
+    if not route:
+        return ""
+    if observed.route is None:
+        return observed.route_problem or f"HTTPRoute {route} not found"
+    update = canary.weighted_route(observed.route, observed.ref.name, canary.route_weights(rollout))
+    if update.problem is not None:
+        return update.problem
+    return f"setting the weights of HTTPRoute {route}" if update.body is not None else ""
+
+
 def _read_since(rollout: RolloutStatus, moment: datetime) -> bool:
     return rollout.last_analysis_time is not None and rollout.last_analysis_time >= moment
 
@@ -638,7 +679,6 @@ def _promote_canary(work: _Pass, rollout: RolloutStatus) -> None:
     """The steps are over (or a person skipped them): the serving Deployment rolls to the new
     version; the canary keeps its replicas until that is done."""
     rollout.stage = "Promote"
-    rollout.weight = 100
     rollout.step_started_at = work.plan.now
     rollout.pause_started_at = rollout.last_analysis_time = None
     rollout.stable_replicas = None

@@ -61,6 +61,9 @@ class Plan(Generic[StatusT]):
     create: list[dict[str, Any]] = field(default_factory=list)
     """Objects created once and never changed by the operator (TrainingJobs)."""
     delete: list[ChildRef] = field(default_factory=list)
+    update: list[dict[str, Any]] = field(default_factory=list)
+    """Objects Perennial does not own, written back whole with the resourceVersion they were read
+    at, after changing only what Perennial may (a Gateway API HTTPRoute's backend weights)."""
     events: list[Event] = field(default_factory=list)
     counts: list[Count] = field(default_factory=list)
     requeue_after: float | None = None
