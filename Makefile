@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= full
+# `make demo`'s scenario: loop (train, serve, drift, retrain) or canary (a canary rollout).
+SCENARIO ?= loop
 PYTEST_ARGS ?=
 # Parallel test processes: the e2e tests mostly wait on timers, not on the two cores.
 TEST_WORKERS ?= 4
@@ -34,8 +36,8 @@ help: ## list the targets
 install: $(VENV)/.installed ## create .venv with the operator and its test/dev tools
 
 .PHONY: demo
-demo: install ## bring up the full local cluster (building it once) and show it working
-	$(BIN)/python -m localcluster demo
+demo: install ## bring up the full local cluster (building it once) and show it working (SCENARIO=loop|canary)
+	$(BIN)/python -m localcluster demo --scenario $(SCENARIO)
 
 .PHONY: test
 test: lint ## lint, then every test tier against one shared local cluster

@@ -1,4 +1,4 @@
-"""python -m localcluster {up,down,status,build} — the local control plane without Docker."""
+"""python -m localcluster {up,down,status,build,demo} — the local control plane without Docker."""
 
 from __future__ import annotations
 
@@ -21,7 +21,13 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--profile", choices=sorted(PROFILE_COMPONENTS), default="full")
     commands.add_parser("down", help="stop every recorded process and delete the cluster state")
     commands.add_parser("status", help="show the recorded processes")
-    commands.add_parser("demo", help="bring up the full cluster and show it working")
+    demo_command = commands.add_parser("demo", help="bring up the full cluster and show it working")
+    demo_command.add_argument(
+        "--scenario",
+        choices=demo.SCENARIOS,
+        default="loop",
+        help="loop: train, serve, drift, retrain (the default); canary: a canary rollout that passes, then one aborted",
+    )
     commands.add_parser(
         "operator-kubeconfig",
         help="install the operator's ServiceAccount and RBAC from manifests/, print the path of its kubeconfig",
@@ -29,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "demo":
-        return demo.main()
+        return demo.main(args.scenario)
     try:
         if args.command == "up":
             env_file = LocalCluster().up(args.profile)

@@ -1,32 +1,45 @@
 """`make demo`: the continuous-training loop, live, on the local cluster.
 
 Builds (once) and starts the full local cluster, installs the CRDs, starts the operator
-and a small exporter of a drift metric, applies a demo model, and plays the loop:
-initial training -> v1 served -> the drift metric crosses its bound -> the DriftPolicy
-retrains -> v2 validated and rolled out -> the drift ends. It prints each change as it
-happens, then a summary. The cluster and the objects stay; the operator and the
-exporter stop with the demo (`make run` starts the operator again).
+and a small exporter of the demo's metrics, applies a demo model, and plays a scenario:
+
+- ``loop`` (the default, `make demo`): initial training -> v1 served -> the drift metric
+  crosses its bound -> the DriftPolicy retrains -> v2 validated and rolled out -> the
+  drift ends.
+- ``canary`` (`make demo SCENARIO=canary`): a model with a Canary rollout whose analysis
+  reads an online error ratio per version from the exporter: v1 serves -> a retrain
+  request trains v2, healthy, which passes every step and serves -> v3, with a high error
+  ratio, is aborted at step 1 and v2 keeps serving at full size.
+
+It prints each change as it happens, then a summary. The cluster and the objects stay;
+the operator and the exporter stop with the demo (`make run` starts the operator again).
+One demo runs at a time per cluster (they share the namespace perennial-demo).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
-from localcluster.cluster import OPERATOR_NAMESPACE, REPO_ROOT, LocalCluster
+from localcluster.cluster import OPERATOR_NAMESPACE, REPO_ROOT, LocalCluster, state_dir
 from localcluster.errors import ClusterError
 
 NAMESPACE = "perennial-demo"
 JOB = "perennial-demo-exporter"
+SCENARIOS = ("loop", "canary")
 
 DEMO_OBJECTS = """
 apiVersion: perennial.dev/v1alpha1
@@ -69,8 +82,9 @@ spec:
 """.replace("EXPORTER_JOB", JOB)
 
 
-class DriftExporter:
-    """A Prometheus exporter of one gauge the demo controls: the model's input drift."""
+class DemoExporter:
+    """A Prometheus exporter of the gauges the demo controls: the model's input drift (loop)
+    and the model servers' online error ratio per version (canary)."""
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Gauge
@@ -79,6 +93,13 @@ class DriftExporter:
         registry = CollectorRegistry()
         self.psi = Gauge("demo_churn_feature_psi", "PSI of the churn model's inputs (demo).", registry=registry)
         self.psi.set(0.04)
+        # No series until the canary scenario sets one per version.
+        self.error_ratio = Gauge(
+            "churn_online_error_ratio",
+            "Share of the churn model's requests that failed, per served version (demo).",
+            ["model", "version"],
+            registry=registry,
+        )
         self.server = HTTPServer(("127.0.0.1", 0), MetricsHandler.factory(registry))
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -92,13 +113,32 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
+@contextmanager
+def _flock(path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path``; without ``wait``, yield False at once if another holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _set_targets(targets_file: Path, address: str | None) -> None:
-    groups = [g for g in json.loads(targets_file.read_text() or "[]") if g.get("labels", {}).get("job") != JOB]
-    if address:
-        groups.append({"targets": [address], "labels": {"job": JOB}})
-    tmp = targets_file.with_suffix(".demo-tmp")
-    tmp.write_text(json.dumps(groups, indent=2))
-    os.replace(tmp, targets_file)
+    # Tests on the same cluster add their exporters to this file too: the same lock as
+    # theirs (tests/support/cluster.py, ScrapeTargets) keeps every read-modify-write whole.
+    with _flock(targets_file.parent / "targets.lock"):
+        groups = [g for g in json.loads(targets_file.read_text() or "[]") if g.get("labels", {}).get("job") != JOB]
+        if address:
+            groups.append({"targets": [address], "labels": {"job": JOB}})
+        tmp = targets_file.with_suffix(f".demo-tmp{os.getpid()}")
+        tmp.write_text(json.dumps(groups, indent=2))
+        os.replace(tmp, targets_file)
 
 
 @contextmanager
@@ -185,14 +225,15 @@ def _status(cluster: LocalCluster, resource: str) -> dict[str, Any]:
         return {}
 
 
-def run() -> int:
-    started = time.monotonic()
-    _say("== 1/5  the local control plane (built once per machine, then reused)")
+def _install(stages: int, exporter: str) -> tuple[LocalCluster, Path, Path]:
+    """Stages 1 and 2 of every scenario: the cluster, the CRDs, the operator's identity and a
+    fresh namespace. Returns the cluster, its cluster.env and the operator's kubeconfig."""
+    _say(f"== 1/{stages}  the local control plane (built once per machine, then reused)")
     cluster = LocalCluster()
     env_file = cluster.up("full")
     _say(cluster.kubectl("get", "nodes"))
 
-    _say("== 2/5  install Perennial (CRDs, ServiceAccount, RBAC), start the operator and a drift exporter")
+    _say(f"== 2/{stages}  install Perennial (CRDs, ServiceAccount, RBAC), start the operator and {exporter}")
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
     cluster.wait_established(
         "crd/modeldeployments.perennial.dev", "crd/driftpolicies.perennial.dev", "crd/trainingjobs.perennial.dev"
@@ -202,7 +243,14 @@ def run() -> int:
         _say(f"  removing the previous run's namespace {NAMESPACE}")
         cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=120s")
     cluster.kubectl("create", "namespace", NAMESPACE)
-    exporter = DriftExporter()
+    return cluster, env_file, kubeconfig
+
+
+def run() -> int:
+    """The loop scenario (the default)."""
+    started = time.monotonic()
+    cluster, env_file, kubeconfig = _install(5, "a drift exporter")
+    exporter = DemoExporter()
     _set_targets(cluster.targets_file, exporter.address)
     log_path = cluster.logs / "operator-demo.log"
     try:
@@ -272,9 +320,350 @@ def run() -> int:
     return 0
 
 
-def main() -> int:
+# ---------------------------------------------------------------- the canary scenario
+CANARY = "churn-canary"
+REPLICAS = 4
+ERROR_RATIO_MAX, WORSE_THAN_STABLE_MAX = 0.05, 0.01
+# The servers' online error ratio per version (what the exporter plays): v2 as good as v1, v3 bad.
+ERROR_RATIOS = {"1": 0.011, "2": 0.009, "3": 0.12}
+
+CANARY_OBJECTS = """
+apiVersion: perennial.dev/v1alpha1
+kind: ModelDeployment
+metadata: {name: churn}
+spec:
+  training:
+    image: registry.example/churn-trainer:2.3.0
+    dataset: {uri: "s3://data/{model}/{triggerDate}/", version: "{triggerTime}", window: 24h}
+    output: {modelUri: "s3://models/{model}/{version}"}
+    validation: [{metric: auc, min: 0.90}]
+    # Simulated by kwok (CONTRIBUTING.md, "Simulation contract"): every version passes its
+    # gates and beats the champion offline; only the canary's online metrics tell them apart.
+    podAnnotations:
+      sim.perennial.dev/duration: 3s
+      sim.perennial.dev/result: '{"metrics": {"auc": 0.934, "loss": 0.21}}'
+      sim.perennial.dev/champion-result: '{"metrics": {"auc": 0.941, "loss": 0.2, "champion_auc": 0.917}}'
+  serving:
+    image: registry.example/churn-server:1.9.0
+    replicas: REPLICAS
+  promotion:
+    requireImprovement: {metric: auc, minDelta: 0.0}
+  rollout:
+    strategy: Canary
+    progressDeadline: 60s
+    steps:                       # short for the demo: minutes in real life
+      - {weight: 25, pause: 20s}   # 1 of the 4 replicas runs the new version
+      - {weight: 50, pause: 20s}   # 2 of 4
+    analysis:
+      interval: 5s
+      metrics:
+        - name: error_ratio
+          query: max(churn_online_error_ratio{job="EXPORTER_JOB",model="{model}",version="{version}"})
+          max: ERROR_RATIO_MAX
+          for: 10s
+        - name: worse_than_stable  # the canary's error ratio less the stable version's
+          query: >-
+            max(churn_online_error_ratio{job="EXPORTER_JOB",model="{model}",version="{version}"})
+            - max(churn_online_error_ratio{job="EXPORTER_JOB",model="{model}",version="{stableVersion}"})
+          max: WORSE_THAN_STABLE_MAX
+          for: 10s
+""".replace("EXPORTER_JOB", JOB).replace("REPLICAS", str(REPLICAS))
+CANARY_OBJECTS = CANARY_OBJECTS.replace("WORSE_THAN_STABLE_MAX", str(WORSE_THAN_STABLE_MAX)).replace(
+    "ERROR_RATIO_MAX", str(ERROR_RATIO_MAX)
+)
+_PASSED = re.compile(r"version (\d+): canary step (\d+)/\d+ passed(?: \(([^)]*)\))?")
+
+
+def _time(value: object) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) and value else None
+
+
+def _clock(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%H:%M:%S") if moment else "--:--:--"
+
+
+def _number(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float | int) else "-"
+
+
+@dataclass
+class _Step:
+    weight: int | None = None
+    started: datetime | None = None
+    paused: datetime | None = None
+    canary: int | None = None
+    stable: int | None = None
+    passed: datetime | None = None
+    evidence: str = ""
+
+
+@dataclass
+class _Canary:
+    """What one version's canary went through, from status.rollout and the model's Events."""
+
+    version: str
+    previous: str = ""
+    started: datetime | None = None
+    steps: dict[int, _Step] = field(default_factory=dict)
+    promoted: datetime | None = None
+    """When the steps were over and the serving Deployment began rolling to it."""
+    ended: datetime | None = None
+    outcome: str = ""
+    """Serving, or the rollback's reason."""
+    message: str = ""
+
+
+@dataclass
+class _CanaryWatch:
+    """Polls the namespace once a second, prints every change (status line, Events), and
+    keeps each canary's timeline for the summary."""
+
+    cluster: LocalCluster
+    canaries: dict[str, _Canary] = field(default_factory=dict)
+    seen_events: set[str] = field(default_factory=set)
+    model: dict[str, Any] = field(default_factory=dict)
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last: str = ""
+
+    def poll(self) -> None:
+        listed = json.loads(
+            self.cluster.kubectl("get", "-n", NAMESPACE, "modeldeployments,deployments,events", "-o", "json")
+        )
+        items = listed.get("items") or []
+        models = [i for i in items if i["kind"] == "ModelDeployment" and i["metadata"]["name"] == "churn"]
+        self.model = (models[0].get("status") or {}) if models else {}
+        self.deployments = {i["metadata"]["name"]: i for i in items if i["kind"] == "Deployment"}
+        self._follow(self.model)
+        events = [
+            i
+            for i in items
+            if i["kind"] == "Event"
+            and i["involvedObject"].get("kind") == "ModelDeployment"
+            and i["metadata"]["uid"] not in self.seen_events
+        ]
+        # In the order the API server stored them; each before the status line it explains.
+        events.sort(key=lambda e: (e.get("firstTimestamp") or "", int(e["metadata"]["resourceVersion"])))
+        for event in events:
+            self.seen_events.add(event["metadata"]["uid"])
+            self._event(event)
+        line = self._line()
+        if line != self.last:
+            _say(f"  {time.strftime('%H:%M:%S')}  {line}")
+            self.last = line
+
+    def _deployment(self, name: str) -> str:
+        body = self.deployments.get(name)
+        if body is None:
+            return f"{name}=-"
+        version = (body["spec"]["template"]["metadata"].get("labels") or {}).get("perennial.dev/version", "?")
+        available = (body.get("status") or {}).get("availableReplicas") or 0
+        return f"{name}=v{version} {available}/{body['spec'].get('replicas', 0)}"
+
+    def _line(self) -> str:
+        status = self.model
+        if not status:
+            return "(waiting for the objects)"
+        rollout = status.get("rollout") or {}
+        if rollout.get("stage") == "Step":
+            where = f"v{rollout['version']} step {rollout.get('step')}/{rollout.get('steps')} {rollout.get('weight')}%"
+            where += " paused" if rollout.get("pauseStartedAt") else " starting"
+        elif rollout.get("stage") == "Promote":
+            where = f"v{rollout['version']} promote 100%"
+        elif rollout:
+            where = f"v{rollout['version']} rolling"
+        else:
+            where = "-"
+        analysis = " ".join(f"{m['name']}={_number(m.get('value'))}" for m in rollout.get("analysis") or [])
+        versions = ", ".join(f"v{r['version']} {r.get('state', '?')}" for r in status.get("versions") or [])
+        return (
+            f"serving={status.get('servingVersion', '-'):<2} ready={status.get('ready', '-'):<4} "
+            f"rollout={where:<24} {self._deployment('churn'):<17} {self._deployment(CANARY):<24} "
+            f"{analysis or 'analysis=-':<43} | {versions}"
+        )
+
+    def _event(self, event: dict[str, Any]) -> None:
+        reason, message = event.get("reason", ""), event.get("message", "")
+        moment = _time(event.get("firstTimestamp") or event.get("eventTime"))
+        _say(f"  {_clock(moment)}  > {event.get('type', '')} {reason}: {message}")
+        passed = _PASSED.match(message)
+        if reason in ("CanaryStep", "CanaryPassed") and passed:
+            canary = self.canaries.setdefault(passed.group(1), _Canary(passed.group(1)))
+            step = canary.steps.setdefault(int(passed.group(2)), _Step())
+            step.evidence = passed.group(3) or ""
+            step.passed = step.passed or moment
+
+    def _follow(self, status: dict[str, Any]) -> None:
+        rollout = status.get("rollout") or {}
+        if rollout.get("strategy") == "Canary":
+            version = rollout["version"]
+            canary = self.canaries.setdefault(version, _Canary(version))
+            canary.previous = rollout.get("previousVersion") or canary.previous
+            canary.started = canary.started or _time(rollout.get("startedAt"))
+            if rollout.get("stage") == "Step" and rollout.get("step"):
+                step = canary.steps.setdefault(int(rollout["step"]), _Step())
+                step.weight, step.started = rollout.get("weight"), _time(rollout.get("stepStartedAt"))
+                for earlier, before in canary.steps.items():  # a later step started: the earlier passed then
+                    if earlier < rollout["step"] and before.passed is None:
+                        before.passed = step.started
+                if rollout.get("pauseStartedAt") and step.paused is None:
+                    step.paused = _time(rollout["pauseStartedAt"])
+                    step.canary, step.stable = rollout.get("canaryReplicas"), rollout.get("stableReplicas")
+            elif rollout.get("stage") == "Promote":
+                canary.promoted = canary.promoted or _time(rollout.get("stepStartedAt"))
+        for record in status.get("versions") or []:
+            ended = self.canaries.get(record["version"])
+            if ended is None or ended.ended is not None:
+                continue
+            rollback = record.get("rollback") or {}
+            if record.get("state") == "RolledBack" and rollback:
+                ended.ended, ended.outcome = _time(rollback.get("time")), rollback.get("reason", "RolledBack")
+                ended.message = rollback.get("message", "")
+            elif record.get("state") == "Serving":
+                ended.ended, ended.outcome = _time(record.get("promotedAt")), "Serving"
+
+    def until(self, done: Callable[[], bool], what: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.poll()
+            except (ClusterError, json.JSONDecodeError):
+                pass
+            else:
+                if done():
+                    return
+            time.sleep(1)
+        raise ClusterError(f"{what} did not happen within {timeout:.0f}s")
+
+    # ------------------------------------------------------------ what the checks ask
+    def version(self, name: str) -> dict[str, Any]:
+        return next((r for r in self.model.get("versions") or [] if r["version"] == name), {})
+
+    def serves_alone(self, version: str) -> bool:
+        """``version`` serves on every replica of the serving Deployment, no canary runs, and the
+        status says so (ready counts the available replicas)."""
+        body = self.deployments.get("churn") or {}
+        labels = (body.get("spec") or {}).get("template", {}).get("metadata", {}).get("labels") or {}
+        return (
+            self.model.get("servingVersion") == version
+            and not self.model.get("rollout")
+            and self.model.get("ready") == f"{REPLICAS}/{REPLICAS}"
+            and CANARY not in self.deployments
+            and labels.get("perennial.dev/version") == version
+            and body["spec"].get("replicas") == REPLICAS
+            and (body.get("status") or {}).get("availableReplicas") == REPLICAS
+        )
+
+
+def _timeline(canary: _Canary) -> list[str]:
+    """One canary, step by step, in seconds from its start (the status's own clock)."""
+    start = canary.started
+    rows: list[tuple[datetime | None, str]] = []
+    for number, step in sorted(canary.steps.items()):
+        rows.append((step.started, f"step {number} at {step.weight}%: the canary's replicas start"))
+        if step.paused:
+            shares = f"{step.canary} canary + {step.stable} stable replica(s) available"
+            rows.append((step.paused, f"step {number}'s pause starts ({shares})"))
+        if step.passed:
+            rows.append((step.passed, f"step {number} passed" + (f": {step.evidence}" if step.evidence else "")))
+    if canary.promoted:
+        rows.append((canary.promoted, f"promote: the serving Deployment rolls to v{canary.version}"))
+    if canary.outcome == "Serving":
+        rows.append((canary.ended, f"v{canary.version} serves on every replica; the canary Deployment goes"))
+    elif canary.outcome:
+        rows.append((canary.ended, f"aborted ({canary.outcome}): {canary.message}"))
+    lines = []
+    for moment, text in rows:
+        offset = f"+{(moment - start).total_seconds():.0f}s" if moment and start else "?"
+        lines.append(f"    {_clock(moment)}  {offset:>5}  {text}")
+    return lines
+
+
+def run_canary() -> int:
+    """The canary scenario: a healthy canary passes every step, a bad one is aborted at step 1."""
+    started = time.monotonic()
+    cluster, env_file, kubeconfig = _install(5, "an exporter of each version's online error ratio")
+    exporter = DemoExporter()
+    _set_targets(cluster.targets_file, exporter.address)
+    for version in ("1", "2"):
+        exporter.error_ratio.labels(model="churn", version=version).set(ERROR_RATIOS[version])
+    log_path = cluster.logs / "operator-demo.log"
+    watch = _CanaryWatch(cluster)
     try:
-        return run()
+        with _operator(cluster, kubeconfig, log_path):
+            _say(f"  operator log: {log_path}")
+            cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=CANARY_OBJECTS)
+            _say(
+                f"\n== 3/5  ModelDeployment churn: {REPLICAS} replicas, rollout Canary 25% 20s -> 50% 20s, analysis"
+                f" every 5s; v1 trains and rolls out at once (namespace {NAMESPACE})"
+            )
+            _say(
+                "  a line: status (servingVersion, ready, rollout), the Deployments (version available/replicas),"
+                " status.rollout.analysis, status.versions;\n  '>': the model's Events"
+            )
+            watch.until(lambda: watch.serves_alone("1"), "v1 serving on every replica")
+
+            _say(
+                f"\n== 4/5  a retrain request trains v2; its online error ratio is healthy ({ERROR_RATIOS['2']}; v1"
+                f" {ERROR_RATIOS['1']}; bounds: error_ratio max {ERROR_RATIO_MAX}, worse_than_stable max"
+                f" {WORSE_THAN_STABLE_MAX}, for 10s)"
+            )
+            _request_retrain(cluster, "demo-canary-v2")
+            watch.until(lambda: watch.serves_alone("2"), "v2 serving on every replica after its canary")
+
+            _say(
+                f"\n== 5/5  another retrain trains v3, whose servers fail: its error ratio is {ERROR_RATIOS['3']}"
+                f" (max {ERROR_RATIO_MAX} for 10s)"
+            )
+            exporter.error_ratio.labels(model="churn", version="3").set(ERROR_RATIOS["3"])
+            _request_retrain(cluster, "demo-canary-v3")
+            watch.until(
+                lambda: watch.version("3").get("state") == "RolledBack" and watch.serves_alone("2"),
+                "v3's canary aborted and v2 back on every replica",
+            )
+    finally:
+        _set_targets(cluster.targets_file, None)
+        exporter.stop()
+
+    _say("\nLineage (status.versions):")
+    for record in watch.model.get("versions") or []:
+        rollback = record.get("rollback") or {}
+        trigger, decision = record.get("trigger", {}).get("reason", ""), record.get("decision", {}).get("reason", "")
+        _say(
+            f"  v{record['version']}  {record.get('state', ''):<10} trigger={trigger:<7}"
+            f" auc={record.get('metrics', {}).get('auc')}  decision={decision}"
+            + (f"\n      rollback={rollback.get('reason')}: {rollback.get('message')}" if rollback else "")
+        )
+    for version, canary in sorted(watch.canaries.items()):
+        _say(f"\nTimeline of v{version}'s canary (v{canary.previous} stable, {REPLICAS} replicas):")
+        for line in _timeline(canary):
+            _say(line)
+    _say(f"\nWhole demo: {time.monotonic() - started:.0f}s.")
+    _say(
+        "\nThe cluster stays up with the demo objects. Look around:\n"
+        f"  set -a; . {env_file}; set +a\n"
+        f"  $KUBECTL get mdep churn -o wide -n {NAMESPACE}   # Step and Canary columns during a canary\n"
+        f"  $KUBECTL describe mdep churn -n {NAMESPACE}      # conditions and Events\n"
+        f"  $KUBECTL get mdep churn -n {NAMESPACE} -o jsonpath='{{.status.versions[?(@.version==\"3\")].rollback}}'\n"
+        "  make run            # the operator again (it stopped with the demo)\n"
+        "  make cluster-down   # stop the cluster and delete its state"
+    )
+    return 0
+
+
+def _request_retrain(cluster: LocalCluster, request: str) -> None:
+    """A person's retrain request: a new value of the annotation (bypasses the cooldown)."""
+    annotation = f"perennial.dev/retrain-request={request}"
+    cluster.kubectl("annotate", "--overwrite", "-n", NAMESPACE, "mdep/churn", annotation)
+    _say(f"  $ kubectl annotate mdep/churn {annotation}")
+
+
+def main(scenario: str = "loop") -> int:
+    # Scenarios share the namespace (and the operator's Lease): one demo at a time per cluster.
+    try:
+        with _flock(state_dir() / "demo.lock", wait=False) as alone:
+            if not alone:
+                raise ClusterError(f"another demo is running on this cluster (it holds {state_dir() / 'demo.lock'})")
+            return run_canary() if scenario == "canary" else run()
     except ClusterError as error:
         print(f"demo: {error}", file=sys.stderr)
         return 1

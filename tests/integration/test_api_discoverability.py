@@ -44,7 +44,15 @@ def test_example_applies_cleanly_and_reads_back_with_defaults(
         elif document["kind"] == "ModelDeployment":
             assert spec["serving"]["port"] == 8080
             assert spec["serving"]["modelUriEnv"] == "MODEL_URI"
-            assert spec["rollout"] == {"progressDeadline": "10m", "autoRollback": True}
+            rollout = spec["rollout"]
+            strategy = document["spec"].get("rollout", {}).get("strategy", "Rolling")
+            assert (rollout["strategy"], rollout["progressDeadline"]) == (strategy, "10m")
+            assert rollout["autoRollback"] is True
+            if strategy == "Canary":  # examples/canary.yaml: the analysis gets a DriftPolicy's defaults
+                assert rollout["analysis"]["prometheus"]["timeout"] == "10s"
+                assert all("for" in metric for metric in rollout["analysis"]["metrics"])
+            else:
+                assert set(rollout) == {"strategy", "progressDeadline", "autoRollback"}
             assert spec["retraining"]["maxConsecutiveFailures"] == 3
             assert spec["retraining"]["historyLimit"] == 5
             assert spec["suspend"] is False

@@ -30,6 +30,7 @@ import yaml
 
 from tests.support import operator as operator_support
 from tests.support.cluster import REPO_ROOT, ClusterInfo, bring_up, install_crds
+from tests.support.resources import request_retrain
 from tests.support.waiting import wait_until
 
 CUSTOMIZATIONS = REPO_ROOT / "argocd" / "resource_customizations" / "perennial.dev"
@@ -48,6 +49,11 @@ def _conditions(status: Status) -> dict[str, dict[str, Any]]:
 def _condition_is(status: Status, type_: str, value: str, reason: str | None = None) -> bool:
     found = _conditions(status).get(type_)
     return found is not None and found["status"] == value and (reason is None or found["reason"] == reason)
+
+
+def _version_state(status: Status, version: str) -> str | None:
+    found = [r for r in status.get("versions") or [] if r["version"] == version]
+    return found[0].get("state") if found else None
 
 
 def normalize(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
@@ -169,6 +175,15 @@ def one_metric(query: str) -> list[dict[str, Any]]:
     return [{"name": "feature_psi", "query": query, "max": 0.2}]
 
 
+def canary(pause: str, query: str | None = None) -> dict[str, Any]:
+    """spec.rollout with strategy Canary: one step at 50% held for ``pause``, and an
+    analysis of error_ratio (max 0.05) read from ``query`` if given."""
+    rollout: dict[str, Any] = {"strategy": "Canary", "steps": [{"weight": 50, "pause": pause}]}
+    if query is not None:
+        rollout["analysis"] = {"interval": "5s", "metrics": [{"name": "error_ratio", "query": query, "max": 0.05}]}
+    return rollout
+
+
 # ---------------------------------------------------------------- the scenarios
 def capture_without_operator(c: Capture) -> None:
     """Created, never reconciled: what Argo CD sees right after a sync, before the operator runs."""
@@ -266,14 +281,7 @@ def capture_modeldeployments(c: Capture) -> None:
     with c.stage(
         "unready-v2", {**SERVER["podLabels"], "perennial.dev/model": "md-rollback", "perennial.dev/version": "2"}
     ):
-        c.cluster.kubectl_run(
-            "annotate",
-            "--overwrite",
-            "modeldeployments/md-rollback",
-            "-n",
-            c.namespace,
-            "perennial.dev/retrain-request=second",
-        )
+        request_retrain(c.cluster, c.namespace, "md-rollback", "second")
         c.wait("ModelDeployment", "md-rollback", lambda s: s.get("phase") == "Rolling", "rolling out v2")
         c.save("ModelDeployment", "md-rollback", "progressing-rolling", "Version 2 rolls out; version 1 still serves.")
         c.wait(
@@ -310,6 +318,69 @@ def capture_modeldeployments(c: Capture) -> None:
             "progressing-unavailable",
             "Version 1 serves, but its replacement pod is not Ready yet.",
         )
+
+
+# Two serving replicas: a canary step at 50% gives the new version one of them.
+CANARY_SERVER: dict[str, Any] = {"replicas": 2}
+
+
+def capture_canaries(c: Capture) -> None:
+    """strategy Canary: a step in its pause, a canary its analysis aborts, and the next
+    version, whose canary passes. The analysis queries are PromQL constants (vector())."""
+    quick = {"sim.perennial.dev/duration": "2s", "sim.perennial.dev/result": GOOD_RESULT}
+    c.apply(modeldeployment("md-canary", quick, serving=CANARY_SERVER, rollout=canary("10m")))
+    c.apply(modeldeployment("md-canary-abort", quick, serving=CANARY_SERVER, rollout=canary("10m", "vector(0.2)")))
+
+    c.wait("ModelDeployment", "md-canary", lambda s: s.get("phase") == "Serving", "serving v1")
+    request_retrain(c.cluster, c.namespace, "md-canary", "second")
+    c.wait(
+        "ModelDeployment",
+        "md-canary",
+        lambda s: (s.get("rollout") or {}).get("stage") == "Step" and bool(s["rollout"].get("pauseStartedAt")),
+        "version 2's canary step paused",
+    )
+    c.save(
+        "ModelDeployment",
+        "md-canary",
+        "progressing-canary-step",
+        "Version 2's canary holds step 1/1 (50%: 1 of 2 replicas) for its 10m pause; version 1 serves the other.",
+    )
+
+    c.wait("ModelDeployment", "md-canary-abort", lambda s: s.get("phase") == "Serving", "serving v1")
+    request_retrain(c.cluster, c.namespace, "md-canary-abort", "second")
+    c.wait(
+        "ModelDeployment",
+        "md-canary-abort",
+        lambda s: _version_state(s, "2") == "RolledBack" and _condition_is(s, "Degraded", "True", "AnalysisFailed"),
+        "version 2's canary aborted",
+    )
+    c.save(
+        "ModelDeployment",
+        "md-canary-abort",
+        "degraded-canary-analysis-failed",
+        "Version 2's canary: error_ratio 0.2 > max 0.05 in its first step; rolled back to version 1.",
+    )
+
+    # Degraded until the next version serves: version 3's canary passes.
+    c.patch("ModelDeployment", "md-canary-abort", {"spec": {"rollout": canary("1s", "vector(0.01)")}})
+    request_retrain(c.cluster, c.namespace, "md-canary-abort", "third")
+    c.wait(
+        "ModelDeployment",
+        "md-canary-abort",
+        lambda s: (
+            s.get("servingVersion") == "3"
+            and s.get("phase") == "Serving"
+            and _condition_is(s, "Ready", "True")
+            and _condition_is(s, "Degraded", "False", "RolloutSucceeded")
+        ),
+        "version 3 serves after its canary",
+    )
+    c.save(
+        "ModelDeployment",
+        "md-canary-abort",
+        "healthy-canary-passed-after-rollback",
+        "After version 2's aborted canary, version 3's passes (error_ratio 0.01, pause 1s) and serves.",
+    )
 
 
 def capture_suspended_modeldeployments(c: Capture) -> None:
@@ -407,6 +478,7 @@ def capture(cluster: ClusterInfo, out: Path, log_path: Path) -> list[Path]:
             assert running.pid is not None
             capture_trainingjobs(c)
             capture_modeldeployments(c)
+            capture_canaries(c)
             capture_suspended_modeldeployments(c)
             capture_driftpolicies(c)
         capture_stale_generations(c)

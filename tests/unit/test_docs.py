@@ -17,7 +17,7 @@ import yaml
 from perennial import settings
 from perennial.api.base import ApiModel
 from perennial.api.driftpolicy import DriftPolicySpec
-from perennial.api.modeldeployment import ModelDeploymentSpec
+from perennial.api.modeldeployment import ModelDeploymentSpec, Rollout
 from perennial.api.trainingjob import TrainingJobSpec
 from tests.support.docs import DOCS, OPERATIONS, README, REPO, anchors, first_cells, links, section
 
@@ -178,3 +178,13 @@ def test_the_readme_shows_each_kind_once_and_each_is_valid() -> None:
         assert obj["apiVersion"] == "perennial.dev/v1alpha1"
         spec = SPEC_MODELS[obj["kind"]].model_validate(obj["spec"])
         assert _missing(obj["spec"], spec.to_api()) == [], f"{obj['kind']}: fields the model does not know"
+
+
+def test_the_readmes_canary_snippet_is_a_valid_rollout() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    snippets = [yaml.safe_load(block) for block in blocks if block.startswith("  rollout:")]
+    assert len(snippets) == 1, "the canary snippet added to the ModelDeployment example"
+    given = snippets[0]["rollout"]
+    rollout = Rollout.model_validate(given)
+    assert rollout.strategy == "Canary"
+    assert _missing(given, rollout.to_api(), "spec.rollout") == []

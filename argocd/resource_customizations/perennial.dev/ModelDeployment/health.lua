@@ -4,6 +4,10 @@
 --   no status, or status.observedGeneration < metadata.generation -> Progressing
 --   phase Failed (nothing serves, the last run failed)            -> Degraded
 --   Degraded condition True (rolled back, stuck, unknown pin)     -> Degraded
+--     a canary its analysis aborted (AnalysisFailed, AnalysisNoData) stays Degraded
+--     until the next version serves (Degraded False, RolloutSucceeded)
+--   a canary in progress (status.rollout.strategy Canary)          -> Progressing
+--     the message names the version, the step and its weight
 --   a rollout in progress (phase Rolling)                          -> Progressing
 --   Ready True                                   -> Healthy, or Suspended with spec.suspend
 --   nothing serving yet: training -> Progressing; a Manual Candidate waiting for
@@ -41,6 +45,29 @@ local function explain(condition, fallback)
     return condition.reason .. ": " .. describe(condition, fallback)
   end
   return describe(condition, fallback)
+end
+
+-- A canary in progress, in words that stay the same for the whole step: where it is, from
+-- status.rollout (the Progressing condition's message for a step in its pause ends with
+-- the moment the pause ends). Holding for want of analysis data (AnalysisInconclusive)
+-- and promoting (Promoting): the condition's own message, which names the metrics.
+local function canaryMessage(spec, rollout, progressing)
+  if progressing == nil or progressing.reason ~= "CanaryStep" or rollout.stage ~= "Step"
+      or rollout.step == nil or rollout.steps == nil or rollout.weight == nil then
+    return describe(progressing, "canary of version " .. tostring(rollout.version))
+  end
+  local where = "version " .. tostring(rollout.version) .. ": canary step " .. rollout.step .. "/" .. rollout.steps
+    .. " at " .. rollout.weight .. "%"
+  local shares = (rollout.canaryReplicas or "?") .. " canary, " .. (rollout.stableReplicas or "?") .. " stable replica(s)"
+  if rollout.pauseStartedAt == nil then
+    return where .. ": waiting for " .. shares .. " to be available"
+  end
+  local steps = spec.rollout ~= nil and spec.rollout.steps or {}
+  local step = steps[rollout.step]
+  if step ~= nil and step.pause ~= nil then
+    return where .. " (" .. shares .. "), paused for " .. step.pause
+  end
+  return where .. " (" .. shares .. "), paused"
 end
 
 -- The newest generation the operator has reconciled: status.observedGeneration, or a
@@ -90,6 +117,10 @@ if isTrue(degraded) then
 end
 
 local progressing = findCondition(status, "Progressing")
+local rollout = status.rollout
+if rollout ~= nil and rollout.strategy == "Canary" then
+  return {status = "Progressing", message = canaryMessage(obj.spec or {}, rollout, progressing)}
+end
 if status.phase == "Rolling" or isTrue(progressing) then
   return {status = "Progressing", message = describe(progressing, "rolling out")}
 end
