@@ -101,7 +101,7 @@ IMPOSTOR_ANSWERS: dict[str, dict[str, Any]] = {
     "buckets_shifted": impostor_buckets("100", "300", "600", "850", "1000"),
     "buckets_nan_bucket": impostor_buckets("400", "NaN", "900", "980", "1000"),
 }
-HANG = "answer_never"
+HANG = "answer_never"  # and any query starting so (answer_never_3): each its own PromQL text
 
 
 @dataclass
@@ -148,7 +148,7 @@ class Impostor:
     async def _answer(self, request: web.Request) -> web.Response:
         query = request.query.get("query", "")
         self.requests.append((request.path, query))
-        if query == HANG:
+        if query.startswith(HANG):
             self.hanging += 1
             try:
                 await self._release.wait()
@@ -273,19 +273,51 @@ def wait_policy(
     return wait_for_status(api, namespace, "driftpolicies", name, observed, what=what, timeout=timeout)
 
 
+def operator_sample(operator: RunningOperator, name: str, labels: dict[str, str]) -> float | None:
+    for family in text_string_to_metric_families(operator.metrics_text()):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+LAST_EVALUATION = "perennial_drift_policy_last_evaluation_timestamp_seconds"
+
+
+def last_evaluation(operator: RunningOperator, namespace: str, name: str = POLICY) -> float:
+    """When the operator last evaluated the policy (Unix seconds; 0 before its first evaluation).
+
+    Status is written only when something changes (and with a heartbeat every 10 minutes),
+    so the operator's gauge, not status.lastEvaluationTime, tells that an evaluation ran.
+    """
+    return operator_sample(operator, LAST_EVALUATION, {"namespace": namespace, "policy": name}) or 0.0
+
+
 def evaluations_after(
-    api: client.ApiClient, namespace: str, status: dict[str, Any], count: int, *, name: str = POLICY
+    operator: RunningOperator,
+    api: client.ApiClient,
+    namespace: str,
+    count: int,
+    *,
+    name: str = POLICY,
+    seen: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Wait until the policy was evaluated ``count`` more intervals after ``status``."""
-    start = evaluated_at(status)
-    return wait_policy(
+    """Wait until the operator evaluated the policy ``count`` more times from now; its status then.
+
+    Evaluations of one policy are at least ``interval`` apart, so ``count`` more have run once
+    its last-evaluation gauge moved ``count`` intervals. Every status read meanwhile goes to ``seen``.
+    """
+    start = wait_until(lambda: last_evaluation(operator, namespace, name), timeout=30, what=f"{name} evaluated")
+    wait_policy(
         api,
         namespace,
-        lambda s: bool(s.get("lastEvaluationTime")) and evaluated_at(s) - start >= timedelta(seconds=count * INTERVAL),
+        lambda _: last_evaluation(operator, namespace, name) >= start + count * INTERVAL,
         what=f"{count} more evaluation(s)",
         timeout=count * (INTERVAL * 1.1 + 2) + 15,
         name=name,
+        seen=seen,
     )
+    return policy_status(api, namespace, name)
 
 
 def mdep_status(api: client.ApiClient, namespace: str) -> dict[str, Any]:
@@ -340,7 +372,11 @@ def breached_exactly_when_due(seen: Sequence[dict[str, Any]], value: float, hold
 
 # ---------------------------------------------------------------- 1. a sustained breach retrains once
 def test_value_out_of_bounds_for_its_duration_triggers_exactly_one_retrain(
-    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    exporter: Exporter,
+    operator_in_process: RunningOperator,
 ) -> None:
     gauge = feature_psi(exporter, HEALTHY)
     serve_v1(perennial_crds, api_client, namespace)
@@ -421,7 +457,7 @@ def test_value_out_of_bounds_for_its_duration_triggers_exactly_one_retrain(
     assert wait_event(api_client, namespace, "MetricBreached")[0] == "Warning"
 
     # Still breached at the next evaluation: no second retrain in this episode.
-    later = evaluations_after(api_client, namespace, drifting, 1)
+    later = evaluations_after(operator_in_process, api_client, namespace, 1)
     assert is_(later, "Drifting", "True")
     assert later["triggerCount"] == 1
     assert training_jobs(api_client, namespace).keys() == {"churn-v1", "churn-v2"}
@@ -429,7 +465,11 @@ def test_value_out_of_bounds_for_its_duration_triggers_exactly_one_retrain(
 
 # ---------------------------------------------------------------- 2. cooldown
 def test_staying_breached_through_the_cooldown_triggers_no_second_retrain(
-    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    exporter: Exporter,
+    operator_in_process: RunningOperator,
 ) -> None:
     feature_psi(exporter, DRIFTED)
     serve_v1(perennial_crds, api_client, namespace)
@@ -440,23 +480,76 @@ def test_staying_breached_through_the_cooldown_triggers_no_second_retrain(
     # v2 is trained and served, and the target's own 1s cooldown is long over: from now on
     # only the policy's cooldown can hold a retrain back.
     wait_for_status(api_client, namespace, "modeldeployments", TARGET, served("2"), what="v2 served", timeout=60)
-    start = policy_status(api_client, namespace)
     seen: list[dict[str, Any]] = []
-    wait_policy(
-        api_client,
-        namespace,
-        lambda s: evaluated_at(s) - evaluated_at(start) >= timedelta(seconds=2 * INTERVAL),
-        what="two more evaluations",
-        timeout=2 * (INTERVAL * 1.1 + 2) + 15,
-        seen=seen,
-    )
+    final = evaluations_after(operator_in_process, api_client, namespace, 2, seen=seen)
     assert all(metric0(s)["breached"] is True for s in seen), "the gauge stayed high: every evaluation breaches"
-    final = policy_status(api_client, namespace)
     assert is_(final, "Drifting", "True"), final
     assert final["triggerCount"] == 1
     assert final["lastTrainingJob"] == "churn-v2"
     assert training_jobs(api_client, namespace).keys() == {"churn-v1", "churn-v2"}
     assert mdep_status(api_client, namespace)["latestVersion"] == "2"
+
+
+# ---------------------------------------------------------------- 2b. status is written when something changes
+def test_a_value_moving_within_its_bounds_writes_nothing_and_a_crossing_is_written_at_once(
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    exporter: Exporter,
+    operator_in_process: RunningOperator,
+) -> None:
+    """Every evaluation sets the operator's gauges (the value, the evaluation time); the
+    DriftPolicy itself (its resourceVersion) stays as the first evaluation wrote it while the
+    value stays within [0, 0.2], and the evaluation that reads a value out of bounds writes it."""
+    gauge = feature_psi(exporter, HEALTHY)
+    serve_v1(perennial_crds, api_client, namespace)
+    wait_scraped(perennial_crds, psi_query(exporter), HEALTHY)
+    apply(perennial_crds, namespace, dpol([psi_metric(exporter)]))
+    settled = wait_policy(
+        api_client,
+        namespace,
+        lambda s: metric0(s).get("value") == HEALTHY and is_(s, "Ready", "True"),
+        what="the first evaluation written",
+    )
+    version = get_custom(api_client, namespace, "driftpolicies", POLICY)["metadata"]["resourceVersion"]
+    events = policy_events(api_client, namespace)
+    first = last_evaluation(operator_in_process, namespace)
+    value_series = {"namespace": namespace, "policy": POLICY, "metric": "feature_psi"}
+
+    def read_by_an_evaluation(value: float) -> float:
+        """Wait for an evaluation after now that read ``value``; its time."""
+        after = last_evaluation(operator_in_process, namespace)
+        return wait_until(
+            lambda: (
+                last_evaluation(operator_in_process, namespace) > after
+                and operator_sample(operator_in_process, "perennial_drift_metric_value", value_series) == value
+                and last_evaluation(operator_in_process, namespace)
+            ),
+            timeout=2 * INTERVAL * 1.1 + 10,
+            what=f"an evaluation that read {value}",
+        )
+
+    # Steady, then moving within its bounds: one evaluation at least for each value.
+    for value in (HEALTHY, 0.07, 0.11, 0.06):
+        gauge.set(value)
+        wait_scraped(perennial_crds, psi_query(exporter), value)
+        latest = read_by_an_evaluation(value)
+    assert latest - first >= 3 * INTERVAL, "evaluated all along"
+    idle = get_custom(api_client, namespace, "driftpolicies", POLICY)
+    assert idle["metadata"]["resourceVersion"] == version, "an evaluation that changed nothing wrote the policy"
+    assert idle["status"] == settled
+    assert policy_events(api_client, namespace) == events
+
+    # Out of bounds: the evaluation that reads it writes it.
+    gauge.set(DRIFTED)
+    read_by_an_evaluation(DRIFTED)
+    out = wait_policy(
+        api_client, namespace, lambda s: metric0(s).get("value") == DRIFTED, what="the crossing written", timeout=5
+    )
+    crossed = last_evaluation(operator_in_process, namespace)
+    assert 0 <= crossed - evaluated_at(out).timestamp() < 1, "written by the evaluation that read it"
+    assert metric0(out)["breachedSince"] == out["lastEvaluationTime"]
+    assert metric0(out)["breached"] is True
 
 
 # ---------------------------------------------------------------- 3. recovery
@@ -485,7 +578,11 @@ def test_recovery_clears_drifting(
 
 # ---------------------------------------------------------------- 4. Observe is a dry run
 def test_observe_never_creates_a_training_job(
-    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, exporter: Exporter
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    exporter: Exporter,
+    operator_in_process: RunningOperator,
 ) -> None:
     feature_psi(exporter, DRIFTED)
     serve_v1(perennial_crds, api_client, namespace)
@@ -501,7 +598,7 @@ def test_observe_never_creates_a_training_job(
     assert TARGET in message
     assert "feature_psi" in message
 
-    later = evaluations_after(api_client, namespace, observed, 1)
+    later = evaluations_after(operator_in_process, api_client, namespace, 1)
     assert later["triggerCount"] == 1
     assert training_jobs(api_client, namespace).keys() == {"churn-v1"}
     target = mdep_status(api_client, namespace)
@@ -609,6 +706,7 @@ def test_unreachable_prometheus_is_not_ready_and_never_retrains(
     api_client: client.ApiClient,
     exporter: Exporter,
     endpoints: Endpoints,
+    operator_in_process: RunningOperator,
 ) -> None:
     feature_psi(exporter, DRIFTED)  # the real data would breach
     serve_v1(perennial_crds, api_client, namespace)
@@ -630,7 +728,7 @@ def test_unreachable_prometheus_is_not_ready_and_never_retrains(
     assert "value" not in entry
     assert is_(status, "Drifting", "False"), status
 
-    later = evaluations_after(api_client, namespace, status, 1)
+    later = evaluations_after(operator_in_process, api_client, namespace, 1)
     assert cond(later, "Ready")["reason"] == "PrometheusUnreachable"
     assert not later.get("triggerCount")
     assert training_jobs(api_client, namespace).keys() == {"churn-v1"}
@@ -698,14 +796,6 @@ def test_query_errors_are_explained(
 
 
 # ---------------------------------------------------------------- 9. the operator's own metrics
-def operator_sample(operator: RunningOperator, name: str, labels: dict[str, str]) -> float | None:
-    for family in text_string_to_metric_families(operator.metrics_text()):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return None
-
-
 def test_drift_values_and_triggers_are_in_the_operator_metrics(
     perennial_crds: ClusterInfo,
     namespace: str,
@@ -743,7 +833,11 @@ def no_retrain_asked(seen: Sequence[dict[str, Any]]) -> None:
 
 
 def test_values_that_are_not_numbers_and_oversized_answers_are_explained_and_never_retrain(
-    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, endpoints: Endpoints
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    endpoints: Endpoints,
+    operator_in_process: RunningOperator,
 ) -> None:
     serve_v1(perennial_crds, api_client, namespace)
     at = {"url": endpoints.impostor.url, "timeout": "5s"}
@@ -786,7 +880,11 @@ def test_values_that_are_not_numbers_and_oversized_answers_are_explained_and_nev
         assert status["lastEvaluationTime"], "status is written"
         assert is_(status, "Drifting", "False", "NoData"), (name, status)
         # A second evaluation gives the same answer, and still asks for nothing.
-        later = evaluations_after(api_client, namespace, status, 1, name=name) if name == "plus-inf" else status
+        if name == "plus-inf":
+            later = evaluations_after(operator_in_process, api_client, namespace, 1, name=name)
+            assert later == status, "the same error again: status is not written again"
+        else:
+            later = status
         no_retrain_asked([*seen, later])
         assert cond(later, "Ready")["reason"] == reason
     assert training_jobs(api_client, namespace).keys() == {"churn-v1"}
@@ -803,14 +901,18 @@ def test_an_endpoint_that_hangs_does_not_hold_back_other_policies(
     feature_psi(exporter, HEALTHY)
     apply(perennial_crds, namespace, mdep())
     wait_scraped(perennial_crds, psi_query(exporter), HEALTHY)
-    # More hanging policies than the controller has workers; the CRD's longest timeout.
+    # More hanging policies than the controller has workers, each with a query of its own
+    # (identical ones would share one request); the CRD's longest timeout.
     workers = DriftPolicyController.workers
     hanging = [f"hang-{i}" for i in range(workers + 4)]
     at = {"url": endpoints.impostor.url, "timeout": MAX_TIMEOUT}
     apply(
         perennial_crds,
         namespace,
-        "\n---\n".join(json.dumps(dpol([impostor_metric(HANG)], name=name, prometheus=at)) for name in hanging),
+        "\n---\n".join(
+            json.dumps(dpol([impostor_metric(f"{HANG}_{i}")], name=name, prometheus=at))
+            for i, name in enumerate(hanging)
+        ),
     )
     wait_until(
         lambda: endpoints.impostor.hanging >= workers,
@@ -830,6 +932,37 @@ def test_an_endpoint_that_hangs_does_not_hold_back_other_policies(
     assert endpoints.impostor.hanging >= workers, "the hanging queries were still open"
     for name in hanging:
         assert "lastEvaluationTime" not in policy_status(api_client, namespace, name), name
+
+
+def test_identical_queries_of_several_policies_in_flight_together_are_sent_once(
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    endpoints: Endpoints,
+    operator_in_process: RunningOperator,
+) -> None:
+    """Five policies with the same query to the same endpoint: one request, which the impostor
+    holds open, answers them all; the operator counts the four others as shared."""
+    shared = {"outcome": "shared"}
+    before = operator_sample(operator_in_process, "perennial_prometheus_queries_total", shared) or 0.0
+    apply(perennial_crds, namespace, mdep())
+    query = f"{HANG}_shared"
+    at = {"url": endpoints.impostor.url, "timeout": MAX_TIMEOUT}
+    apply(
+        perennial_crds,
+        namespace,
+        "\n---\n".join(json.dumps(dpol([impostor_metric(query)], name=f"same-{i}", prometheus=at)) for i in range(5)),
+    )
+
+    wait_until(
+        lambda: (
+            (operator_sample(operator_in_process, "perennial_prometheus_queries_total", shared) or 0.0) - before >= 4
+        ),
+        timeout=45,
+        what="four policies waiting for the first one's request",
+    )
+    assert [q for _, q in endpoints.impostor.requests if q == query] == [query], "sent once"
+    assert endpoints.impostor.hanging == 1
 
 
 @pytest.mark.parametrize("operator_env", [{"PERENNIAL_PROMETHEUS_MAX_TIMEOUT": "2s"}], indirect=True)
@@ -864,7 +997,11 @@ def test_the_api_refuses_a_timeout_over_5m(perennial_crds: ClusterInfo, namespac
 
 
 def test_a_url_not_allowed_gets_a_condition_and_no_request_is_sent(
-    perennial_crds: ClusterInfo, namespace: str, api_client: client.ApiClient, endpoints: Endpoints
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    endpoints: Endpoints,
+    operator_in_process: RunningOperator,
 ) -> None:
     apply(perennial_crds, namespace, mdep())
     impostor, bystander = endpoints.impostor, endpoints.bystander
@@ -894,9 +1031,7 @@ def test_a_url_not_allowed_gets_a_condition_and_no_request_is_sent(
     for name in allowed:
         status = wait_policy(api_client, namespace, lambda s: is_(s, "Ready", "True"), what="Ready True", name=name)
         assert metric0(status)["value"] == HEALTHY
-    later = evaluations_after(
-        api_client, namespace, policy_status(api_client, namespace, "elsewhere"), 1, name="elsewhere"
-    )
+    later = evaluations_after(operator_in_process, api_client, namespace, 1, name="elsewhere")
     assert cond(later, "Ready")["reason"] == "EndpointNotAllowed"
 
     assert bystander.requests == [], "a refused endpoint was asked"
@@ -947,7 +1082,7 @@ def test_three_drift_retrains_not_better_stop_the_fourth_until_a_person_asks(
     assert operator_sample(operator_in_process, "perennial_model_automatic_retrains", held | {"state": "Active"}) == 0
 
     # The policy keeps asking and keeps being told no: two more evaluations start nothing.
-    evaluations_after(api_client, namespace, policy_status(api_client, namespace), 2)
+    evaluations_after(operator_in_process, api_client, namespace, 2)
     assert set(training_jobs(api_client, namespace)) == {"churn-v1", "churn-v2", "churn-v3", "churn-v4"}
     answer = next(a for a in mdep_status(api_client, namespace)["driftRequests"] if a["policy"] == POLICY)
     assert (answer["result"], answer["reason"]) == ("Suppressed", "NoImprovement")

@@ -4,6 +4,7 @@ needed to check the weights the operator writes on a route's backends)."""
 from __future__ import annotations
 
 from localcluster.build import gateway_api_crds
+
 from tests.support.cluster import ClusterInfo
 from tests.support.waiting import wait_until
 

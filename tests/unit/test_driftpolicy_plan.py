@@ -275,7 +275,7 @@ CASES = [
         target=serving(OTHER_POLICY),
         expected={
             "observedGeneration": 2,
-            "lastEvaluationTime": NOW_TEXT,
+            "lastEvaluationTime": T_EVALUATED,  # nothing a reader cares about changed: status stays
             "metrics": [BREACHED],
             "retrainRequest": PENDING,
         },
@@ -289,7 +289,7 @@ CASES = [
         target=serving(answer("Started", T_OUT, trainingJob="churn-v2")),
         expected={
             "observedGeneration": 2,
-            "lastEvaluationTime": NOW_TEXT,
+            "lastEvaluationTime": T_EVALUATED,  # nothing a reader cares about changed: status stays
             "metrics": [BREACHED],
             "lastTriggerTime": T_OUT,
             "triggerCount": 1,
@@ -333,7 +333,7 @@ CASES = [
         status=evaluated(WITHIN, ("False", "WithinBounds", "no sustained breach")),
         target=serving(answer("Started", "2026-01-01T09:00:00Z", trainingJob="churn-v2")),
         value=HEALTHY,
-        expected={"observedGeneration": 2, "lastEvaluationTime": NOW_TEXT, "metrics": [WITHIN]},
+        expected={"observedGeneration": 2, "lastEvaluationTime": T_EVALUATED, "metrics": [WITHIN]},  # unchanged
         ready=READY,
         drifting=("False", "WithinBounds", "no sustained breach"),
         counts=[EVALUATED_OK],
@@ -687,21 +687,52 @@ def test_answer_to_absorb(status: dict[str, Any], target: dict[str, Any] | None,
     assert (answer_to_absorb(observe(case)) is not None) is absorbed
 
 
+HALF_A_MINUTE_AGO = datetime(2026, 1, 1, 11, 59, 30, tzinfo=UTC)
+HEARTBEAT_WRITTEN = {"lastEvaluationTime": "2026-01-01T11:52:00Z", "observedGeneration": 2}  # 8 minutes ago
+
+
 @pytest.mark.parametrize(
-    ("status", "generation", "seconds"),
+    ("status", "remembered", "generation", "seconds"),
     [
-        ({}, 2, 0.0),
-        ({"lastEvaluationTime": T_EVALUATED, "observedGeneration": 2}, 2, 0.0),
-        ({"lastEvaluationTime": "2026-01-01T11:59:30Z", "observedGeneration": 2}, 2, 30.0),
-        ({"lastEvaluationTime": "2026-01-01T11:59:30Z", "observedGeneration": 1}, 2, 0.0),
+        ({}, None, 2, 0.0),
+        ({"lastEvaluationTime": T_EVALUATED, "observedGeneration": 2}, None, 2, 0.0),
+        ({"lastEvaluationTime": "2026-01-01T11:59:30Z", "observedGeneration": 2}, None, 2, 30.0),
+        ({"lastEvaluationTime": "2026-01-01T11:59:30Z", "observedGeneration": 1}, None, 2, 0.0),
+        (HEARTBEAT_WRITTEN, HALF_A_MINUTE_AGO, 2, 30.0),
+        (HEARTBEAT_WRITTEN, None, 2, -420.0),  # overdue: now
+        ({}, HALF_A_MINUTE_AGO, 2, 30.0),
+        ({"lastEvaluationTime": "2026-01-01T11:59:50Z", "observedGeneration": 2}, HALF_A_MINUTE_AGO, 2, 50.0),
     ],
-    ids=["never evaluated", "an interval ago", "half an interval ago", "the spec changed since"],
+    ids=[
+        "never evaluated",
+        "an interval ago",
+        "half an interval ago",
+        "the spec changed since",
+        "status is an old heartbeat: the controller's memory counts",
+        "a new leader with an old heartbeat evaluates at once",
+        "evaluated, not written yet",
+        "the later of memory and status",
+    ],
 )
-def test_evaluation_due_in(status: dict[str, Any], generation: int, seconds: float) -> None:
+def test_evaluation_due_in(
+    status: dict[str, Any], remembered: datetime | None, generation: int, seconds: float
+) -> None:
     due = evaluation_due_in(
-        DriftPolicySpec.model_validate(spec()), DriftPolicyStatus.model_validate(status), generation, NOW
+        DriftPolicySpec.model_validate(spec()), DriftPolicyStatus.model_validate(status), generation, NOW, remembered
     )
     assert due == seconds
+
+
+def test_between_evaluations_the_next_one_is_due_an_interval_after_the_remembered_one() -> None:
+    case = Case(
+        "",
+        status=evaluated(BREACHED, ASKED, retrainRequest=PENDING) | {"lastEvaluationTime": "2026-01-01T11:52:00Z"},
+        target=serving(STARTED),
+        evaluate=False,
+    )
+    plan = plan_driftpolicy(dataclasses.replace(observe(case), last_evaluation=HALF_A_MINUTE_AGO))
+    assert plan.requeue_after == 30.0
+    assert plan.status.trigger_count == 1, "the answer is recorded"
 
 
 def test_promoted_at_is_the_serving_versions_promotion() -> None:

@@ -177,12 +177,15 @@ class DriftPolicySpec(ApiModel):
 
 
 class DriftMetricStatus(ApiModel):
-    """The last evaluation of one metric."""
+    """One metric as of the last status write."""
 
     name: str
     """The metric."""
     value: float | None = None
-    """Its value (absent when there was no data or an error)."""
+    """Its value when status was last written (absent when there was no data or an error). Status is
+    written when the value crosses a bound, when anything else here changes, and with the heartbeat
+    (see lastEvaluationTime), not at every evaluation: the latest value is the operator's metric
+    perennial_drift_metric_value."""
     min: float | None = None
     """Its lower bound."""
     max: float | None = None
@@ -192,7 +195,8 @@ class DriftMetricStatus(ApiModel):
     breached_since: datetime | None = None
     """When it left [min, max]."""
     error: str | None = None
-    """Why there is no value (NoData, a query error)."""
+    """Why there is no value (NoData, a query error). A new error, or one that ends, is written at
+    once; a change only in the numbers it quotes (a count of observations) waits for the next write."""
 
 
 class RetrainRequest(ApiModel):
@@ -212,9 +216,13 @@ class DriftPolicyStatus(ApiModel):
     observed_generation: int | None = None
     """The metadata.generation this status describes."""
     last_evaluation_time: datetime | None = None
-    """When the metrics were last evaluated."""
+    """When the metrics were evaluated for the last status write: a heartbeat, not every evaluation.
+    Status is written when something a reader cares about changes (observedGeneration, a metric's
+    value crossing a bound, breached, breachedSince or error, a condition, retrainRequest, a trigger)
+    and otherwise at the first evaluation at least max(10 x interval, 10m) after this time. The time
+    of every evaluation is the operator's metric perennial_drift_policy_last_evaluation_timestamp_seconds."""
     metrics: list[DriftMetricStatus] | None = None
-    """The last value of each metric."""
+    """Each metric as of the last status write."""
     last_trigger_time: datetime | None = None
     """When the policy last asked for a retrain (or, with Observe, would have)."""
     trigger_count: int | None = None

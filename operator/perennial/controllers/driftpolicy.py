@@ -4,7 +4,12 @@ Each policy is a work-queue key that re-queues itself every ``interval`` (plus u
 jitter, so a thousand policies do not query in lockstep); all policies share one async
 HTTP client. Watch events (including the status this controller writes) only re-queue
 the key: a policy evaluated less than ``interval`` ago waits for its turn, so events cost
-no queries.
+no queries. When each policy was last evaluated is this controller's memory, not status:
+status is written only when something a reader cares about changes, and with a heartbeat
+(``perennial.domain.driftpolicy`` says exactly when), so an idle policy costs no API
+writes. A replica that starts leading remembers nothing and evaluates each policy at once
+(unless its status was written less than ``interval`` ago). Every evaluation sets the
+policy's gauges: its metrics' values and its last evaluation time.
 
 Prometheus is never awaited by a work-queue worker. A due policy's queries run as one
 task of its own (at most one per policy; its metrics queried concurrently, each request
@@ -84,6 +89,9 @@ class DriftPolicyController(Controller):
         super().__init__(cluster)
         self.reader = reader
         self._evaluations: dict[Key, _Evaluation] = {}
+        # When each policy was last evaluated, and which generation: the schedule's clock
+        # (status.lastEvaluationTime is only a heartbeat).
+        self._last_evaluated: dict[Key, tuple[int | None, datetime]] = {}
         cluster.driftpolicies.subscribe(self._policy_event)
         cluster.modeldeployments.subscribe(self._model_event)
 
@@ -91,6 +99,7 @@ class DriftPolicyController(Controller):
         if event_type == "DELETED":
             namespace, name = key_of(body)
             self._cancel((namespace, name))
+            self._last_evaluated.pop((namespace, name), None)
             metrics.forget_policy(namespace, name)
             return
         self.queue.add(key_of(body))
@@ -104,26 +113,31 @@ class DriftPolicyController(Controller):
     async def stop(self) -> None:
         for key in list(self._evaluations):
             self._cancel(key)
+        self._last_evaluated.clear()  # leading again later, this replica evaluates afresh
         await super().stop()
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.cluster.driftpolicies.get(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self._cancel(key)
+            self._last_evaluated.pop(key, None)
             return None
         metadata = body["metadata"]
         spec = DriftPolicySpec.model_validate(body.get("spec") or {})
         status = DriftPolicyStatus.model_validate(body.get("status") or {})
         now = datetime.now(UTC)
+        generation = metadata.get("generation")
+        evaluated = self._last_evaluated.get(key)
         observed = ObservedPolicy(
             name=metadata["name"],
             namespace=metadata["namespace"],
-            generation=metadata.get("generation"),
+            generation=generation,
             spec=spec,
             status=status,
             target=self._target(metadata["namespace"], spec),
             now=now,
             created=parse_time(metadata.get("creationTimestamp")),
+            last_evaluation=evaluated[1] if evaluated is not None and evaluated[0] == generation else None,
         )
         if spec.suspend:
             self._cancel(key)
@@ -141,7 +155,7 @@ class DriftPolicyController(Controller):
             results = evaluation.task.result()  # a bug in the task raises here: the queue retries
             return await self._record(body, status, observed, evaluation.url, results)
         self._cancel(key)  # results of a spec edited while it was queried: evaluate the new one
-        remaining = evaluation_due_in(spec, status, observed.generation, now)
+        remaining = evaluation_due_in(spec, status, observed.generation, now, observed.last_evaluation)
         if remaining > 0:
             if answer_to_absorb(observed) is not None:
                 await self._execute(body, status, plan_driftpolicy(dataclasses.replace(observed, evaluate=False)))
@@ -174,13 +188,16 @@ class DriftPolicyController(Controller):
         url: str,
         results: dict[str, MetricResult],
     ) -> float | None:
-        """Plan from an evaluation's results, export the values, write status."""
+        """Plan from an evaluation's results, export the values and the time, write status (if worth it)."""
         plan = plan_driftpolicy(dataclasses.replace(observed, results=results, prometheus_url=url or None))
         if results and observed.target is not None:  # evaluated, and its target still exists
             metrics.set_drift_values(
                 observed.namespace, observed.name, observed.spec.target_ref.name, values_of(results)
             )
+        metrics.set_drift_evaluated(observed.namespace, observed.name, observed.now.timestamp())
         await self._execute(body, status, plan)
+        # Remembered once written: a write refused (409) plans again from a fresh evaluation.
+        self._last_evaluated[key_of(body)] = (observed.generation, observed.now)
         return _jittered(plan.requeue_after) if plan.requeue_after is not None else None
 
     def _cancel(self, key: Key) -> None:

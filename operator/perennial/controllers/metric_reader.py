@@ -12,6 +12,15 @@ The endpoints come from the operator's settings and, with an endpoints file, fro
 file, which the leader reads again within ``ENDPOINTS_RELOAD_SECONDS`` of a change (a
 mounted Secret is updated in place; an invalid new version is logged and the endpoints
 loaded before stay in use). The operator never reads a Secret of a user's namespace.
+
+Identical queries in flight at the same moment are sent once: a query to the same
+endpoint (the same URL, or the same named endpoint with the same credentials), with the
+same expanded expression, evaluation time (``at``: none, or a ``sincePromotion``
+baseline's), timeout and byte cap as one already in flight waits for that request's
+answer instead of sending its own (``perennial_prometheus_queries_total{outcome="shared"}``).
+Nothing is cached: the entry goes when the request ends, so a later evaluation asks
+again. Policies that read one shared series (a fleet-wide metric) at the same time, a new
+leader evaluating every policy at once, cost Prometheus one request per distinct query.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +71,18 @@ def _raised(answer: dict[str, Any] | BaseException) -> dict[str, Any]:
     return answer
 
 
+QueryKey = tuple[Endpoint, str, datetime | None, float, int]
+"""What makes two queries the same: endpoint, expanded expression, ``at``, timeout, byte cap."""
+
+
+@dataclass
+class _InFlight:
+    """One request to Prometheus and the queries waiting for its answer."""
+
+    task: asyncio.Task[dict[str, Any]]
+    waiting: int = field(default=0)
+
+
 @dataclass(frozen=True)
 class Target:
     """Where one set of metrics is read: the choice, and what to send requests to (None: nothing)."""
@@ -83,6 +104,7 @@ class MetricReader:
         self._refused_message = ""  # why, logged once
         self._reloading: asyncio.Task[None] | None = None
         self._logged_endpoints = ""
+        self._in_flight: dict[QueryKey, _InFlight] = {}
         self._use_endpoints(settings.prometheus_endpoints)
 
     @property
@@ -212,12 +234,9 @@ class MetricReader:
         """One metric's value from Prometheus, or why there is none."""
         timeout, told = self._timeout(timeout_text, endpoint)
         cap = self.settings.prometheus_max_response_bytes
-        prometheus = self.prometheus
 
         async def query(expression: str, at: datetime | None = None) -> dict[str, Any]:
-            return await prometheus.query(
-                endpoint, expand(expression), timeout_seconds=timeout, at=at, max_response_bytes=cap
-            )
+            return await self._query((endpoint, expand(expression), at, timeout, cap))
 
         try:
             if metric.query is not None:
@@ -251,6 +270,41 @@ class MetricReader:
             return MetricResult(error="NonFiniteValue", message=str(error))
         except drift.DriftDataError as error:
             return MetricResult(error="QueryError", message=str(error))
+
+    async def _query(self, key: QueryKey) -> dict[str, Any]:
+        """One instant query's ``data``: the answer to an identical request in flight, or a new request's.
+
+        The request runs as a task of its own, so a caller cancelled (its policy edited or
+        deleted) does not cancel it for the others; once nobody waits for it, it is
+        cancelled. Every caller gets the same answer, or the same error.
+        """
+        shared = self._in_flight.get(key)
+        if shared is None:
+            endpoint, expression, at, timeout, cap = key
+            request = self.prometheus.query(
+                endpoint, expression, timeout_seconds=timeout, at=at, max_response_bytes=cap
+            )
+            shared = self._in_flight[key] = _InFlight(asyncio.ensure_future(request))
+            shared.task.add_done_callback(lambda _: self._drop(key, shared))
+            metrics.PROMETHEUS_QUERIES.labels(outcome="sent").inc()
+        else:
+            metrics.PROMETHEUS_QUERIES.labels(outcome="shared").inc()
+        shared.waiting += 1
+        try:
+            return await asyncio.shield(shared.task)
+        finally:
+            shared.waiting -= 1
+            if shared.waiting == 0 and not shared.task.done():
+                # Every query waiting for it was cancelled: so is the request, and a query
+                # arriving now sends its own rather than wait for a cancelled one.
+                self._drop(key, shared)
+                shared.task.cancel()
+
+    def _drop(self, key: QueryKey, shared: _InFlight) -> None:
+        if self._in_flight.get(key) is shared:
+            del self._in_flight[key]
+        if shared.task.done() and not shared.task.cancelled():
+            shared.task.exception()  # retrieved: every waiter has it, asyncio need not log it
 
 
 def values_of(results: Mapping[str, MetricResult]) -> dict[str, float | None]:

@@ -23,15 +23,43 @@ A request nobody answered yet is kept while the policy drifts and withdrawn when
 stops holding (or the target is gone). A target that started a run for a request withdrawn
 a moment too late still answers ``Started``; that run is recorded as a trigger too, so
 ``triggerCount`` counts every retrain the policy caused.
+
+When status is written (``status_worth_writing``): not at every evaluation. An evaluation
+writes status only when something a reader cares about changed, compared with status as
+it is in the API server (``reader_view``):
+
+- ``observedGeneration`` (a spec edit), ``retrainRequest``, ``lastTriggerTime``,
+  ``triggerCount``, ``lastTrainingJob``;
+- a metric's ``breached``, ``breachedSince`` (set when its value leaves ``[min, max]``,
+  cleared when it comes back or has no value), its bounds, the side of its bounds its value
+  is on (below ``min``, inside, above ``max``, or no value), its ``error`` (appearing,
+  clearing, or changing other than in the numbers it quotes);
+- a condition's status, reason or message (other than in the numbers it quotes: the
+  value in ``feature_psi=0.31 > max 0.2``, a count of observations);
+- the heartbeat: ``lastEvaluationTime`` at least ``heartbeat(spec)`` = max(10 * interval,
+  10m) old.
+
+Otherwise status stays exactly as it is (no write, and no Event: every Event tells of a
+written change). Whenever status is written, all of it is current: ``lastEvaluationTime``,
+every metric's ``value`` and ``error`` text, and the messages with the values they quote.
+So a message that quotes a value states it as of the last write (the breach's start, a
+change, or the heartbeat), together with the ``metrics[].value`` written with it; the
+latest value and evaluation time of every policy are the operator's metrics
+(``perennial_drift_metric_value``, ``perennial_drift_policy_last_evaluation_timestamp_seconds``).
+The breach clock still survives a restart: ``breachedSince`` is written when the value
+leaves its bounds. The evaluation schedule does not depend on ``lastEvaluationTime``
+either: the controller remembers when it last evaluated each policy
+(``ObservedPolicy.last_evaluation``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from perennial.api.base import Condition
@@ -63,6 +91,10 @@ NO_PROMETHEUS = (
 # than transient faults: each change of them is also a Warning Event.
 _CONFIGURATION_PROBLEMS = ("EndpointUnknown", "EndpointNotAllowed", "PrometheusUnauthorized")
 _LISTED_ENDPOINTS = 20  # endpoint names a message lists at most
+HEARTBEAT_INTERVALS = 10
+HEARTBEAT_MINIMUM = timedelta(minutes=10)
+# A number as messages quote them: 0.31, 1e-05, 250, the parts of a timestamp.
+_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -101,19 +133,88 @@ class ObservedPolicy:
     created: datetime | None = None
     """The policy's creationTimestamp: answers to requests older than the policy belong to
     an earlier policy of the same name."""
+    last_evaluation: datetime | None = None
+    """When the controller last evaluated this generation of the policy, from its memory
+    (status is not written at every evaluation); None: not since this replica started leading."""
 
 
 # ---------------------------------------------------------------- helpers for the controller
-def evaluation_due_in(spec: DriftPolicySpec, status: DriftPolicyStatus, generation: int | None, now: datetime) -> float:
+def evaluation_due_in(
+    spec: DriftPolicySpec,
+    status: DriftPolicyStatus,
+    generation: int | None,
+    now: datetime,
+    last_evaluation: datetime | None = None,
+) -> float:
     """Seconds until the next evaluation is due; zero or less: evaluate now.
 
-    An edited spec (a generation not evaluated yet) is due at once; otherwise every
-    ``interval`` after ``lastEvaluationTime``, whatever woke the policy.
+    Every ``interval`` after the last evaluation of this generation, whatever woke the
+    policy. The last evaluation is the later of ``last_evaluation`` (the controller's
+    memory of this generation) and ``status.lastEvaluationTime`` when status describes
+    this generation: that one is a heartbeat, possibly older than the last evaluation, so
+    a replica that just started leading evaluates at once unless status was written less
+    than ``interval`` ago. An edited spec (a generation not evaluated yet) is due at once.
     """
-    last = status.last_evaluation_time
-    if last is None or status.observed_generation != generation:
+    last = last_evaluation
+    written = status.last_evaluation_time
+    if written is not None and status.observed_generation == generation:
+        last = written if last is None else max(last, written)
+    if last is None:
         return 0.0
     return parse_duration(spec.interval).total_seconds() - (now - last).total_seconds()
+
+
+def heartbeat(spec: DriftPolicySpec) -> timedelta:
+    """How old ``status.lastEvaluationTime`` grows before an evaluation that changes nothing
+    else writes status anyway: max(10 * interval, 10m)."""
+    return max(HEARTBEAT_INTERVALS * parse_duration(spec.interval), HEARTBEAT_MINIMUM)
+
+
+def steady(text: str) -> str:
+    """``text`` with every number it quotes replaced by ``#``: messages and errors that differ
+    only in a value, a count or a time say the same thing to a reader."""
+    return _NUMBER.sub("#", text)
+
+
+def reader_view(status: DriftPolicyStatus) -> dict[str, Any]:
+    """What of ``status`` a reader cares about: two statuses with the same view need no write.
+
+    All of status but ``lastEvaluationTime``; of each metric's ``value``, only the side of
+    its bounds it lies on; errors and condition messages up to the numbers they quote.
+    """
+    view = status.to_api()
+    view.pop("lastEvaluationTime", None)
+    for entry, metric in zip(view.get("metrics") or [], status.metrics or [], strict=True):
+        entry["value"] = _side(metric)
+        if "error" in entry:
+            entry["error"] = steady(entry["error"])
+    for condition in view.get("conditions") or []:
+        condition["message"] = steady(condition.get("message", ""))
+    return view
+
+
+def _side(metric: DriftMetricStatus) -> str | None:
+    """Where a metric's value lies: below min, inside [min, max], above max; None: no value."""
+    value = metric.value
+    if value is None:
+        return None
+    if metric.min is not None and value < metric.min:
+        return "below"
+    if metric.max is not None and value > metric.max:
+        return "above"
+    return "inside"
+
+
+def status_worth_writing(before: DriftPolicyStatus, after: DriftPolicyStatus, spec: DriftPolicySpec) -> bool:
+    """Whether an evaluation's new status ``after`` is written over ``before``.
+
+    Yes when the reader's view changed (``reader_view``), or for the heartbeat: the
+    status's ``lastEvaluationTime`` is ``heartbeat(spec)`` older than the evaluation's.
+    """
+    last, now = before.last_evaluation_time, after.last_evaluation_time
+    if last is None or now is None or now - last >= heartbeat(spec):
+        return True
+    return reader_view(before) != reader_view(after)
 
 
 def allowed_endpoint(url: str, allowed: Iterable[str]) -> str | None:
@@ -309,13 +410,22 @@ def plan_driftpolicy(observed: ObservedPolicy) -> Plan[DriftPolicyStatus]:
     if not observed.evaluate:
         if answered is not None:
             _answer_condition(work, _states_from_status(work), answered)
-        plan.later(evaluation_due_in(observed.spec, observed.status, observed.generation, observed.now))
+        plan.later(
+            evaluation_due_in(
+                observed.spec, observed.status, observed.generation, observed.now, observed.last_evaluation
+            )
+        )
         return plan
     states = _evaluate(work)
     _apply_rule(work, states, answered)
     work.status.last_evaluation_time = plan.now
     work.status.observed_generation = observed.generation
     plan.later(parse_duration(observed.spec.interval).total_seconds())
+    if not status_worth_writing(observed.status, plan.status, observed.spec):
+        # Nothing a reader cares about changed: status stays as written (the values and
+        # the evaluation time are the operator's metrics), and no Event tells of a change.
+        plan.status = observed.status.model_copy(deep=True)
+        plan.events.clear()
     return plan
 
 
@@ -364,7 +474,10 @@ def _answer_condition(work: _Pass, states: Sequence[drift.MetricState], answered
     """Drifting says what the target answered; a new suppression is also an Event."""
     if drift.drifting(states, work.spec.trigger.when):
         message = _breach(work, states) + answered.suffix
-        if work.plan.condition("Drifting", "True", "MetricsBreached", message) and answered.suppressed:
+        before = get_condition(work.conditions, "Drifting")
+        told = before is not None and before.status == "True" and steady(before.message) == steady(message)
+        work.plan.condition("Drifting", "True", "MetricsBreached", message)
+        if answered.suppressed and not told:  # the same suppression, up to the value quoted, is told once
             work.plan.event("Normal", "RetrainSuppressed", message)
     elif answered.suppressed:
         work.plan.event("Normal", "RetrainSuppressed", answered.suffix.removeprefix("; "))
@@ -546,6 +659,6 @@ def _asked(work: _Pass, breach: str) -> str:
     last = _latest_answer(work.observed)
     if previous is not None and previous.status == "True" and last is not None and last.result == "Suppressed":
         kept = breach + _suppressed_suffix(last)
-        if previous.message == kept:
+        if steady(previous.message) == steady(kept):  # the value quoted may have moved since
             return kept
     return f"{breach}; asked {work.target_name} to retrain"

@@ -488,7 +488,8 @@ def _render_policy(policy: PolicyView, now: datetime) -> list[str]:
     action = "Retrain" if policy.action == "Retrain" else "Observe (dry run)"
     facts = [f"action {action}", f"when {policy.when}"]
     if policy.last_evaluation_time is not None:
-        facts.append(f"evaluated {ago(policy.last_evaluation_time, now)}")
+        # Status is written on a change or a heartbeat, not at each evaluation (api.md).
+        facts.append(f"status as of {ago(policy.last_evaluation_time, now)}")
     if policy.trigger_count:
         facts.append(f"triggered {policy.trigger_count}x, last {ago(policy.last_trigger_time, now)}")
     if policy.cooldown_ends_at is not None:
