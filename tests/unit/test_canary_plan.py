@@ -17,7 +17,7 @@ import pytest
 from perennial.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
 from perennial.domain import canary
 from perennial.domain import modeldeployment as md
-from perennial.domain.driftpolicy import MetricResult
+from perennial.domain.driftpolicy import MetricResult, metric_status
 from perennial.domain.modeldeployment_plan import ObservedModel, plan_modeldeployment
 from perennial.domain.plan import ChildRef, Count, Plan
 from tests.unit.test_modeldeployment_plan import (
@@ -478,7 +478,7 @@ def test_the_analysis_is_read_every_interval_during_a_pause_and_once_at_its_end(
 def test_the_verdict_of_a_reading(values: Mapping[str, float | None], final: bool, result: str) -> None:
     spec = canary_spec()
     states = canary.analysis_states(spec, [], reading(at=timedelta(0), **values))
-    assert canary.verdict([canary.metric_status(s) for s in states], final=final).result == result
+    assert canary.verdict([metric_status(s) for s in states], final=final).result == result
 
 
 # ---------------------------------------------------------------- traffic by an HTTPRoute

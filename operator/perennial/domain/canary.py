@@ -234,18 +234,6 @@ def analysis_states(
     return states
 
 
-def metric_status(state: drift.MetricState) -> DriftMetricStatus:
-    return DriftMetricStatus(
-        name=state.name,
-        value=state.value,
-        min=state.bounds.min,
-        max=state.bounds.max,
-        breached=state.breached,
-        breached_since=state.breached_since,
-        error=state.error,
-    )
-
-
 Verdict = Literal["Passed", "Failed", "Inconclusive"]
 
 

@@ -525,7 +525,7 @@ def _evaluate(work: _Pass) -> list[drift.MetricState]:
             plan.event("Warning", "MetricBreached", f"{state.detail} for {metric.for_}")
         states.append(state)
     plan.count("drift_evaluations", result="error" if problem else "success")
-    work.status.metrics = [_metric_status(s) for s in states]
+    work.status.metrics = [metric_status(s) for s in states]
     if problem is not None:
         reason, message = problem
         event = "Warning" if reason in _CONFIGURATION_PROBLEMS else None
@@ -561,7 +561,8 @@ def _problem(name: str, result: MetricResult) -> tuple[str, str] | None:
     return None
 
 
-def _metric_status(state: drift.MetricState) -> DriftMetricStatus:
+def metric_status(state: drift.MetricState) -> DriftMetricStatus:
+    """A metric's state as status shows it (a DriftPolicy's metrics, a canary's analysis)."""
     return DriftMetricStatus(
         name=state.name,
         value=state.value,

@@ -46,6 +46,7 @@ from perennial.domain.canary import AnalysisReading
 from perennial.domain.children import controlled_by
 from perennial.domain.conditions import get_condition
 from perennial.domain.cron import InvalidScheduleError
+from perennial.domain.driftpolicy import metric_status
 from perennial.domain.plan import ChildRef, Plan
 from perennial.domain.text import shorten
 from perennial.domain.timeutil import format_time, truncate
@@ -650,7 +651,7 @@ def _read_analysis(work: _Pass, rollout: RolloutStatus) -> list[DriftMetricStatu
     for state in states:
         if state.breached and not any(m.name == state.name and m.breached for m in previous):
             work.plan.event("Warning", "AnalysisMetricBreached", f"version {rollout.version}: {state.detail}")
-    rollout.analysis = [canary.metric_status(state) for state in states]
+    rollout.analysis = [metric_status(state) for state in states]
     rollout.last_analysis_time = reading.time
     return rollout.analysis
 
