@@ -24,6 +24,7 @@ import yaml
 from kubernetes import client, watch
 from prometheus_client import Gauge
 
+from tests.e2e.test_printer_columns import table
 from tests.support import operator as operator_support
 from tests.support.cluster import ClusterInfo, ScrapeTargets
 from tests.support.exporter import Exporter, serve_exporter, wait_scraped
@@ -426,6 +427,8 @@ def test_a_pin_cancels_a_canary_and_a_pinned_version_rolls_out_at_once(
     serve_v1(perennial_crds, api_client, namespace, model)
     request_retrain(perennial_crds, namespace, MODEL, "pin")
     wait_status(api_client, namespace, "canary step 1 paused", at_step(1, paused=True))
+    _, rows = table(perennial_crds, namespace, "modeldeployments", "-o", "wide")
+    assert (rows[MODEL]["PHASE"], rows[MODEL]["STEP"], rows[MODEL]["CANARY"]) == ("Rolling", "1", "25")
 
     perennial_crds.kubectl_run(
         "patch", "-n", namespace, f"mdep/{MODEL}", "--type=merge", "-p", '{"spec": {"pinnedVersion": "1"}}'

@@ -101,7 +101,8 @@ def test_kubectl_get_wide_says_what_serves_where_and_why_something_is_not_fine(
     assert headers == ["NAME", "SERVING", "LATEST", "PHASE", "READY", "LAST RETRAIN", "AGE"]
     headers, rows = table(cluster, namespace, "modeldeployments", "-o", "wide")
     assert headers == [
-        "NAME", "SERVING", "LATEST", "PHASE", "READY", "LAST RETRAIN", "AUTO RETRAIN", "AGE", "URL", "MESSAGE",
+        "NAME", "SERVING", "LATEST", "PHASE", "READY", "LAST RETRAIN", "AUTO RETRAIN", "STEP", "CANARY", "AGE",
+        "URL", "MESSAGE",
     ]  # fmt: skip
     churn = rows["churn"]
     assert (churn["SERVING"], churn["PHASE"], churn["READY"], churn["AUTO RETRAIN"]) == (
