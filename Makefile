@@ -46,7 +46,7 @@ test: lint ## lint, then every test tier against one shared local cluster
 	$(BIN)/python -m localcluster build --profile full >/dev/null
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-.PHONY: test-unit test-integration test-e2e
+.PHONY: test-unit test-integration test-e2e test-real
 test-unit: install ## pure logic only, no cluster
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 test-integration: install ## against the `api` profile (etcd + kube-apiserver)
@@ -55,6 +55,9 @@ test-integration: install ## against the `api` profile (etcd + kube-apiserver)
 test-e2e: install ## against the `full` profile
 	$(BIN)/python -m localcluster build --profile full >/dev/null
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+# Not part of `make test` or CI: the `real` node changes this machine (a bridge, cgroups).
+test-real: install ## pods that really run: against a cluster from `make cluster-up PROFILE=real` (skips without one)
+	$(BIN)/pytest tests/real $(PYTEST_ARGS)
 
 .PHONY: crds
 crds: install ## regenerate crds/ and the API reference docs/api.md from the pydantic models in operator/perennial/api
@@ -73,7 +76,7 @@ lint: install ## ruff, mypy and the import-layering contracts
 	$(BIN)/lint-imports
 
 .PHONY: cluster-up cluster-down cluster-status cluster-build
-cluster-up: install ## start the local cluster (PROFILE=api|full); prints the path of cluster.env
+cluster-up: install ## start the local cluster (PROFILE=api|full|real); prints the path of cluster.env
 	$(BIN)/python -m localcluster up --profile $(PROFILE)
 cluster-down: install ## stop the local cluster and delete its state
 	$(BIN)/python -m localcluster down

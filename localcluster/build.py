@@ -11,6 +11,13 @@ control plane is compiled from the Go module proxy:
 - kwok and helm have no replace directives, so plain ``go install pkg@version`` works.
 - Prometheus and promtool come from Debian's package, unpacked into the cache with
   ``dpkg-deb -x`` (no service is installed or started on the machine).
+- The ``real`` profile's node: kubelet and kube-proxy from the same Kubernetes module and
+  version (their own wrapper module, so the control plane's stays as it was built);
+  containerd 2.x, its runc shim and ctr, and the CNI plugins by ``go install``; runc
+  and ``nft`` (for kube-proxy, with its two libraries) from Debian's packages, unpacked
+  like Prometheus. Its images (``ensure_images``) are built here too, from no registry:
+  see images.py; the Python base comes from ``mmdebstrap`` (Debian's package, unpacked)
+  run against the machine's own Debian sources.
 
 Binaries live in ``$PERENNIAL_CACHE`` (default ``~/.cache/perennial``) under a
 directory per version, so a second run builds nothing and a version bump rebuilds
@@ -29,12 +36,21 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from localcluster import versions
+from localcluster import images, versions
 from localcluster.errors import ClusterError, tail
 
 PROGRESS_INTERVAL_SECONDS = 30
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+KUBERNETES_NODE_COMMANDS = ("kubelet", "kube-proxy")
+CONTAINERD_COMMANDS = ("containerd", "containerd-shim-runc-v2", "ctr")
+# The CNI plugins a one-node bridge network needs, by their package in the plugins module.
+CNI_PLUGINS = {
+    "bridge": "plugins/main/bridge",
+    "host-local": "plugins/ipam/host-local",
+    "loopback": "plugins/main/loopback",
+    "portmap": "plugins/meta/portmap",
+}
 
 
 def cache_root() -> Path:
@@ -54,7 +70,18 @@ def binary_paths() -> dict[str, Path]:
     paths["helm"] = bin_dir("helm", versions.HELM) / "helm"
     paths["prometheus"] = bin_dir("prometheus", "debian") / "prometheus"
     paths["promtool"] = bin_dir("prometheus", "debian") / "promtool"
+    paths.update({name: k8s / name for name in KUBERNETES_NODE_COMMANDS})
+    paths.update({name: bin_dir("containerd", versions.CONTAINERD) / name for name in CONTAINERD_COMMANDS})
+    paths["runc"] = bin_dir("runc", "debian") / "runc"
+    # kube-proxy's nftables mode runs `nft`: Debian's, unpacked with its two libraries.
+    paths["nft"] = bin_dir("nftables", "debian") / "nft"
+    paths.update({name: cni_bin_dir() / name for name in CNI_PLUGINS})
     return paths
+
+
+def cni_bin_dir() -> Path:
+    """The directory containerd's CRI plugin searches for CNI plugins (all of them, nothing else)."""
+    return bin_dir("cni-plugins", versions.CNI_PLUGINS)
 
 
 PROFILE_BINARIES = {
@@ -69,6 +96,19 @@ PROFILE_BINARIES = {
         "helm",
         "prometheus",
         "promtool",
+    ),
+    # A real node instead of kwok: pods really run (issue 17). No kwok, no Prometheus yet.
+    "real": (
+        "etcd",
+        "kube-apiserver",
+        "kubectl",
+        "kube-controller-manager",
+        "kube-scheduler",
+        *KUBERNETES_NODE_COMMANDS,
+        *CONTAINERD_COMMANDS,
+        "runc",
+        *CNI_PLUGINS,
+        "nft",
     ),
 }
 
@@ -172,13 +212,13 @@ def _version_ldflags(kubernetes_version: str) -> str:
     return " ".join(flags)
 
 
-def _wrapper_module(directory: Path) -> None:
+def _wrapper_module(directory: Path, name: str = "controlplane") -> None:
     """Write the go.mod that lets the go command build k8s.io/kubernetes commands."""
     minor_version = "v0." + versions.KUBERNETES.lstrip("v").split(".", 1)[1]
     replaces = "\n".join(f"\t{module} => {module} {minor_version}" for module in _staging_modules(versions.KUBERNETES))
     go_line = versions.GO_TOOLCHAIN.removeprefix("go").rsplit(".", 1)[0] + ".0"
     (directory / "go.mod").write_text(
-        f"module perennial.dev/localcluster/controlplane\n\ngo {go_line}\n\n"
+        f"module perennial.dev/localcluster/{name}\n\ngo {go_line}\n\n"
         f"require (\n\tk8s.io/kubernetes {versions.KUBERNETES}\n"
         f"\tgo.etcd.io/etcd/server/v3 {versions.ETCD}\n)\n\nreplace (\n{replaces}\n)\n"
     )
@@ -238,6 +278,69 @@ def _build_control_plane(wanted: Iterable[str]) -> None:
         _install(staging, paths["etcd"].parent)
 
 
+def _build_node(wanted: Iterable[str]) -> None:
+    """kubelet and kube-proxy, from their own wrapper module beside the control plane's.
+
+    Same Kubernetes module and version, same replaces and the same compile cache; a
+    separate module only so that the control plane's go.sum is never touched.
+    """
+    paths = binary_paths()
+    missing = [name for name in KUBERNETES_NODE_COMMANDS if name in wanted and not paths[name].exists()]
+    if not missing:
+        return
+    source = cache_root() / "src" / f"node-{versions.KUBERNETES}"
+    source.mkdir(parents=True, exist_ok=True)
+    env = _go_env()
+    if not (source / "go.sum").exists():
+        _wrapper_module(source, "node")
+        packages = [f"k8s.io/kubernetes/cmd/{name}@{versions.KUBERNETES}" for name in KUBERNETES_NODE_COMMANDS]
+        _run("node-modules", ["go", "get", *packages], source, env)
+    staging = Path(tempfile.mkdtemp(dir=cache_root()))
+    _run(
+        "kubernetes-node",
+        [
+            "go",
+            "build",
+            "-trimpath",
+            "-ldflags",
+            _version_ldflags(versions.KUBERNETES),
+            "-o",
+            f"{staging}/",
+            *[f"k8s.io/kubernetes/cmd/{name}" for name in missing],
+        ],
+        source,
+        env,
+    )
+    _install(staging, paths[missing[0]].parent)
+
+
+def _build_containerd(wanted: Iterable[str]) -> None:
+    paths = binary_paths()
+    if not any(name in wanted and not paths[name].exists() for name in CONTAINERD_COMMANDS):
+        return
+    module = "github.com/containerd/containerd/v2"
+    # containerd's own Makefile tags: no man-page generator; btrfs needs cgo (off here).
+    _go_install_packages(
+        "containerd",
+        [f"{module}/cmd/{name}@{versions.CONTAINERD}" for name in CONTAINERD_COMMANDS],
+        paths["containerd"].parent,
+        ldflags=f"-s -w -X {module}/version.Version={versions.CONTAINERD}",
+        tags="urfave_cli_no_docs no_btrfs",
+    )
+
+
+def _build_cni_plugins(wanted: Iterable[str]) -> None:
+    paths = binary_paths()
+    if not any(name in wanted and not paths[name].exists() for name in CNI_PLUGINS):
+        return
+    module = "github.com/containernetworking/plugins"
+    _go_install_packages(
+        "cni-plugins",
+        [f"{module}/{package}@{versions.CNI_PLUGINS}" for package in CNI_PLUGINS.values()],
+        cni_bin_dir(),
+    )
+
+
 def _install(staging: Path, destination: Path) -> None:
     """Move freshly built binaries into the cache; a half-finished build never lands there."""
     destination.mkdir(parents=True, exist_ok=True)
@@ -250,33 +353,161 @@ def _go_install(name: str, package: str, version: str) -> None:
     target = binary_paths()[name]
     if target.exists():
         return
+    _go_install_packages(name, [f"{package}@{version}"], target.parent)
+
+
+def _go_install_packages(
+    step: str, packages: list[str], destination: Path, ldflags: str = "-s -w", tags: str = ""
+) -> None:
+    """`go install` packages of one module at one version into ``destination``."""
     staging = Path(tempfile.mkdtemp(dir=cache_root()))
     env = _go_env()
     env["GOBIN"] = str(staging)
-    _run(name, ["go", "install", "-trimpath", "-ldflags", "-s -w", f"{package}@{version}"], staging, env)
-    _install(staging, target.parent)
+    args = ["go", "install", "-trimpath", "-ldflags", ldflags]
+    if tags:
+        args += ["-tags", tags]
+    _run(step, [*args, *packages], staging, env)
+    _install(staging, destination)
 
 
-def _install_prometheus() -> None:
-    paths = binary_paths()
-    if paths["prometheus"].exists() and paths["promtool"].exists():
+def _install_debian(
+    package: str, files: dict[str, str], destination: Path, also: tuple[str, ...] = (), wrappers: str = ""
+) -> None:
+    """Unpack ``files`` (name -> path inside the .debs) of Debian packages into ``destination``.
+
+    ``apt-get download`` + ``dpkg-deb -x``: nothing is installed on the machine. ``also``
+    are further packages unpacked into the same tree (libraries the machine lacks);
+    ``wrappers`` names a file of ``files`` to wrap in a script that finds those libraries.
+    """
+    if all((destination / name).exists() for name in files):
         return
     work = Path(tempfile.mkdtemp(dir=cache_root()))
-    download = ["apt-get", "download", "prometheus"]
+    download = ["apt-get", "download", package, *also]
     if subprocess.run(download, cwd=work, capture_output=True).returncode != 0:
         # A fresh machine has no package lists yet.
         _run("apt-update", ["apt-get", "update"], work, dict(os.environ))
-        _run("prometheus-download", download, work, dict(os.environ))
-    debs = list(work.glob("prometheus_*.deb"))
-    if not debs:
-        raise ClusterError(f"apt-get download prometheus left no .deb in {work}")
-    _run("prometheus-unpack", ["dpkg-deb", "-x", str(debs[0]), "root"], work, dict(os.environ))
+        _run(f"{package}-download", download, work, dict(os.environ))
+    for name in (package, *also):
+        debs = list(work.glob(f"{name}_*.deb"))
+        if not debs:
+            raise ClusterError(f"apt-get download {name} left no .deb in {work}")
+        _run(f"{name}-unpack", ["dpkg-deb", "-x", str(debs[0]), "root"], work, dict(os.environ))
     staging = work / "out"
     staging.mkdir()
-    for tool in ("prometheus", "promtool"):
-        shutil.copy2(work / "root" / "usr" / "bin" / tool, staging / tool)
-    _install(staging, paths["prometheus"].parent)
+    for name, inside in files.items():
+        shutil.copy2(work / "root" / inside, staging / name, follow_symlinks=True)
+    if wrappers:
+        os.replace(staging / wrappers, staging / f"{wrappers}.real")
+        script = staging / wrappers
+        script.write_text(
+            f'#!/bin/sh\nhere="$(dirname "$(readlink -f "$0")")"\n'
+            f'LD_LIBRARY_PATH="$here" exec "$here/{wrappers}.real" "$@"\n'
+        )
+        script.chmod(0o755)
+    _install(staging, destination)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _install_prometheus() -> None:
+    files = {"prometheus": "usr/bin/prometheus", "promtool": "usr/bin/promtool"}
+    _install_debian("prometheus", files, binary_paths()["prometheus"].parent)
+
+
+PAUSE_VERSION = "3.10.2"  # build/pause/Makefile's TAG in k8s.io/kubernetes v1.36.3
+PAUSE_IMAGE = f"localhost/perennial/pause:{PAUSE_VERSION}"
+BUSYBOX_IMAGE = "localhost/perennial/busybox:debian"
+PYTHON_IMAGE = "localhost/perennial/python:debian"
+# Debian's sources as configured on this machine: mmdebstrap reads them from this file.
+DEBIAN_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
+
+
+def image_archives() -> dict[str, Path]:
+    """The OCI archives the `real` node imports into containerd, by image name."""
+    directory = cache_root() / "images"
+    return {
+        PAUSE_IMAGE: directory / f"pause-{PAUSE_VERSION}-{versions.KUBERNETES}.tar",
+        BUSYBOX_IMAGE: directory / "busybox-debian.tar",
+        PYTHON_IMAGE: directory / f"python-debian-{_debian_codename()}.tar",
+    }
+
+
+def _debian_codename() -> str:
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            return line.split("=", 1)[1].strip('"')
+    raise ClusterError("no VERSION_CODENAME in /etc/os-release: is this Debian?")
+
+
+def _python_base_image(archive: Path) -> None:
+    """A Debian root filesystem with python3 (mmdebstrap, from Debian's package) as a one-layer image."""
+    tool = bin_dir("mmdebstrap", "debian")
+    _install_debian("mmdebstrap", {"mmdebstrap": "usr/bin/mmdebstrap"}, tool)
+    sources = next((path for path in DEBIAN_SOURCES if path.exists()), None)
+    if sources is None:
+        raise ClusterError(f"none of {[str(p) for p in DEBIAN_SOURCES]} exists: mmdebstrap needs Debian's sources")
+    work = Path(tempfile.mkdtemp(dir=cache_root()))
+    command = [
+        str(tool / "mmdebstrap"),
+        "--mode=root",
+        "--variant=minbase",
+        # venv and `python`: what the project's Dockerfile runs on its base image.
+        "--include=python3,python3-venv,python-is-python3",
+        # /dev is the runtime's to fill; no device nodes in an image layer.
+        "--skip=output/dev",
+        "--format=tar",
+        _debian_codename(),
+        str(work / "rootfs.tar"),
+        str(sources),
+    ]
+    _run("python-base", command, work, {**os.environ, "SOURCE_DATE_EPOCH": "0"})
+    layer = (work / "rootfs.tar").read_bytes()
+    env = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8")
+    _write_atomically(archive, images.oci_archive_of_layer(PYTHON_IMAGE, layer, env=env, cmd=["python3"]))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def ensure_images() -> dict[str, Path]:
+    """Build (once) the node's images: the pod sandbox and a static busybox. No registry involved."""
+    archives = image_archives()
+    directory = archives[PAUSE_IMAGE].parent
+    directory.mkdir(parents=True, exist_ok=True)
+    if not archives[PAUSE_IMAGE].exists():
+        source = Path(json.loads(_module_download(f"k8s.io/kubernetes@{versions.KUBERNETES}"))["Dir"])
+        work = Path(tempfile.mkdtemp(dir=cache_root()))
+        # As build/pause/Makefile does, without its cross-compiling image.
+        flags = ["-Os", "-Wall", "-Werror", "-static", f"-DVERSION=v{PAUSE_VERSION}-perennial"]
+        _run("pause", ["gcc", *flags, "-o", "pause", str(source / "build/pause/linux/pause.c")], work, dict(os.environ))
+        files = {"pause": images.ImageFile((work / "pause").read_bytes())}
+        _write_atomically(archives[PAUSE_IMAGE], images.oci_archive(PAUSE_IMAGE, files, ["/pause"]))
+        shutil.rmtree(work, ignore_errors=True)
+    if not archives[BUSYBOX_IMAGE].exists():
+        busybox = bin_dir("busybox", "debian")
+        _install_debian("busybox-static", {"busybox": "bin/busybox"}, busybox)
+        files = {"bin/busybox": images.ImageFile((busybox / "busybox").read_bytes())}
+        archive = images.oci_archive(BUSYBOX_IMAGE, files, ["/bin/busybox"])
+        _write_atomically(archives[BUSYBOX_IMAGE], archive)
+    if not archives[PYTHON_IMAGE].exists():
+        _python_base_image(archives[PYTHON_IMAGE])
+    return archives
+
+
+def _module_download(module: str) -> str:
+    result = subprocess.run(
+        ["go", "mod", "download", "-json", module],
+        capture_output=True,
+        text=True,
+        env={**_go_env(), "GOFLAGS": "-mod=mod"},
+        cwd=cache_root(),
+    )
+    if result.returncode != 0:
+        raise ClusterError(f"go mod download {module} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(content)
+    os.replace(tmp, path)
 
 
 def ensure_binaries(profile: str) -> dict[str, Path]:
@@ -284,6 +515,9 @@ def ensure_binaries(profile: str) -> dict[str, Path]:
     wanted = PROFILE_BINARIES[profile]
     cache_root().mkdir(parents=True, exist_ok=True)
     paths = binary_paths()
+    if "containerd" in wanted:
+        # The real node's images need no binary of the cluster; build them first (seconds).
+        ensure_images()
     if all(paths[name].exists() for name in wanted):
         return paths
     started = time.monotonic()
@@ -299,5 +533,24 @@ def ensure_binaries(profile: str) -> dict[str, Path]:
         _go_install("helm", "helm.sh/helm/v3/cmd/helm", versions.HELM)
     if "prometheus" in wanted:
         _install_prometheus()
+    _build_node(wanted)
+    _build_containerd(wanted)
+    _build_cni_plugins(wanted)
+    if "runc" in wanted:
+        _install_debian("runc", {"runc": "usr/sbin/runc"}, binary_paths()["runc"].parent)
+    if "nft" in wanted:
+        lib = "usr/lib/x86_64-linux-gnu"
+        _install_debian(
+            "nftables",
+            # The install goes last: "nft" is what marks it complete.
+            {
+                "libnftables.so.1": f"{lib}/libnftables.so.1",
+                "libnftnl.so.11": f"{lib}/libnftnl.so.11",
+                "nft": "usr/sbin/nft",
+            },
+            binary_paths()["nft"].parent,
+            also=("libnftables1", "libnftnl11"),
+            wrappers="nft",
+        )
     print(f"control plane binaries ready in {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
     return paths

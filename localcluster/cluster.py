@@ -4,8 +4,11 @@ Profiles:
   api   etcd + kube-apiserver (RBAC on, default admission plugins)
   full  api + kube-controller-manager, kube-scheduler, kwok (a fake node, pod Stages)
         and a Prometheus server whose scrape targets come from a file_sd file
+  real  api + kube-controller-manager, kube-scheduler and a real node instead of kwok:
+        containerd, runc, the CNI bridge and a kubelet (node.py); pods really run
 
-Everything listens on 127.0.0.1 at ports chosen free at first start. State (PKI, etcd
+Everything listens on 127.0.0.1 at ports chosen free at first start (the real node's
+kubelet on its bridge address, which exists only on this machine). State (PKI, etcd
 data, logs, PIDs) lives in one directory; ``cluster.env`` there tells scripts and
 people where the cluster is. Processes are stopped by their recorded PID only, and
 only after checking that the PID still runs the binary that was started.
@@ -30,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localcluster import build, pki, versions
+from localcluster import build, node, pki, versions
 from localcluster.errors import ClusterError, tail
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,10 +45,29 @@ POD_CIDR = "10.244.0.0/16"
 FAKE_NODE = "kwok-node-0"
 
 # Start order; stop runs in reverse.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "prometheus")
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "containerd",
+    "kubelet",
+    "kube-proxy",
+    "kwok",
+    "prometheus",
+)
 PROFILE_COMPONENTS = {
     "api": ("etcd", "kube-apiserver"),
-    "full": COMPONENTS,
+    "full": ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "prometheus"),
+    "real": (
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "containerd",
+        "kubelet",
+        "kube-proxy",
+    ),
 }
 
 
@@ -237,6 +259,9 @@ class LocalCluster:
             "kube-apiserver": self._start_apiserver,
             "kube-controller-manager": self._start_controller_manager,
             "kube-scheduler": self._start_scheduler,
+            "containerd": self._start_containerd,
+            "kubelet": self._start_kubelet,
+            "kube-proxy": self._start_kube_proxy,
             "kwok": self._start_kwok,
             "prometheus": self._start_prometheus,
         }
@@ -251,6 +276,8 @@ class LocalCluster:
                 starters[name]()
         if "kwok" in components:
             self._wait_for_node()
+        if "kubelet" in components:
+            self._wait_for_real_node()
         if "kube-controller-manager" in components:
             _wait(
                 "the default ServiceAccount (kube-controller-manager's serviceaccount controller)",
@@ -285,14 +312,16 @@ class LocalCluster:
         self.logs.mkdir(parents=True, exist_ok=True)
         for old_log in self.logs.glob("*.log"):
             old_log.unlink()
-        self.state = State(ports={name: _free_port() for name in (*COMPONENTS, "etcd-peer")})
+        self.state = State(
+            ports={name: _free_port() for name in (*COMPONENTS, "etcd-peer", "kubelet-healthz", "kube-proxy-metrics")}
+        )
         pki.generate(self.pki)
         server = f"https://127.0.0.1:{self.state.ports['kube-apiserver']}"
         for client in pki.CLIENTS:
             pki.write_kubeconfig(self.dir / f"{client.name}.kubeconfig", self.pki, server, client.name)
         self.state.save(self.dir)
 
-    def _spawn(self, name: str, args: list[str]) -> dict[str, object]:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
         binary = str(self.binaries[name])
         log_path = self.logs / f"{name}.log"
         with log_path.open("ab") as log:
@@ -303,6 +332,7 @@ class LocalCluster:
                 stdin=subprocess.DEVNULL,
                 cwd=self.dir,
                 start_new_session=True,
+                env=env,
             )
         record: dict[str, object] = {"pid": process.pid, "binary": binary, "log": str(log_path)}
         self.state.processes[name] = record
@@ -337,9 +367,19 @@ class LocalCluster:
 
     def _start_apiserver(self) -> None:
         p = self.pki
+        kubelet_client = []
+        # A cluster whose PKI predates this identity (started by older code) runs without it.
+        if (p / "apiserver-kubelet-client.crt").exists():
+            kubelet_client = [
+                f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+            ]
         record = self._spawn(
             "kube-apiserver",
             [
+                *kubelet_client,
+                # The real node's name resolves nowhere: dial its InternalIP, never ask a DNS server.
+                "--kubelet-preferred-address-types=InternalIP",
                 f"--etcd-servers=http://127.0.0.1:{self.state.ports['etcd']}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
@@ -504,6 +544,131 @@ class LocalCluster:
             self.logs / "kwok.log",
         )
 
+    # ------------------------------------------------------------------ the real node
+    def _node_paths(self) -> node.NodePaths:
+        return node.NodePaths(self.dir / "node")
+
+    def ctr(self, *args: str) -> str:
+        """``ctr`` against the node's containerd, in the CRI's namespace."""
+        socket_path = self._node_paths().containerd_socket
+        result = subprocess.run(
+            [str(self.binaries["ctr"]), "--address", str(socket_path), "--namespace", "k8s.io", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"ctr {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def _start_containerd(self) -> None:
+        paths = self._node_paths()
+        node.check_host(fresh=not paths.containerd.exists())
+        node.ensure_bridge()
+        for directory in (paths.containerd, paths.cni_conf_dir, paths.cni_ipam_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        paths.containerd_config.write_text(
+            node.containerd_config(paths, self.binaries["runc"], build.cni_bin_dir(), build.PAUSE_IMAGE)
+        )
+        (paths.cni_conf_dir / f"10-{node.CNI_NETWORK}.conflist").write_text(node.cni_conflist(paths))
+        # containerd finds its runc shim on PATH.
+        env = {**os.environ, "PATH": f"{self.binaries['containerd'].parent}:{os.environ.get('PATH', '')}"}
+        record = self._spawn("containerd", ["--config", str(paths.containerd_config)], env)
+        _wait(
+            "containerd",
+            lambda: paths.containerd_socket.exists() and bool(self.ctr("version")),
+            60,
+            self.logs / "containerd.log",
+            record,
+        )
+        # No registry: the node's images are built here and imported (images.py).
+        for archive in build.ensure_images().values():
+            self.ctr("images", "import", "--platform", "linux/amd64", str(archive))
+
+    def _start_kubelet(self) -> None:
+        paths = self._node_paths()
+        for directory in (paths.kubelet, paths.pod_logs):
+            directory.mkdir(parents=True, exist_ok=True)
+        paths.resolv_conf.write_text("")
+        paths.kubelet_config.write_text(
+            node.kubelet_config(
+                paths, self.state.ports["kubelet"], self.state.ports["kubelet-healthz"], self.pki / "ca.crt"
+            )
+        )
+        node.save_sysctls(paths)
+        record = self._spawn("kubelet", node.kubelet_args(paths, self.dir / "kubelet.kubeconfig"))
+        _wait(
+            "kubelet",
+            lambda: self._get(f"http://127.0.0.1:{self.state.ports['kubelet-healthz']}/healthz")[0] == 200,
+            90,
+            self.logs / "kubelet.log",
+            record,
+        )
+
+    def _start_kube_proxy(self) -> None:
+        config = self._node_paths().root / "kube-proxy.json"
+        ports = self.state.ports
+        config.write_text(
+            node.kube_proxy_config(self.dir / "kube-proxy.kubeconfig", ports["kube-proxy"], ports["kube-proxy-metrics"])
+        )
+        # Its nftables mode runs `nft`: Debian's, from the cache (build.py), first on PATH.
+        env = {**os.environ, "PATH": f"{self.binaries['nft'].parent}:{os.environ.get('PATH', '')}"}
+        record = self._spawn("kube-proxy", [f"--config={config}", "--v=1"], env)
+        _wait(
+            "kube-proxy",
+            lambda: self._get(f"http://127.0.0.1:{ports['kube-proxy']}/healthz")[0] == 200,
+            90,
+            self.logs / "kube-proxy.log",
+            record,
+        )
+
+    def _wait_for_real_node(self) -> None:
+        _wait(
+            f"node {node.NODE_NAME} Ready (kubelet)",
+            lambda: (
+                self.kubectl(
+                    "get", "node", node.NODE_NAME, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
+                ).strip()
+                == "True"
+            ),
+            120,
+            self.logs / "kubelet.log",
+        )
+
+    def _drain_real_node(self) -> None:
+        """Let the kubelet stop the node's pods (CNI teardown included) before the node goes away."""
+        running = set(self.running())
+        if not {"kube-apiserver", "kubelet", "containerd"} <= running:
+            return
+        # Nothing may recreate the pods while they go.
+        self._stop("kube-controller-manager")
+        try:
+            self.kubectl(
+                "delete",
+                "pods",
+                "--all-namespaces",
+                f"--field-selector=spec.nodeName={node.NODE_NAME}",
+                "--grace-period=1",
+                "--wait=false",
+            )
+            _wait("the node's pods stopped", lambda: not self.ctr("tasks", "list", "--quiet").strip(), 60)
+        except ClusterError as error:
+            print(f"  draining {node.NODE_NAME} did not finish, cleaning up by force: {error}", file=sys.stderr)
+
+    def _clean_real_node(self) -> None:
+        """Undo what the node did on this machine: containers, shims, mounts, bridge, sysctls, cgroups."""
+        paths = self._node_paths()
+        if not paths.containerd.exists():
+            return
+        node.kill_containers(self.binaries["runc"], paths)
+        node.kill_shims(self.binaries["containerd-shim-runc-v2"], paths)
+        node.unmount_under(self.dir)
+        node.remove_nft_tables(self.binaries["nft"])
+        node.remove_bridge()
+        node.restore_sysctls(paths)
+        node.remove_pod_cgroups()
+        shutil.rmtree(paths.root, ignore_errors=True)
+
     def _start_prometheus(self) -> None:
         directory = self.dir / "prometheus"
         directory.mkdir(parents=True, exist_ok=True)
@@ -542,9 +707,15 @@ class LocalCluster:
         lines = [
             "# Written by `make cluster-up`; source it: `. " + str(self.env_file) + "`",
             f"KUBECONFIG={self.admin_kubeconfig}",
-            f"PERENNIAL_CLUSTER_PROFILE={'full' if 'kwok' in running else 'api'}",
+            f"PERENNIAL_CLUSTER_PROFILE={_profile_of(running)}",
             f"KUBECTL={self.binaries['kubectl']}",
         ]
+        if "containerd" in running:
+            lines += [
+                f"CONTAINERD_ADDRESS={self._node_paths().containerd_socket}",
+                f"CTR={self.binaries['ctr']}",
+                f"REAL_NODE={node.NODE_NAME}",
+            ]
         if "prometheus" in running:
             lines += [
                 f"PROMETHEUS_URL={self.prometheus_url()}",
@@ -582,8 +753,10 @@ class LocalCluster:
         self.state.save(self.dir)
 
     def _stop_all(self) -> None:
+        self._drain_real_node()
         for name in reversed(COMPONENTS):
             self._stop(name)
+        self._clean_real_node()
         self.state = State()
         if (self.dir / "state.json").exists():
             (self.dir / "state.json").unlink()
@@ -601,3 +774,9 @@ class LocalCluster:
             alive = "running" if _process_alive(record) else "DEAD"
             lines.append(f"{name:<24} pid {record['pid']:<8} {alive:<8} log {record['log']}")
         return "\n".join(lines)
+
+
+def _profile_of(running: list[str]) -> str:
+    if "kubelet" in running:
+        return "real"
+    return "full" if "kwok" in running else "api"

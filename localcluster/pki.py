@@ -37,6 +37,11 @@ CLIENTS = (
     ClientIdentity("controller-manager", "system:kube-controller-manager"),
     ClientIdentity("scheduler", "system:kube-scheduler"),
     ClientIdentity("kwok", "perennial-kwok", "system:masters"),
+    # The `real` profile's node: the Node authorizer and NodeRestriction know it by this name.
+    ClientIdentity("kubelet", "system:node:perennial-node", "system:nodes"),
+    ClientIdentity("kube-proxy", "system:kube-proxy"),  # bound to system:node-proxier by bootstrap RBAC
+    # The API server's identity towards kubelets (logs, exec), as kubeadm makes it.
+    ClientIdentity("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
 )
 
 

@@ -15,3 +15,8 @@ GO_TOOLCHAIN = "go1.26.8"
 # Gateway API CRDs (standard channel), for the canary tests that steer traffic with an
 # HTTPRoute's weights; no gateway implementation is installed.
 GATEWAY_API = "v1.4.0"
+# The `real` profile's node (kubelet and kube-proxy come from KUBERNETES above).
+# containerd 2.x: Kubernetes v1.36 needs containerd >= 2.0; no replace directives, so
+# `go install` builds it. runc comes from Debian's package (unpacked into the cache).
+CONTAINERD = "v2.4.2"
+CNI_PLUGINS = "v1.10.0"

@@ -1,0 +1,172 @@
+"""Pure parts of the `real` profile: hand-written OCI images and the node's generated configs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import tomllib
+from pathlib import Path
+
+import pytest
+from localcluster import build, cluster, images, node, versions
+
+PATHS = node.NodePaths(Path("/tmp/cluster/node"))
+
+
+def _members(archive: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return {member.name: member for member in tar.getmembers()}
+
+
+def _read(archive: bytes, name: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        member = tar.extractfile(name)
+        assert member is not None
+        return member.read()
+
+
+def _image(content: bytes = b"#!binary") -> bytes:
+    return images.oci_archive("localhost/perennial/tool:1", {"bin/tool": images.ImageFile(content)}, ["/bin/tool"])
+
+
+def test_an_image_is_reproducible_and_keyed_by_its_content() -> None:
+    assert _image() == _image()
+    assert images.image_id(_image()) != images.image_id(_image(b"#!other"))
+
+
+def test_an_image_is_an_oci_layout_whose_blobs_match_their_digests() -> None:
+    archive = _image()
+    names = _members(archive)
+    assert json.loads(_read(archive, "oci-layout")) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads(_read(archive, "index.json"))
+    (entry,) = index["manifests"]
+    # ctr names the imported image after this annotation.
+    assert entry["annotations"]["io.containerd.image.name"] == "localhost/perennial/tool:1"
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == "1"
+    for name in names:
+        if name.startswith("blobs/sha256/") and names[name].isfile():
+            assert hashlib.sha256(_read(archive, name)).hexdigest() == name.rsplit("/", 1)[1]
+    manifest = json.loads(_read(archive, "blobs/sha256/" + entry["digest"].removeprefix("sha256:")))
+    config = json.loads(_read(archive, "blobs/sha256/" + manifest["config"]["digest"].removeprefix("sha256:")))
+    assert config["config"]["Entrypoint"] == ["/bin/tool"]
+    assert config["rootfs"]["diff_ids"] == [layer["digest"] for layer in manifest["layers"]]
+
+
+def test_a_base_image_of_a_ready_made_layer_has_a_command_and_no_entrypoint() -> None:
+    layer = images.layer_tar({"usr/bin/python3": images.ImageFile(b"elf")})
+    archive = images.oci_archive_of_layer("localhost/perennial/python:debian", layer, cmd=["python3"])
+    index = json.loads(_read(archive, "index.json"))
+    manifest = json.loads(_read(archive, "blobs/sha256/" + index["manifests"][0]["digest"].removeprefix("sha256:")))
+    config = json.loads(_read(archive, "blobs/sha256/" + manifest["config"]["digest"].removeprefix("sha256:")))
+    assert config["config"]["Cmd"] == ["python3"]
+    assert "Entrypoint" not in config["config"]
+    assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "debian"
+
+
+def test_a_layer_holds_its_files_with_parent_directories_owned_by_root() -> None:
+    layer = images.layer_tar({"usr/local/bin/tool": images.ImageFile(b"x", 0o755), "etc/conf": images.ImageFile(b"")})
+    members = _members(layer)
+    assert list(members) == ["etc", "usr", "usr/local", "usr/local/bin", "etc/conf", "usr/local/bin/tool"]
+    assert all(m.uid == 0 and m.gid == 0 and m.mtime == 0 for m in members.values())
+    assert members["usr/local"].isdir()
+    assert members["usr/local/bin/tool"].mode == 0o755
+
+
+def test_containerd_keeps_everything_under_the_cluster_directory() -> None:
+    config = tomllib.loads(node.containerd_config(PATHS, Path("/c/runc"), Path("/c/cni"), build.PAUSE_IMAGE))
+    for key in ("root", "state", "temp"):
+        assert config[key].startswith("/tmp/cluster/node/")
+    assert config["grpc"]["address"] == "/tmp/cluster/node/containerd/containerd.sock"
+    runtime = config["plugins"]["io.containerd.cri.v1.runtime"]
+    runc = runtime["containerd"]["runtimes"]["runc"]["options"]
+    assert runc == {"BinaryName": "/c/runc", "Root": "/tmp/cluster/node/containerd/runc", "SystemdCgroup": False}
+    # Not the machine-wide /var/run/netns; no negative oom_score_adj (no CAP_SYS_RESOURCE here).
+    assert runtime["netns_mounts_under_state_dir"] is True
+    assert runtime["restrict_oom_score_adj"] is True
+    assert runtime["cni"] == {"bin_dirs": ["/c/cni"], "conf_dir": "/tmp/cluster/node/cni/net.d", "max_conf_num": 1}
+    assert config["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == build.PAUSE_IMAGE
+
+
+def test_the_pod_network_never_routes_off_the_machine() -> None:
+    (bridge,) = json.loads(node.cni_conflist(PATHS))["plugins"]
+    # isGateway would switch on IPv4 forwarding machine-wide; ipMasq would NAT pods out.
+    assert bridge["isGateway"] is False
+    assert bridge["ipMasq"] is False
+    # No default route: the Service range only, via the gateway (the bridge address).
+    assert bridge["ipam"]["routes"] == [{"dst": node.SERVICE_RANGE}]
+    assert node.SERVICE_RANGE == cluster.SERVICE_CLUSTER_IP_RANGE
+    assert bridge["ipam"]["ranges"] == [[{"subnet": node.NODE_POD_SUBNET, "gateway": node.NODE_IP}]]
+    assert bridge["ipam"]["dataDir"] == "/tmp/cluster/node/cni/ipam"
+    assert node.NODE_POD_SUBNET.startswith("10.244.")  # inside the cluster's POD_CIDR
+    assert cluster.POD_CIDR == "10.244.0.0/16"
+
+
+def test_the_kubelet_runs_on_cgroup_v1_and_serves_on_the_bridge_only() -> None:
+    config = json.loads(node.kubelet_config(PATHS, 10250, 10248, Path("/tmp/cluster/pki/ca.crt")))
+    assert (config["cgroupDriver"], config["failCgroupV1"]) == ("cgroupfs", False)
+    assert config["address"] == node.NODE_IP
+    assert config["healthzBindAddress"] == "127.0.0.1"
+    assert config["readOnlyPort"] == 0
+    assert config["authentication"]["anonymous"] == {"enabled": False}
+    assert config["authorization"] == {"mode": "Webhook"}
+    assert config["containerRuntimeEndpoint"] == "unix:///tmp/cluster/node/containerd/containerd.sock"
+    args = node.kubelet_args(PATHS, Path("/tmp/cluster/kubelet.kubeconfig"))
+    assert f"--hostname-override={node.NODE_NAME}" in args
+    assert all("/var/lib/kubelet" not in arg for arg in args)
+
+
+def test_kube_proxy_uses_nftables_and_leaves_machine_wide_settings_alone() -> None:
+    config = json.loads(node.kube_proxy_config(Path("/tmp/cluster/kube-proxy.kubeconfig"), 1, 2))
+    assert config["mode"] == "nftables"
+    assert (config["healthzBindAddress"], config["metricsBindAddress"]) == ("127.0.0.1:1", "127.0.0.1:2")
+    assert config["nodePortAddresses"] == [f"{node.NODE_IP}/32"]
+    assert config["clusterCIDR"] == node.NODE_POD_SUBNET
+    # Zero keeps kube-proxy from rewriting the machine's conntrack sysctls.
+    assert config["conntrack"] == {
+        "maxPerCore": 0,
+        "min": 0,
+        "tcpEstablishedTimeout": "0s",
+        "tcpCloseWaitTimeout": "0s",
+    }
+
+
+def test_mounts_under_a_directory_come_deepest_first() -> None:
+    mountinfo = "\n".join(
+        [
+            "22 1 8:0 / / rw - ext4 /dev/vda rw",
+            "90 22 0:50 / /tmp/c/node/kubelet/pods/x/volumes/token rw - tmpfs tmpfs rw",
+            "91 22 0:51 / /tmp/c/node/containerd/state/netns/cni-1 rw - nsfs nsfs rw",
+            r"92 22 0:52 / /tmp/c/node/with\040space rw - tmpfs tmpfs rw",
+            "93 22 0:53 / /tmp/cother rw - tmpfs tmpfs rw",
+        ]
+    )
+    assert node.mounts_under(mountinfo, Path("/tmp/c")) == [
+        "/tmp/c/node/kubelet/pods/x/volumes/token",
+        "/tmp/c/node/containerd/state/netns/cni-1",
+        "/tmp/c/node/with space",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("running", "profile"),
+    [
+        (["etcd", "kube-apiserver"], "api"),
+        (["etcd", "kube-apiserver", "kwok", "prometheus"], "full"),
+        (["etcd", "kube-apiserver", "containerd", "kubelet"], "real"),
+    ],
+)
+def test_cluster_env_names_the_running_profile(running: list[str], profile: str) -> None:
+    assert cluster._profile_of(running) == profile
+
+
+def test_the_real_profile_has_a_node_and_no_kwok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "kwok" not in cluster.PROFILE_COMPONENTS["real"]
+    assert {"containerd", "kubelet"} <= set(cluster.PROFILE_COMPONENTS["real"])
+    monkeypatch.setenv("PERENNIAL_CACHE", str(tmp_path))
+    paths = build.binary_paths()
+    assert set(build.PROFILE_BINARIES["real"]) <= set(paths)
+    assert paths["kubelet"].parent == paths["kube-apiserver"].parent  # one Kubernetes version
+    assert paths["containerd"] == tmp_path / "bin" / f"containerd-{versions.CONTAINERD}" / "containerd"
+    assert paths["bridge"].parent == build.cni_bin_dir() == tmp_path / "bin" / f"cni-plugins-{versions.CNI_PLUGINS}"
