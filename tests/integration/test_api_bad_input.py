@@ -597,6 +597,20 @@ CASES: Final = [
         UNKNOWN,
     ),
     bad(
+        "md-serving-host-path-volume",
+        MD,
+        put("spec.serving.volumes", [{"name": "host", "hostPath": {"path": "/var/run"}}]),
+        "spec.serving.volumes[0].hostPath",
+        UNKNOWN,
+    ),
+    bad(
+        "md-serving-volume-mount-relative-path",
+        MD,
+        put("spec.serving.volumeMounts", [{"name": "models", "mountPath": "models"}]),
+        "spec.serving.volumeMounts[0].mountPath",
+        "should match '^/'",
+    ),
+    bad(
         "md-serving-pod-labels-reserved-prefix",
         MD,
         put("spec.serving.podLabels", {"perennial.dev/model": "other"}),

@@ -748,6 +748,21 @@ def test_deployment_is_named_after_the_model_deployment_and_owned_by_it() -> Non
     assert deployment["metadata"]["ownerReferences"] == [OWNER_REFERENCE]
 
 
+def test_serving_volumes_reach_the_pod_and_the_server_container() -> None:
+    """A model the trainer wrote to a claim is served from that claim (a path modelUri)."""
+    serving = {
+        "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "churn-models", "readOnly": True}}],
+        "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
+    }
+    pod = deploy(make_spec(serving=serving))["spec"]["template"]["spec"]
+    assert pod["volumes"] == [
+        {"name": "models", "persistentVolumeClaim": {"claimName": "churn-models", "readOnly": True}}
+    ]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "models", "mountPath": "/models", "readOnly": True}]
+    assert "volumes" not in deploy()["spec"]["template"]["spec"]
+    assert "volumeMounts" not in deploy()["spec"]["template"]["spec"]["containers"][0]
+
+
 def test_deployment_selector_has_no_version_because_selectors_are_immutable() -> None:
     assert deploy(version="4")["spec"]["selector"] == {"matchLabels": SELECTOR}
     assert deploy(version="5")["spec"]["selector"] == {"matchLabels": SELECTOR}

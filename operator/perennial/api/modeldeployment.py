@@ -27,7 +27,15 @@ from perennial.api.base import (
     label_map_rules,
     validations,
 )
-from perennial.api.core import EnvVar, LocalObjectReference, Probe, ResourceRequirements, Toleration
+from perennial.api.core import (
+    EnvVar,
+    LocalObjectReference,
+    Probe,
+    ResourceRequirements,
+    Toleration,
+    Volume,
+    VolumeMount,
+)
 from perennial.api.driftpolicy import DriftMetric, DriftMetricStatus, PrometheusEndpoint
 from perennial.api.schedule import CRON_PATTERN
 from perennial.api.trainingjob import Champion, DatasetRecord, TrainingTemplate, Trigger, TriggerReason
@@ -65,6 +73,11 @@ class Serving(ApiModel):
     """When a serving pod is restarted."""
     service_account_name: DnsSubdomain | None = None
     """ServiceAccount of the serving pods; without one they get no API token."""
+    volumes: Annotated[list[Volume], Field(max_length=32)] | None = None
+    """Volumes of the serving pods (emptyDir, configMap, secret, persistentVolumeClaim), e.g. the
+    claim the trainer wrote the models to, for a modelUri that is a path."""
+    volume_mounts: Annotated[list[VolumeMount], Field(max_length=32)] | None = None
+    """Where the volumes appear in the server's container."""
     image_pull_secrets: Annotated[list[LocalObjectReference], Field(max_length=16)] | None = None
     """Secrets for pulling the image."""
     node_selector: StringMap | None = None

@@ -535,6 +535,7 @@ def desired_deployment(
     }
     optional = {
         "resources": serving.resources.to_api() if serving.resources else None,
+        "volumeMounts": [m.to_api() for m in serving.volume_mounts] if serving.volume_mounts else None,
         "readinessProbe": serving.readiness_probe.to_api() if serving.readiness_probe else None,
         "livenessProbe": serving.liveness_probe.to_api() if serving.liveness_probe else None,
     }
@@ -551,6 +552,7 @@ def desired_deployment(
         "nodeSelector": serving.node_selector,
         "tolerations": [t.to_api() for t in serving.tolerations] if serving.tolerations else None,
         "imagePullSecrets": [s.to_api() for s in serving.image_pull_secrets] if serving.image_pull_secrets else None,
+        "volumes": [v.to_api() for v in serving.volumes] if serving.volumes else None,
     }
     pod.update({k: v for k, v in optional_pod.items() if v})
     return {
