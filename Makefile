@@ -16,7 +16,7 @@ TEST_WORKERS ?= 4
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+	$(BIN)/pip install --quiet -e '.[test,dev,examples]'
 	touch $@
 
 # The operator alone, with only its runtime dependencies (what the image ships): the
@@ -33,7 +33,7 @@ help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 .PHONY: install
-install: $(VENV)/.installed ## create .venv with the operator and its test/dev tools
+install: $(VENV)/.installed ## create .venv with the operator, its test/dev tools and the examples' dependencies
 
 .PHONY: demo
 demo: install ## bring up the full local cluster (building it once) and show it working (SCENARIO=loop|canary)
