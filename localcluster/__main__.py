@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from localcluster import build, demo
-from localcluster.cluster import PROFILE_COMPONENTS, LocalCluster
+from localcluster.cluster import PROFILE_COMPONENTS, REPO_ROOT, LocalCluster
 from localcluster.errors import ClusterError
 
 
@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, path in sorted(build.ensure_binaries(args.profile).items()):
                 if name in build.PROFILE_BINARIES[args.profile]:
                     print(f"{name:<24} {path}")
+            if "containerd" in build.PROFILE_BINARIES[args.profile]:
+                # The `real` node also runs the operator's image, built from the Dockerfile.
+                image, archive = build.operator_image(REPO_ROOT)
+                print(f"{image:<24} {archive}")
         elif args.command == "down":
             LocalCluster().down()
         elif args.command == "operator-kubeconfig":

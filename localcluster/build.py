@@ -26,6 +26,7 @@ only what moved.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -109,6 +110,8 @@ PROFILE_BINARIES = {
         "runc",
         *CNI_PLUGINS,
         "nft",
+        # The operator is installed in a pod by its chart.
+        "helm",
     ),
 }
 
@@ -381,17 +384,7 @@ def _install_debian(
     """
     if all((destination / name).exists() for name in files):
         return
-    work = Path(tempfile.mkdtemp(dir=cache_root()))
-    download = ["apt-get", "download", package, *also]
-    if subprocess.run(download, cwd=work, capture_output=True).returncode != 0:
-        # A fresh machine has no package lists yet.
-        _run("apt-update", ["apt-get", "update"], work, dict(os.environ))
-        _run(f"{package}-download", download, work, dict(os.environ))
-    for name in (package, *also):
-        debs = list(work.glob(f"{name}_*.deb"))
-        if not debs:
-            raise ClusterError(f"apt-get download {name} left no .deb in {work}")
-        _run(f"{name}-unpack", ["dpkg-deb", "-x", str(debs[0]), "root"], work, dict(os.environ))
+    work = _unpack_debian((package, *also))
     staging = work / "out"
     staging.mkdir()
     for name, inside in files.items():
@@ -408,6 +401,23 @@ def _install_debian(
     shutil.rmtree(work, ignore_errors=True)
 
 
+def _unpack_debian(packages: Iterable[str]) -> Path:
+    """``apt-get download`` Debian packages and ``dpkg-deb -x`` them into ``<work>/root``; return ``work``."""
+    packages = tuple(packages)
+    work = Path(tempfile.mkdtemp(dir=cache_root()))
+    download = ["apt-get", "download", *packages]
+    if subprocess.run(download, cwd=work, capture_output=True).returncode != 0:
+        # A fresh machine has no package lists yet.
+        _run("apt-update", ["apt-get", "update"], work, dict(os.environ))
+        _run(f"{packages[0]}-download", download, work, dict(os.environ))
+    for name in packages:
+        debs = list(work.glob(f"{name}_*.deb"))
+        if not debs:
+            raise ClusterError(f"apt-get download {name} left no .deb in {work}")
+        _run(f"{name}-unpack", ["dpkg-deb", "-x", str(debs[0]), "root"], work, dict(os.environ))
+    return work
+
+
 def _install_prometheus() -> None:
     files = {"prometheus": "usr/bin/prometheus", "promtool": "usr/bin/promtool"}
     _install_debian("prometheus", files, binary_paths()["prometheus"].parent)
@@ -416,6 +426,10 @@ def _install_prometheus() -> None:
 PAUSE_VERSION = "3.10.2"  # build/pause/Makefile's TAG in k8s.io/kubernetes v1.36.3
 PAUSE_IMAGE = f"localhost/perennial/pause:{PAUSE_VERSION}"
 BUSYBOX_IMAGE = "localhost/perennial/busybox:debian"
+# The same busybox as a numeric non-root user: the operator's training pods run with
+# runAsNonRoot, which the kubelet refuses for an image whose user is root.
+BUSYBOX_NONROOT_IMAGE = "localhost/perennial/busybox:debian-nonroot"
+NONROOT_USER = "65532:65532"
 PYTHON_IMAGE = "localhost/perennial/python:debian"
 # Debian's sources as configured on this machine: mmdebstrap reads them from this file.
 DEBIAN_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
@@ -427,6 +441,7 @@ def image_archives() -> dict[str, Path]:
     return {
         PAUSE_IMAGE: directory / f"pause-{PAUSE_VERSION}-{versions.KUBERNETES}.tar",
         BUSYBOX_IMAGE: directory / "busybox-debian.tar",
+        BUSYBOX_NONROOT_IMAGE: directory / "busybox-debian-nonroot.tar",
         PYTHON_IMAGE: directory / f"python-debian-{_debian_codename()}.tar",
     }
 
@@ -467,7 +482,8 @@ def _python_base_image(archive: Path) -> None:
 
 
 def ensure_images() -> dict[str, Path]:
-    """Build (once) the node's images: the pod sandbox and a static busybox. No registry involved."""
+    """Build (once) the node's images: the pod sandbox, a static busybox (as root and as non-root)
+    and the Python base. No registry involved."""
     archives = image_archives()
     directory = archives[PAUSE_IMAGE].parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -486,9 +502,173 @@ def ensure_images() -> dict[str, Path]:
         files = {"bin/busybox": images.ImageFile((busybox / "busybox").read_bytes())}
         archive = images.oci_archive(BUSYBOX_IMAGE, files, ["/bin/busybox"])
         _write_atomically(archives[BUSYBOX_IMAGE], archive)
+    if not archives[BUSYBOX_NONROOT_IMAGE].exists():
+        busybox = bin_dir("busybox", "debian")
+        _install_debian("busybox-static", {"busybox": "bin/busybox"}, busybox)
+        files = {"bin/busybox": images.ImageFile((busybox / "busybox").read_bytes())}
+        archive = images.oci_archive(BUSYBOX_NONROOT_IMAGE, files, ["/bin/busybox"], user=NONROOT_USER)
+        _write_atomically(archives[BUSYBOX_NONROOT_IMAGE], archive)
     if not archives[PYTHON_IMAGE].exists():
         _python_base_image(archives[PYTHON_IMAGE])
     return archives
+
+
+# ---------------------------------------------------------------- the operator image
+OPERATOR_IMAGE_REPOSITORY = "localhost/perennial/operator"
+# buildah reads no /etc/containers here: its policy (only local archives are ever read:
+# the base comes from an oci-archive, nothing is pulled) and an empty registry search list.
+BUILDAH_POLICY = '{"default": [{"type": "insecureAcceptAnything"}]}\n'
+BUILDAH_REGISTRIES = "unqualified-search-registries = []\n"
+# The machine's CA bundle: pip in the build reaches PyPI through this machine's egress
+# (which may intercept TLS). Mounted during RUN only, never part of a layer.
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def buildah_path() -> Path:
+    return bin_dir("buildah", "debian") / "buildah"
+
+
+def _install_buildah() -> Path:
+    """buildah from Debian's package, unpacked (not installed) with the two libraries it needs.
+
+    ``patchelf`` (Debian's, unpacked too) points the binary at its own ``lib/`` (an RPATH,
+    not LD_LIBRARY_PATH: buildah re-executes itself for chroot isolation, and the build's
+    RUN steps must not inherit a library path into the image's processes). The RPATH is
+    absolute: the re-executed copy does not run from the cache, so ``$ORIGIN`` would not
+    find ``lib/`` ("buildah-chroot-runtime: error while loading shared libraries").
+    """
+    target = buildah_path()
+    if target.exists():
+        return target
+    work = _unpack_debian(("buildah", "libgpgme11", "libassuan0", "patchelf"))
+    staging = work / "out"
+    (staging / "lib").mkdir(parents=True)
+    shutil.copy2(work / "root/usr/bin/buildah", staging / "buildah.tmp")
+    lib = work / "root/usr/lib/x86_64-linux-gnu"
+    for soname in ("libgpgme.so.11", "libassuan.so.0"):
+        shutil.copy2(lib / soname, staging / "lib" / soname, follow_symlinks=True)
+    (staging / "policy.json").write_text(BUILDAH_POLICY)
+    (staging / "registries.conf").write_text(BUILDAH_REGISTRIES)
+    rpath = str(target.parent / "lib")
+    patchelf = [str(work / "root/usr/bin/patchelf"), "--set-rpath", rpath, str(staging / "buildah.tmp")]
+    _run("buildah-rpath", patchelf, work, dict(os.environ))
+    # The binary last: its presence marks the install complete.
+    os.replace(staging / "buildah.tmp", staging / "buildah")
+    destination = target.parent
+    shutil.rmtree(destination, ignore_errors=True)
+    _install(staging, destination)
+    shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def dockerfile_sources(dockerfile: str) -> list[str]:
+    """The build-context paths a Dockerfile's COPY/ADD instructions read (not ``--from`` a stage)."""
+    text = dockerfile.replace("\\\n", " ")
+    sources: list[str] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0].upper() not in ("COPY", "ADD"):
+            continue
+        arguments = [field for field in fields[1:] if not field.startswith("--")]
+        if any(field.startswith("--from") for field in fields[1:]):
+            continue
+        sources += [source.rstrip("/") for source in arguments[:-1]]
+    return sources
+
+
+def _context_files(root: Path, sources: Iterable[str]) -> list[Path]:
+    """Every file the COPY sources name, relative to ``root``, without bytecode or build residue."""
+    files = []
+    for source in sources:
+        path = root / source
+        candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for candidate in candidates:
+            relative = candidate.relative_to(root)
+            if "__pycache__" in relative.parts or candidate.suffix == ".pyc":
+                continue
+            if any(part.endswith(".egg-info") for part in relative.parts):
+                continue
+            files.append(relative)
+    return files
+
+
+def operator_image_key(root: Path, base_archive: Path) -> str:
+    """The operator image's cache key: the Dockerfile, every file it copies, and the base image."""
+    dockerfile = (root / "Dockerfile").read_text()
+    digest = hashlib.sha256(b"perennial-operator-image/1\0")
+    digest.update(dockerfile.encode() + b"\0")
+    for relative in _context_files(root, dockerfile_sources(dockerfile)):
+        digest.update(str(relative).encode() + b"\0" + (root / relative).read_bytes() + b"\0")
+    # The base archive is reproducible (images.py): its manifest digest names its content.
+    digest.update(images.image_id(base_archive.read_bytes()).encode())
+    return digest.hexdigest()[:16]
+
+
+def operator_image(root: Path) -> tuple[str, Path]:
+    """The operator image (the repository's Dockerfile on the Debian-built Python base), built once per content.
+
+    Returns its name (``localhost/perennial/operator:<key>``, the key a hash of what went
+    into it) and the OCI archive to import. buildah runs daemonless with chroot isolation
+    and vfs storage under the cache; the build context is a copy of just the files the
+    Dockerfile copies.
+    """
+    base = ensure_images()[PYTHON_IMAGE]
+    key = operator_image_key(root, base)
+    name = f"{OPERATOR_IMAGE_REPOSITORY}:{key}"
+    archive = cache_root() / "images" / f"operator-{key}.tar"
+    if archive.exists():
+        return name, archive
+    buildah = _install_buildah()
+    work = Path(tempfile.mkdtemp(dir=cache_root()))
+    context = work / "context"
+    context.mkdir()
+    dockerfile = (root / "Dockerfile").read_text()
+    shutil.copy2(root / "Dockerfile", context / "Dockerfile")
+    for relative in _context_files(root, dockerfile_sources(dockerfile)):
+        (context / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / relative, context / relative)
+    (work / "pip.conf").write_text(f"[global]\ncert = {HOST_CA_BUNDLE}\n")
+    store = cache_root() / "buildah"
+    common = [
+        str(buildah),
+        f"--root={store / 'storage'}",
+        f"--runroot={store / 'run'}",
+        "--storage-driver=vfs",
+        f"--registries-conf={buildah.parent / 'registries.conf'}",
+    ]
+    build = [
+        *common,
+        "bud",
+        "--isolation=chroot",
+        f"--signature-policy={buildah.parent / 'policy.json'}",
+        f"--build-arg=BASE=oci-archive:{base}",
+        "--layers=false",
+        f"--volume={work / 'pip.conf'}:/etc/pip.conf:ro",
+        *([f"--volume={HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"] if HOST_CA_BUNDLE.exists() else []),
+        f"--tag={name}",
+        "--file=Dockerfile",
+        str(context),
+    ]
+    _run("operator-image", build, work, dict(os.environ))
+    staged = archive.with_suffix(".tmp")
+    staged.unlink(missing_ok=True)
+    push = [
+        *common,
+        "push",
+        f"--signature-policy={buildah.parent / 'policy.json'}",
+        name,
+        f"oci-archive:{staged}:{name}",
+    ]
+    _run("operator-image-archive", push, work, dict(os.environ))
+    os.replace(staged, archive)
+    # One operator archive in the cache (110 MB each): a cluster imported its own at `up`.
+    for older in archive.parent.glob("operator-*.tar"):
+        if older != archive:
+            older.unlink(missing_ok=True)
+    # Only the archive is kept: vfs copies every layer, and the store would grow per build.
+    subprocess.run([*common, "rmi", "--all", "--force"], capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return name, archive
 
 
 def _module_download(module: str) -> str:

@@ -7,8 +7,11 @@ Profiles:
   real  api + kube-controller-manager, kube-scheduler and a real node instead of kwok:
         containerd, runc, the CNI bridge and a kubelet (node.py); pods really run
 
-Everything listens on 127.0.0.1 at ports chosen free at first start (the real node's
-kubelet on its bridge address, which exists only on this machine). State (PKI, etcd
+Everything listens on 127.0.0.1 at ports chosen free at first start, except on the
+`real` profile, where the API server and the kubelet listen on the node's bridge address
+(10.244.0.1, which exists only on this machine): pods reach the API server there, and
+through the ``kubernetes`` Service (10.96.0.1:443), which kube-proxy turns into that
+address, so in-cluster configuration works for pods such as the operator's. State (PKI, etcd
 data, logs, PIDs) lives in one directory; ``cluster.env`` there tells scripts and
 people where the cluster is. Processes are stopped by their recorded PID only, and
 only after checking that the PID still runs the binary that was started.
@@ -43,6 +46,7 @@ OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT = "perennial-system", "perennial"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 FAKE_NODE = "kwok-node-0"
+LOOPBACK = "127.0.0.1"
 
 # Start order; stop runs in reverse.
 COMPONENTS = (
@@ -81,6 +85,11 @@ class State:
 
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Where the API server listens and what it advertises: loopback, or on the `real`
+    # profile the node's bridge address (pods reach it there).
+    api_address: str = LOOPBACK
+    # The `real` node's operator image as imported (its tag is a hash of what went into it).
+    operator_image: str = ""
 
     @classmethod
     def load(cls, directory: Path) -> State:
@@ -88,11 +97,21 @@ class State:
         if not path.exists():
             return cls()
         raw = json.loads(path.read_text())
-        return cls(ports=raw.get("ports", {}), processes=raw.get("processes", {}))
+        return cls(
+            ports=raw.get("ports", {}),
+            processes=raw.get("processes", {}),
+            api_address=raw.get("api_address", LOOPBACK),
+            operator_image=raw.get("operator_image", ""),
+        )
 
     def save(self, directory: Path) -> None:
         tmp = directory / "state.json.tmp"
-        tmp.write_text(json.dumps({"ports": self.ports, "processes": self.processes}, indent=2))
+        saved: dict[str, object] = {"ports": self.ports, "processes": self.processes}
+        if self.api_address != LOOPBACK:
+            saved["api_address"] = self.api_address
+        if self.operator_image:
+            saved["operator_image"] = self.operator_image
+        tmp.write_text(json.dumps(saved, indent=2))
         os.replace(tmp, directory / "state.json")
 
 
@@ -168,7 +187,7 @@ class LocalCluster:
         return [name for name, rec in self.state.processes.items() if _process_alive(rec)]
 
     def api_url(self) -> str:
-        return f"https://127.0.0.1:{self.state.ports['kube-apiserver']}"
+        return f"https://{self.state.api_address}:{self.state.ports['kube-apiserver']}"
 
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.state.ports['prometheus']}"
@@ -246,7 +265,7 @@ class LocalCluster:
                 build.ensure_binaries(profile)
                 self.binaries = build.binary_paths()
                 try:
-                    self._start(missing)
+                    self._start(missing, profile)
                 except BaseException:
                     self._stop_all()
                     raise
@@ -266,9 +285,9 @@ class LocalCluster:
             "prometheus": self._start_prometheus,
         }
 
-    def _start(self, components: list[str]) -> None:
+    def _start(self, components: list[str], profile: str = "api") -> None:
         if not self.state.processes:
-            self._prepare_fresh()
+            self._prepare_fresh(profile)
         starters = self._starters()
         for name in COMPONENTS:
             if name in components:
@@ -306,7 +325,7 @@ class LocalCluster:
         self.stop_component(name)
         self.start_component(name)
 
-    def _prepare_fresh(self) -> None:
+    def _prepare_fresh(self, profile: str = "api") -> None:
         for sub in ("pki", "etcd", "prometheus", "kube-controller-manager", "kube-scheduler"):
             shutil.rmtree(self.dir / sub, ignore_errors=True)
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -315,8 +334,10 @@ class LocalCluster:
         self.state = State(
             ports={name: _free_port() for name in (*COMPONENTS, "etcd-peer", "kubelet-healthz", "kube-proxy-metrics")}
         )
-        pki.generate(self.pki)
-        server = f"https://127.0.0.1:{self.state.ports['kube-apiserver']}"
+        # The `real` profile's pods reach the API server on the node's bridge address.
+        self.state.api_address = node.NODE_IP if "kubelet" in PROFILE_COMPONENTS[profile] else LOOPBACK
+        pki.generate(self.pki, extra_sans=() if self.state.api_address == LOOPBACK else (f"IP:{node.NODE_IP}",))
+        server = self.api_url()
         for client in pki.CLIENTS:
             pki.write_kubeconfig(self.dir / f"{client.name}.kubeconfig", self.pki, server, client.name)
         self.state.save(self.dir)
@@ -366,6 +387,9 @@ class LocalCluster:
         )
 
     def _start_apiserver(self) -> None:
+        if self.state.api_address != LOOPBACK:
+            # The address to listen on is the bridge's: make it first.
+            self._ensure_node_network()
         p = self.pki
         kubelet_client = []
         # A cluster whose PKI predates this identity (started by older code) runs without it.
@@ -381,8 +405,10 @@ class LocalCluster:
                 # The real node's name resolves nowhere: dial its InternalIP, never ask a DNS server.
                 "--kubelet-preferred-address-types=InternalIP",
                 f"--etcd-servers=http://127.0.0.1:{self.state.ports['etcd']}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                # 127.0.0.1, or on the `real` profile the bridge address only (no other
+                # interface): the `kubernetes` Service's endpoint is the advertised address.
+                f"--bind-address={self.state.api_address}",
+                f"--advertise-address={self.state.api_address}",
                 f"--secure-port={self.state.ports['kube-apiserver']}",
                 f"--tls-cert-file={p / 'apiserver.crt'}",
                 f"--tls-private-key-file={p / 'apiserver.key'}",
@@ -561,10 +587,17 @@ class LocalCluster:
             raise ClusterError(f"ctr {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
-    def _start_containerd(self) -> None:
+    def _ensure_node_network(self) -> None:
+        """The node's bridge (checked, then made), before the first component that listens on it."""
         paths = self._node_paths()
         node.check_host(fresh=not paths.containerd.exists())
         node.ensure_bridge()
+        # From now on this cluster owns the bridge: `down` (or a failed start) removes it.
+        paths.containerd.mkdir(parents=True, exist_ok=True)
+
+    def _start_containerd(self) -> None:
+        paths = self._node_paths()
+        self._ensure_node_network()
         for directory in (paths.containerd, paths.cni_conf_dir, paths.cni_ipam_dir):
             directory.mkdir(parents=True, exist_ok=True)
         paths.containerd_config.write_text(
@@ -584,6 +617,11 @@ class LocalCluster:
         # No registry: the node's images are built here and imported (images.py).
         for archive in build.ensure_images().values():
             self.ctr("images", "import", "--platform", "linux/amd64", str(archive))
+        # The operator's own image, from the repository's Dockerfile (built once per content).
+        name, archive = build.operator_image(REPO_ROOT)
+        self.ctr("images", "import", "--platform", "linux/amd64", str(archive))
+        self.state.operator_image = name
+        self.state.save(self.dir)
 
     def _start_kubelet(self) -> None:
         paths = self._node_paths()
@@ -715,6 +753,8 @@ class LocalCluster:
                 f"CONTAINERD_ADDRESS={self._node_paths().containerd_socket}",
                 f"CTR={self.binaries['ctr']}",
                 f"REAL_NODE={node.NODE_NAME}",
+                f"HELM={self.binaries['helm']}",
+                f"OPERATOR_IMAGE={self.state.operator_image}",
             ]
         if "prometheus" in running:
             lines += [

@@ -10,7 +10,9 @@ the same digests and an image is cached by its content.
 Three images so far:
 - the pod sandbox (``pause``): Kubernetes' own ``build/pause/linux/pause.c`` from the
   ``k8s.io/kubernetes`` module, compiled statically here;
-- ``busybox``: Debian's ``busybox-static`` binary alone, for the node's smoke pods;
+- ``busybox``: Debian's ``busybox-static`` binary alone, for the node's smoke pods (and
+  the same layer as user 65532, for pods that must run as non-root: the operator's
+  training pods);
 - ``python``: a Debian root filesystem with ``python3``, made by ``mmdebstrap`` from the
   machine's own Debian sources (the base the project's images will build on).
 """
@@ -69,9 +71,14 @@ def oci_archive(
     files: Mapping[str, ImageFile],
     entrypoint: Sequence[str],
     env: Sequence[str] = ("PATH=/bin",),
+    user: str = "",
 ) -> bytes:
-    """An OCI image layout as a tar archive, named ``name`` for ``ctr images import``."""
-    return oci_archive_of_layer(name, layer_tar(files), entrypoint, env)
+    """An OCI image layout as a tar archive, named ``name`` for ``ctr images import``.
+
+    ``user``: the image's numeric ``uid:gid`` (empty: root), e.g. for pods that must run
+    as non-root, as the operator's training pods do.
+    """
+    return oci_archive_of_layer(name, layer_tar(files), entrypoint, env, user=user)
 
 
 def oci_archive_of_layer(
@@ -80,9 +87,12 @@ def oci_archive_of_layer(
     entrypoint: Sequence[str] = (),
     env: Sequence[str] = ("PATH=/bin",),
     cmd: Sequence[str] = (),
+    user: str = "",
 ) -> bytes:
     """An OCI image layout of one ready-made (uncompressed tar) layer, e.g. a root filesystem."""
-    image_config: dict[str, list[str]] = {"Env": list(env)}
+    image_config: dict[str, list[str] | str] = {"Env": list(env)}
+    if user:
+        image_config["User"] = user
     if entrypoint:
         image_config["Entrypoint"] = list(entrypoint)
     if cmd:

@@ -88,15 +88,19 @@ def signed_pair(pki: Path, stem: str, subject: str, extensions: str, days: int =
     )
 
 
-def generate(pki: Path) -> None:
-    """Create the CA, serving and client certificates and the service-account key pair."""
+def generate(pki: Path, extra_sans: tuple[str, ...] = ()) -> None:
+    """Create the CA, serving and client certificates and the service-account key pair.
+
+    ``extra_sans``: more names for the API server's certificate (the `real` profile's
+    bridge address, where its pods reach the API server).
+    """
     new_ca(pki, "perennial-local-ca")
     signed_pair(
         pki,
         "apiserver",
         "/CN=kube-apiserver",
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-        f"extendedKeyUsage=serverAuth\nsubjectAltName={','.join(API_SERVER_SANS)}\n",
+        f"extendedKeyUsage=serverAuth\nsubjectAltName={','.join((*API_SERVER_SANS, *extra_sans))}\n",
     )
     for client in CLIENTS:
         subject = f"/CN={client.common_name}" + (f"/O={client.organization}" if client.organization else "")

@@ -634,17 +634,27 @@ def test_chart_with_non_default_values_installs_namespaced_rbac(
 
 
 # ---------------------------------------------------------------- the image
-def dockerfile_stages() -> list[list[str]]:
-    """Instructions per stage (continuation lines joined, comments dropped)."""
+def dockerfile_instructions() -> list[str]:
+    """The Dockerfile's instructions (continuation lines joined, comments dropped)."""
     text = re.sub(r"\\\n", " ", (REPO_ROOT / "Dockerfile").read_text())
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def dockerfile_global_args() -> list[str]:
+    """The ARG instructions before the first FROM (what FROM lines may refer to)."""
+    instructions = dockerfile_instructions()
+    first_from = next(i for i, line in enumerate(instructions) if line.upper().startswith("FROM "))
+    before = instructions[:first_from]
+    assert all(line.startswith("ARG ") for line in before), f"only ARGs before the first FROM: {before}"
+    return before
+
+
+def dockerfile_stages() -> list[list[str]]:
+    """Instructions per stage (global ARGs before the first FROM left out: dockerfile_global_args)."""
     stages: list[list[str]] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for line in dockerfile_instructions()[len(dockerfile_global_args()) :]:
         if line.upper().startswith("FROM "):
             stages.append([])
-        assert stages, f"instruction before FROM: {line}"
         stages[-1].append(line)
     return stages
 
@@ -653,8 +663,14 @@ def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
     stages = dockerfile_stages()
     assert len(stages) == 2, "a builder stage and a final stage"
     builder, final = stages
-    assert builder[0] == "FROM python:3.11-slim AS builder"
-    assert final[0] == "FROM python:3.11-slim", "the final stage starts from the slim base, not the builder"
+    # The base is a build argument (the local cluster's `real` profile builds on a Debian-built
+    # base without a registry), pinned by default to the slim image every other build uses.
+    assert dockerfile_global_args() == ["ARG BASE=python:3.11-slim"]
+    assert builder[0] == "FROM ${BASE} AS builder"
+    assert final[0] == "FROM ${BASE}", "the final stage starts from the slim base, not the builder"
+    # checkov cannot resolve the ARG: its base-tag check is skipped inline, for that check only.
+    skips = re.findall(r"checkov:skip=(\S+?):", (REPO_ROOT / "Dockerfile").read_text())
+    assert skips == ["CKV_DOCKER_7"]
     # Dependencies come from pyproject.toml, installed in the builder only.
     assert any("pyproject.toml" in line for line in builder if line.startswith("COPY"))
     assert any("tomllib" in line and "pip install" in line for line in builder)

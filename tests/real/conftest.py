@@ -13,8 +13,8 @@ from localcluster.cluster import LocalCluster
 from tests.support.cluster import ClusterInfo
 
 
-@pytest.fixture
-def cluster() -> ClusterInfo:
+def real_cluster() -> ClusterInfo:
+    """The running `real` profile, or skip (usable from fixtures of any scope)."""
     local = LocalCluster()
     if not local.env_file.exists() or not {"kube-apiserver", "kubelet"} <= set(local.running()):
         pytest.skip(f"the `real` profile is not up in {local.dir}: run `make cluster-up PROFILE=real` first")
@@ -22,3 +22,8 @@ def cluster() -> ClusterInfo:
     if info.profile != "real":
         pytest.skip(f"the cluster in {local.dir} runs the `{info.profile}` profile, not `real`")
     return info
+
+
+@pytest.fixture
+def cluster() -> ClusterInfo:
+    return real_cluster()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from localcluster import build, node
+from localcluster import build, node, versions
 from localcluster.cluster import LocalCluster
 
 from tests.support.cluster import ClusterInfo
@@ -95,6 +95,29 @@ def test_a_python_pod_from_the_debian_built_base_writes_its_metrics(
     terminated = _finished(core, "python", namespace).status.container_statuses[0].state.terminated
     assert terminated.exit_code == 0
     assert json.loads(terminated.message)["python"].startswith("3.")
+
+
+def test_a_pod_reaches_the_api_server_with_in_cluster_credentials(api_client: client.ApiClient, namespace: str) -> None:
+    """The `kubernetes` Service (kube-proxy to the API server's bridge address), its CA and a token."""
+    core = client.CoreV1Api(api_client)
+    manifest = _pod("in-cluster", "")
+    program = (
+        "import json, os, ssl, urllib.request\n"
+        "secrets = '/var/run/secrets/kubernetes.io/serviceaccount/'\n"
+        "context = ssl.create_default_context(cafile=secrets + 'ca.crt')\n"
+        "host, port = os.environ['KUBERNETES_SERVICE_HOST'], os.environ['KUBERNETES_SERVICE_PORT']\n"
+        "url = 'https://%s:%s/version' % (host, port)\n"
+        "request = urllib.request.Request(url, headers={'Authorization': 'Bearer ' + open(secrets + 'token').read()})\n"
+        "version = json.load(urllib.request.urlopen(request, context=context, timeout=10))\n"
+        "open('/dev/termination-log', 'w').write(json.dumps({'url': url, 'gitVersion': version['gitVersion']}))\n"
+    )
+    manifest["spec"]["automountServiceAccountToken"] = True
+    manifest["spec"]["containers"][0].update(image=build.PYTHON_IMAGE, command=["python3", "-c", program])
+    core.create_namespaced_pod(namespace, manifest)
+    terminated = _finished(core, "in-cluster", namespace).status.container_statuses[0].state.terminated
+    assert terminated.exit_code == 0, terminated.message
+    # Verified TLS: the serving certificate names the Service address (and the bridge address).
+    assert json.loads(terminated.message) == {"url": "https://10.96.0.1:443/version", "gitVersion": versions.KUBERNETES}
 
 
 def test_a_failing_container_reports_its_real_exit_code(api_client: client.ApiClient, namespace: str) -> None:

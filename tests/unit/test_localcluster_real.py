@@ -170,3 +170,77 @@ def test_the_real_profile_has_a_node_and_no_kwok(tmp_path: Path, monkeypatch: py
     assert paths["kubelet"].parent == paths["kube-apiserver"].parent  # one Kubernetes version
     assert paths["containerd"] == tmp_path / "bin" / f"containerd-{versions.CONTAINERD}" / "containerd"
     assert paths["bridge"].parent == build.cni_bin_dir() == tmp_path / "bin" / f"cni-plugins-{versions.CNI_PLUGINS}"
+
+
+def test_a_non_root_image_names_its_numeric_user_and_a_root_one_none() -> None:
+    def config(archive: bytes) -> dict[str, object]:
+        index = json.loads(_read(archive, "index.json"))
+        digest = index["manifests"][0]["digest"].removeprefix("sha256:")
+        manifest = json.loads(_read(archive, "blobs/sha256/" + digest))
+        blob = _read(archive, "blobs/sha256/" + manifest["config"]["digest"].removeprefix("sha256:"))
+        return dict(json.loads(blob)["config"])
+
+    files = {"bin/tool": images.ImageFile(b"#!binary")}
+    nonroot = images.oci_archive("localhost/perennial/tool:nonroot", files, ["/bin/tool"], user=build.NONROOT_USER)
+    assert config(nonroot)["User"] == "65532:65532"
+    # Images without a user are byte for byte what they were before the parameter existed.
+    assert "User" not in config(_image())
+
+
+def _repository(root: Path) -> Path:
+    (root / "operator" / "perennial" / "__pycache__").mkdir(parents=True)
+    (root / "operator" / "perennial" / "__init__.py").write_text("__version__ = '0.1.0'\n")
+    (root / "operator" / "perennial" / "__pycache__" / "x.pyc").write_bytes(b"bytecode")
+    (root / "pyproject.toml").write_text("[project]\nname = 'perennial'\n")
+    (root / "README.md").write_text("readme\n")
+    (root / "LICENSE").write_text("license\n")
+    (root / "notes.txt").write_text("not in the image\n")
+    (root / "Dockerfile").write_text(
+        "ARG BASE=python:3.11-slim\nFROM ${BASE} AS builder\nCOPY pyproject.toml ./\n"
+        "COPY README.md LICENSE ./\nCOPY operator/ operator/\nFROM ${BASE}\n"
+        "COPY --from=builder /opt/perennial /opt/perennial\n"
+    )
+    return root
+
+
+def test_the_dockerfile_sources_are_what_it_copies_from_the_context() -> None:
+    dockerfile = (cluster.REPO_ROOT / "Dockerfile").read_text()
+    assert build.dockerfile_sources(dockerfile) == ["pyproject.toml", "README.md", "LICENSE", "operator"]
+    assert build.dockerfile_sources("COPY --from=builder /a /b\nCOPY --chown=1:1 x y/\n") == ["x"]
+
+
+def test_the_operator_image_is_keyed_by_the_files_it_copies_and_its_base(tmp_path: Path) -> None:
+    root = _repository(tmp_path / "repo")
+    base = tmp_path / "base.tar"
+    base.write_bytes(_image())
+    key = build.operator_image_key(root, base)
+    assert build.operator_image_key(root, base) == key
+
+    # Files the image does not copy (and bytecode) change nothing.
+    (root / "notes.txt").write_text("edited\n")
+    (root / "operator" / "perennial" / "__pycache__" / "x.pyc").write_bytes(b"other bytecode")
+    assert build.operator_image_key(root, base) == key
+    # A copied file, the Dockerfile or the base does.
+    (root / "operator" / "perennial" / "__init__.py").write_text("__version__ = '0.2.0'\n")
+    changed = build.operator_image_key(root, base)
+    assert changed != key
+    (root / "Dockerfile").write_text((root / "Dockerfile").read_text() + "USER 65532:65532\n")
+    assert build.operator_image_key(root, base) != changed
+    changed = build.operator_image_key(root, base)
+    base.write_bytes(_image(b"#!other base"))
+    assert build.operator_image_key(root, base) != changed
+
+
+def test_only_the_real_profile_serves_the_api_on_the_bridge(tmp_path: Path) -> None:
+    # api and full: loopback, and state.json exactly as before.
+    loopback = cluster.State(ports={"kube-apiserver": 6443})
+    loopback.save(tmp_path)
+    assert json.loads((tmp_path / "state.json").read_text()) == {"ports": {"kube-apiserver": 6443}, "processes": {}}
+    local = cluster.LocalCluster(tmp_path)
+    assert local.api_url() == "https://127.0.0.1:6443"
+    # real: the bridge address (pods reach it there, and via the `kubernetes` Service).
+    bridge = cluster.State(ports={"kube-apiserver": 6443}, api_address=node.NODE_IP, operator_image="img:1")
+    bridge.save(tmp_path)
+    local = cluster.LocalCluster(tmp_path)
+    assert local.api_url() == f"https://{node.NODE_IP}:6443"
+    assert local.state.operator_image == "img:1"
