@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                 # The `real` node also runs the operator's image, built from the Dockerfile.
                 image, archive = build.operator_image(REPO_ROOT)
                 print(f"{image:<24} {archive}")
+                for image, archive in build.churn_images(REPO_ROOT).values():
+                    print(f"{image:<24} {archive}")
         elif args.command == "down":
             LocalCluster().down()
         elif args.command == "operator-kubeconfig":

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from localcluster import images, versions
@@ -98,7 +99,8 @@ PROFILE_BINARIES = {
         "prometheus",
         "promtool",
     ),
-    # A real node instead of kwok: pods really run (issue 17). No kwok, no Prometheus yet.
+    # A real node instead of kwok: pods really run (issue 17). No kwok; Prometheus scrapes the
+    # operator and model server pods (file_sd kept in sync by localcluster/podtargets.py).
     "real": (
         "etcd",
         "kube-apiserver",
@@ -112,6 +114,8 @@ PROFILE_BINARIES = {
         "nft",
         # The operator is installed in a pod by its chart.
         "helm",
+        "prometheus",
+        "promtool",
     ),
 }
 
@@ -592,41 +596,97 @@ def _context_files(root: Path, sources: Iterable[str]) -> list[Path]:
     return files
 
 
-def operator_image_key(root: Path, base_archive: Path) -> str:
-    """The operator image's cache key: the Dockerfile, every file it copies, and the base image."""
-    dockerfile = (root / "Dockerfile").read_text()
+@dataclass(frozen=True)
+class ImageSpec:
+    """An image built from a Dockerfile and a build context, on the Debian-built Python base.
+
+    ``dockerfile`` is relative to ``context``; the base comes in as the ``BASE`` build
+    argument (an ``oci-archive:`` of :data:`PYTHON_IMAGE`), ``build_args`` are the others.
+    """
+
+    repository: str
+    context: Path
+    dockerfile: str = "Dockerfile"
+    build_args: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def short_name(self) -> str:
+        """The archive's file name prefix in the cache (the repository's last part)."""
+        return self.repository.rsplit("/", 1)[-1]
+
+
+def operator_image_spec(root: Path) -> ImageSpec:
+    return ImageSpec(OPERATOR_IMAGE_REPOSITORY, root)
+
+
+# The reference workload (examples/churn): one build context, three Dockerfiles.
+CHURN_IMAGES = ("trainer", "server", "traffic")
+
+
+def churn_image_specs(root: Path) -> dict[str, ImageSpec]:
+    return {
+        component: ImageSpec(
+            f"localhost/perennial/churn-{component}", root / "examples" / "churn", f"{component}/Dockerfile"
+        )
+        for component in CHURN_IMAGES
+    }
+
+
+def image_key(spec: ImageSpec, base_archive: Path) -> str:
+    """An image's cache key: the Dockerfile, every file it copies, the base image and the build arguments."""
+    dockerfile = (spec.context / spec.dockerfile).read_text()
+    # The salt is the operator's since before any other image: its key (and cache) stays.
     digest = hashlib.sha256(b"perennial-operator-image/1\0")
     digest.update(dockerfile.encode() + b"\0")
-    for relative in _context_files(root, dockerfile_sources(dockerfile)):
-        digest.update(str(relative).encode() + b"\0" + (root / relative).read_bytes() + b"\0")
+    for relative in _context_files(spec.context, dockerfile_sources(dockerfile)):
+        digest.update(str(relative).encode() + b"\0" + (spec.context / relative).read_bytes() + b"\0")
     # The base archive is reproducible (images.py): its manifest digest names its content.
     digest.update(images.image_id(base_archive.read_bytes()).encode())
+    # None for the operator (its key stays what it was); sorted, so their order is no input.
+    for key, value in sorted(spec.build_args):
+        digest.update(b"\0arg\0" + key.encode() + b"=" + value.encode())
     return digest.hexdigest()[:16]
 
 
-def operator_image(root: Path) -> tuple[str, Path]:
-    """The operator image (the repository's Dockerfile on the Debian-built Python base), built once per content.
+def operator_image_key(root: Path, base_archive: Path) -> str:
+    """The operator image's cache key (:func:`image_key` of the repository's Dockerfile)."""
+    return image_key(operator_image_spec(root), base_archive)
 
-    Returns its name (``localhost/perennial/operator:<key>``, the key a hash of what went
-    into it) and the OCI archive to import. buildah runs daemonless with chroot isolation
-    and vfs storage under the cache; the build context is a copy of just the files the
-    Dockerfile copies.
+
+def operator_image(root: Path) -> tuple[str, Path]:
+    """The operator image (the repository's Dockerfile on the Debian-built Python base), built once per content."""
+    return build_image(operator_image_spec(root))
+
+
+def churn_images(root: Path) -> dict[str, tuple[str, Path]]:
+    """The churn trainer, server and traffic images (examples/churn), built once per content."""
+    return {component: build_image(spec) for component, spec in churn_image_specs(root).items()}
+
+
+def build_image(spec: ImageSpec) -> tuple[str, Path]:
+    """Build ``spec`` (unless its archive is cached) and return its name and OCI archive.
+
+    The name is ``<repository>:<key>``, the key a hash of what went into the image
+    (:func:`image_key`). buildah runs daemonless with chroot isolation and vfs storage
+    under the cache; the build context is a copy of just the files the Dockerfile copies.
+    pip in RUN steps trusts the machine's CA bundle (mounted, never in a layer).
     """
     base = ensure_images()[PYTHON_IMAGE]
-    key = operator_image_key(root, base)
-    name = f"{OPERATOR_IMAGE_REPOSITORY}:{key}"
-    archive = cache_root() / "images" / f"operator-{key}.tar"
+    key = image_key(spec, base)
+    name = f"{spec.repository}:{key}"
+    archive = cache_root() / "images" / f"{spec.short_name}-{key}.tar"
     if archive.exists():
         return name, archive
     buildah = _install_buildah()
+    started = time.monotonic()
+    print(f"building {name} (once per content)", file=sys.stderr, flush=True)
     work = Path(tempfile.mkdtemp(dir=cache_root()))
     context = work / "context"
     context.mkdir()
-    dockerfile = (root / "Dockerfile").read_text()
-    shutil.copy2(root / "Dockerfile", context / "Dockerfile")
-    for relative in _context_files(root, dockerfile_sources(dockerfile)):
+    dockerfile = (spec.context / spec.dockerfile).read_text()
+    for relative in [Path(spec.dockerfile), *_context_files(spec.context, dockerfile_sources(dockerfile))]:
         (context / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / relative, context / relative)
+        shutil.copy2(spec.context / relative, context / relative)
     (work / "pip.conf").write_text(f"[global]\ncert = {HOST_CA_BUNDLE}\n")
     store = cache_root() / "buildah"
     common = [
@@ -642,14 +702,15 @@ def operator_image(root: Path) -> tuple[str, Path]:
         "--isolation=chroot",
         f"--signature-policy={buildah.parent / 'policy.json'}",
         f"--build-arg=BASE=oci-archive:{base}",
+        *(f"--build-arg={key}={value}" for key, value in sorted(spec.build_args)),
         "--layers=false",
         f"--volume={work / 'pip.conf'}:/etc/pip.conf:ro",
         *([f"--volume={HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"] if HOST_CA_BUNDLE.exists() else []),
         f"--tag={name}",
-        "--file=Dockerfile",
+        f"--file={spec.dockerfile}",
         str(context),
     ]
-    _run("operator-image", build, work, dict(os.environ))
+    _run(f"{spec.short_name}-image", build, work, dict(os.environ))
     staged = archive.with_suffix(".tmp")
     staged.unlink(missing_ok=True)
     push = [
@@ -659,15 +720,16 @@ def operator_image(root: Path) -> tuple[str, Path]:
         name,
         f"oci-archive:{staged}:{name}",
     ]
-    _run("operator-image-archive", push, work, dict(os.environ))
+    _run(f"{spec.short_name}-image-archive", push, work, dict(os.environ))
     os.replace(staged, archive)
-    # One operator archive in the cache (110 MB each): a cluster imported its own at `up`.
-    for older in archive.parent.glob("operator-*.tar"):
-        if older != archive:
+    # One archive per image in the cache (100+ MB each): a cluster imported its own at `up`.
+    for older in archive.parent.glob(f"{spec.short_name}-*.tar"):
+        if older != archive and older.stem.removeprefix(f"{spec.short_name}-").isalnum():
             older.unlink(missing_ok=True)
     # Only the archive is kept: vfs copies every layer, and the store would grow per build.
     subprocess.run([*common, "rmi", "--all", "--force"], capture_output=True)
     shutil.rmtree(work, ignore_errors=True)
+    print(f"{name} built in {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
     return name, archive
 
 

@@ -59,6 +59,7 @@ COMPONENTS = (
     "kube-proxy",
     "kwok",
     "prometheus",
+    "pod-targets",
 )
 PROFILE_COMPONENTS = {
     "api": ("etcd", "kube-apiserver"),
@@ -71,8 +72,33 @@ PROFILE_COMPONENTS = {
         "containerd",
         "kubelet",
         "kube-proxy",
+        "prometheus",
+        "pod-targets",
     ),
 }
+# The `real` profile's Prometheus scrapes the operator and model server pods: a harness
+# process (localcluster/podtargets.py) lists pods as this read-only ServiceAccount and keeps
+# a file_sd file in sync (Debian's Prometheus has no kubernetes_sd).
+POD_TARGETS_RBAC = """\
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: perennial-local-prometheus, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: perennial-local-prometheus}
+rules:
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: perennial-local-prometheus}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: perennial-local-prometheus}
+subjects:
+- {kind: ServiceAccount, name: perennial-local-prometheus, namespace: kube-system}
+"""
 
 
 def state_dir() -> Path:
@@ -90,6 +116,8 @@ class State:
     api_address: str = LOOPBACK
     # The `real` node's operator image as imported (its tag is a hash of what went into it).
     operator_image: str = ""
+    # The churn workload's images (examples/churn) as imported: component -> name.
+    churn_images: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, directory: Path) -> State:
@@ -102,6 +130,7 @@ class State:
             processes=raw.get("processes", {}),
             api_address=raw.get("api_address", LOOPBACK),
             operator_image=raw.get("operator_image", ""),
+            churn_images=raw.get("churn_images", {}),
         )
 
     def save(self, directory: Path) -> None:
@@ -111,6 +140,8 @@ class State:
             saved["api_address"] = self.api_address
         if self.operator_image:
             saved["operator_image"] = self.operator_image
+        if self.churn_images:
+            saved["churn_images"] = self.churn_images
         tmp.write_text(json.dumps(saved, indent=2))
         os.replace(tmp, directory / "state.json")
 
@@ -283,6 +314,7 @@ class LocalCluster:
             "kube-proxy": self._start_kube_proxy,
             "kwok": self._start_kwok,
             "prometheus": self._start_prometheus,
+            "pod-targets": self._start_pod_targets,
         }
 
     def _start(self, components: list[str], profile: str = "api") -> None:
@@ -332,7 +364,11 @@ class LocalCluster:
         for old_log in self.logs.glob("*.log"):
             old_log.unlink()
         self.state = State(
-            ports={name: _free_port() for name in (*COMPONENTS, "etcd-peer", "kubelet-healthz", "kube-proxy-metrics")}
+            ports={
+                name: _free_port()
+                for name in (*COMPONENTS, "etcd-peer", "kubelet-healthz", "kube-proxy-metrics")
+                if name != "pod-targets"  # it listens on nothing
+            }
         )
         # The `real` profile's pods reach the API server on the node's bridge address.
         self.state.api_address = node.NODE_IP if "kubelet" in PROFILE_COMPONENTS[profile] else LOOPBACK
@@ -342,8 +378,10 @@ class LocalCluster:
             pki.write_kubeconfig(self.dir / f"{client.name}.kubeconfig", self.pki, server, client.name)
         self.state.save(self.dir)
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
-        binary = str(self.binaries[name])
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None, binary: str | None = None
+    ) -> dict[str, object]:
+        binary = binary or str(self.binaries[name])
         log_path = self.logs / f"{name}.log"
         with log_path.open("ab") as log:
             process = subprocess.Popen(
@@ -621,6 +659,10 @@ class LocalCluster:
         name, archive = build.operator_image(REPO_ROOT)
         self.ctr("images", "import", "--platform", "linux/amd64", str(archive))
         self.state.operator_image = name
+        # The reference workload's images (examples/churn), built the same way.
+        for component, (name, archive) in build.churn_images(REPO_ROOT).items():
+            self.ctr("images", "import", "--platform", "linux/amd64", str(archive))
+            self.state.churn_images[component] = name
         self.state.save(self.dir)
 
     def _start_kubelet(self) -> None:
@@ -722,6 +764,12 @@ class LocalCluster:
             "- job_name: file_sd\n  file_sd_configs:\n"
             f"  - files: ['{self.targets_file}']\n    refresh_interval: 1s\n"
         )
+        if self.state.api_address != LOOPBACK:
+            # The `real` profile: the operator and model server pods, on the bridge (podtargets.py).
+            config.write_text(
+                config.read_text() + "- job_name: pods\n  file_sd_configs:\n"
+                f"  - files: ['{self.pod_targets_file}']\n    refresh_interval: 1s\n"
+            )
         record = self._spawn(
             "prometheus",
             [
@@ -740,6 +788,42 @@ class LocalCluster:
             record,
         )
 
+    @property
+    def pod_targets_file(self) -> Path:
+        return self.dir / "prometheus" / "pods.json"
+
+    def _start_pod_targets(self) -> None:
+        """Keep the `pods` job's file_sd file in sync with the API server (podtargets.py)."""
+        directory = self.dir / "prometheus"
+        directory.mkdir(parents=True, exist_ok=True)
+        if not self.pod_targets_file.exists():
+            self.pod_targets_file.write_text("[]\n")
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=POD_TARGETS_RBAC)
+        token = self.kubectl("create", "token", "perennial-local-prometheus", "-n", "kube-system", "--duration=24h")
+        token_file = directory / "pod-targets.token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(token.strip())
+        record = self._spawn(
+            "pod-targets",
+            [
+                "-m",
+                "localcluster.podtargets",
+                f"--server={self.api_url()}",
+                f"--ca={self.pki / 'ca.crt'}",
+                f"--token-file={token_file}",
+                f"--output={self.pod_targets_file}",
+            ],
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            binary=sys.executable,
+        )
+        _wait(
+            "pod-targets (its first listing of pods)",
+            lambda: "listed pods" in (self.logs / "pod-targets.log").read_text(),
+            30,
+            self.logs / "pod-targets.log",
+            record,
+        )
+
     def _write_env(self) -> None:
         running = self.running()
         lines = [
@@ -755,6 +839,10 @@ class LocalCluster:
                 f"REAL_NODE={node.NODE_NAME}",
                 f"HELM={self.binaries['helm']}",
                 f"OPERATOR_IMAGE={self.state.operator_image}",
+                *(
+                    f"CHURN_{component.upper()}_IMAGE={name}"
+                    for component, name in sorted(self.state.churn_images.items())
+                ),
             ]
         if "prometheus" in running:
             lines += [

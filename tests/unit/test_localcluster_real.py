@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from localcluster import build, cluster, images, node, versions
+from localcluster import build, cluster, images, node, podtargets, versions
 
 PATHS = node.NodePaths(Path("/tmp/cluster/node"))
 
@@ -231,6 +231,48 @@ def test_the_operator_image_is_keyed_by_the_files_it_copies_and_its_base(tmp_pat
     assert build.operator_image_key(root, base) != changed
 
 
+def test_any_dockerfile_is_keyed_by_its_context_files_base_and_build_arguments(tmp_path: Path) -> None:
+    context = tmp_path / "churn"
+    (context / "trainer").mkdir(parents=True)
+    (context / "trainer" / "Dockerfile").write_text(
+        "ARG BASE=python:3.11-slim\nFROM ${BASE}\nCOPY trainer/requirements.txt /tmp/\nCOPY shared.py ./\n"
+    )
+    (context / "trainer" / "requirements.txt").write_text("scikit-learn==1.9.1\n")
+    (context / "shared.py").write_text("x = 1\n")
+    (context / "README.md").write_text("not copied\n")
+    base = tmp_path / "base.tar"
+    base.write_bytes(_image())
+    spec = build.ImageSpec("localhost/perennial/churn-trainer", context, "trainer/Dockerfile")
+    key = build.image_key(spec, base)
+    assert spec.short_name == "churn-trainer"
+    (context / "README.md").write_text("edited\n")
+    assert build.image_key(spec, base) == key
+    (context / "shared.py").write_text("x = 2\n")
+    changed = build.image_key(spec, base)
+    assert changed != key
+    with_args = build.ImageSpec(spec.repository, context, spec.dockerfile, (("A", "1"), ("B", "2")))
+    assert build.image_key(with_args, base) != changed
+    # The arguments' order is no input, their values are.
+    reordered = build.ImageSpec(spec.repository, context, spec.dockerfile, (("B", "2"), ("A", "1")))
+    assert build.image_key(reordered, base) == build.image_key(with_args, base)
+    other = build.ImageSpec(spec.repository, context, spec.dockerfile, (("A", "1"), ("B", "3")))
+    assert build.image_key(other, base) != build.image_key(with_args, base)
+
+
+def test_the_churn_images_build_from_their_folder_with_their_own_dockerfiles() -> None:
+    specs = build.churn_image_specs(cluster.REPO_ROOT)
+    assert sorted(specs) == ["server", "traffic", "trainer"]
+    for component, spec in specs.items():
+        assert spec.repository == f"localhost/perennial/churn-{component}"
+        assert spec.context == cluster.REPO_ROOT / "examples" / "churn"
+        dockerfile = (spec.context / spec.dockerfile).read_text()
+        assert build.dockerfile_sources(dockerfile) == [f"{component}/requirements.txt", "churnlib.py", component]
+    # The operator's spec and key are as before the builder was generalised.
+    assert build.operator_image_spec(cluster.REPO_ROOT) == build.ImageSpec(
+        build.OPERATOR_IMAGE_REPOSITORY, cluster.REPO_ROOT
+    )
+
+
 def test_only_the_real_profile_serves_the_api_on_the_bridge(tmp_path: Path) -> None:
     # api and full: loopback, and state.json exactly as before.
     loopback = cluster.State(ports={"kube-apiserver": 6443})
@@ -244,3 +286,47 @@ def test_only_the_real_profile_serves_the_api_on_the_bridge(tmp_path: Path) -> N
     local = cluster.LocalCluster(tmp_path)
     assert local.api_url() == f"https://{node.NODE_IP}:6443"
     assert local.state.operator_image == "img:1"
+    assert local.state.churn_images == {}
+    bridge.churn_images = {"trainer": "t:1", "server": "s:1"}
+    bridge.save(tmp_path)
+    assert cluster.LocalCluster(tmp_path).state.churn_images == {"trainer": "t:1", "server": "s:1"}
+
+
+def test_prometheus_targets_are_the_operator_and_model_server_pods_that_run() -> None:
+    def pod(
+        name: str, ports: list[dict[str, object]], labels: dict[str, str] | None = None, **status: str
+    ) -> dict[str, object]:
+        return {
+            "metadata": {"namespace": "ns", "name": name, "labels": labels or {}},
+            "spec": {"containers": [{"name": "c", "ports": ports}]},
+            "status": {"phase": "Running", "podIP": "10.244.0.7", **status},
+        }
+
+    pods = {
+        "items": [
+            pod("server", [{"name": "http", "containerPort": 8080}], {"perennial.dev/model": "churn"}),
+            pod("operator", [{"name": "metrics", "containerPort": 8000}, {"name": "webhook", "containerPort": 9443}]),
+            # Not model servers, not running, no address yet: not scraped.
+            pod("web", [{"name": "http", "containerPort": 80}]),
+            pod("trainer", [{"name": "metrics", "containerPort": 8000}], phase="Succeeded"),
+            pod("starting", [{"name": "metrics", "containerPort": 8000}], podIP=""),
+        ]
+    }
+    assert podtargets.targets(pods) == [
+        {"targets": ["10.244.0.7:8000"], "labels": {"namespace": "ns", "pod": "operator"}},
+        {"targets": ["10.244.0.7:8080"], "labels": {"namespace": "ns", "pod": "server"}},
+    ]
+    assert podtargets.targets({"items": None}) == []
+
+
+def test_only_the_real_profile_runs_pod_targets() -> None:
+    assert "pod-targets" in cluster.PROFILE_COMPONENTS["real"]
+    assert "pod-targets" not in cluster.PROFILE_COMPONENTS["full"]
+    assert cluster.PROFILE_COMPONENTS["full"] == (
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+        "prometheus",
+    )
