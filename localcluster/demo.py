@@ -41,24 +41,27 @@ NAMESPACE = "perennial-demo"
 JOB = "perennial-demo-exporter"
 SCENARIOS = ("loop", "canary")
 
+# Both scenarios' ModelDeployment trains the same way. Fresh data per trigger: each run
+# trains on the 24h before it was triggered. The local cluster simulates pods
+# (CONTRIBUTING.md, "Simulation contract"): the trainer "runs" 3s and reports these metrics
+# through its termination message; given a champion to beat, it also scores the champion
+# on its own holdout (champion_auc), so every version beats the champion offline.
+DEMO_TRAINING = """  training:
+    image: registry.example/churn-trainer:2.3.0
+    dataset: {uri: "s3://data/{model}/{triggerDate}/", version: "{triggerTime}", window: 24h}
+    output: {modelUri: "s3://models/{model}/{version}"}
+    validation: [{metric: auc, min: 0.90}]
+    podAnnotations:
+      sim.perennial.dev/duration: 3s
+      sim.perennial.dev/result: '{"metrics": {"auc": 0.934, "loss": 0.21}}'
+      sim.perennial.dev/champion-result: '{"metrics": {"auc": 0.941, "loss": 0.2, "champion_auc": 0.917}}'"""
+
 DEMO_OBJECTS = """
 apiVersion: perennial.dev/v1alpha1
 kind: ModelDeployment
 metadata: {name: churn}
 spec:
-  training:
-    image: registry.example/churn-trainer:2.3.0
-    # Fresh data per trigger: each run trains on the 24h before it was triggered.
-    dataset: {uri: "s3://data/{model}/{triggerDate}/", version: "{triggerTime}", window: 24h}
-    output: {modelUri: "s3://models/{model}/{version}"}
-    validation: [{metric: auc, min: 0.90}]
-    # The local cluster simulates pods (CONTRIBUTING.md, "Simulation contract"): the trainer
-    # "runs" 3s and reports these metrics through its termination message; given a
-    # champion to beat, it also scores the champion on its own holdout (champion_auc).
-    podAnnotations:
-      sim.perennial.dev/duration: 3s
-      sim.perennial.dev/result: '{"metrics": {"auc": 0.934, "loss": 0.21}}'
-      sim.perennial.dev/champion-result: '{"metrics": {"auc": 0.941, "loss": 0.2, "champion_auc": 0.917}}'
+TRAINING
   serving:
     image: registry.example/churn-server:1.9.0
     replicas: 2
@@ -79,7 +82,7 @@ spec:
       max: 0.2
       for: 10s
   trigger: {cooldown: 1h}
-""".replace("EXPORTER_JOB", JOB)
+""".replace("EXPORTER_JOB", JOB).replace("TRAINING", DEMO_TRAINING)
 
 
 class DemoExporter:
@@ -327,22 +330,13 @@ ERROR_RATIO_MAX, WORSE_THAN_STABLE_MAX = 0.05, 0.01
 # The servers' online error ratio per version (what the exporter plays): v2 as good as v1, v3 bad.
 ERROR_RATIOS = {"1": 0.011, "2": 0.009, "3": 0.12}
 
-CANARY_OBJECTS = """
+CANARY_OBJECTS = (
+    """
 apiVersion: perennial.dev/v1alpha1
 kind: ModelDeployment
 metadata: {name: churn}
 spec:
-  training:
-    image: registry.example/churn-trainer:2.3.0
-    dataset: {uri: "s3://data/{model}/{triggerDate}/", version: "{triggerTime}", window: 24h}
-    output: {modelUri: "s3://models/{model}/{version}"}
-    validation: [{metric: auc, min: 0.90}]
-    # Simulated by kwok (CONTRIBUTING.md, "Simulation contract"): every version passes its
-    # gates and beats the champion offline; only the canary's online metrics tell them apart.
-    podAnnotations:
-      sim.perennial.dev/duration: 3s
-      sim.perennial.dev/result: '{"metrics": {"auc": 0.934, "loss": 0.21}}'
-      sim.perennial.dev/champion-result: '{"metrics": {"auc": 0.941, "loss": 0.2, "champion_auc": 0.917}}'
+TRAINING
   serving:
     image: registry.example/churn-server:1.9.0
     replicas: REPLICAS
@@ -367,7 +361,10 @@ spec:
             - max(churn_online_error_ratio{job="EXPORTER_JOB",model="{model}",version="{stableVersion}"})
           max: WORSE_THAN_STABLE_MAX
           for: 10s
-""".replace("EXPORTER_JOB", JOB).replace("REPLICAS", str(REPLICAS))
+""".replace("EXPORTER_JOB", JOB)
+    .replace("REPLICAS", str(REPLICAS))
+    .replace("TRAINING", DEMO_TRAINING)
+)
 CANARY_OBJECTS = CANARY_OBJECTS.replace("WORSE_THAN_STABLE_MAX", str(WORSE_THAN_STABLE_MAX)).replace(
     "ERROR_RATIO_MAX", str(ERROR_RATIO_MAX)
 )

@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from perennial.domain.drift import distribution_statistic
 from tests.support import promtool
 from tests.support.churn import CHURN, ServerProcess, http, model_server, traffic, train, training_env, wait_ready
+from tests.support.waiting import holds_for, wait_until
 
 WINDOW = ("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z")
 ROWS = [
@@ -93,11 +93,14 @@ def test_a_model_that_is_not_a_churn_model_never_becomes_ready(tmp_path: Path) -
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "model.pkl").write_bytes(b"not a pickle")
     with model_server(tmp_path, {"MODEL_URI": str(tmp_path / "model"), "LOAD_RETRY_SECONDS": "0.1"}) as server:
-        deadline = time.monotonic() + 30
-        while "is not a readable model" not in http("GET", server.url + "/ready")[1]:
-            assert time.monotonic() < deadline, server.log.read_text()
-            time.sleep(0.05)
-        time.sleep(0.3)  # a few more attempts: still not ready
+        wait_until(
+            lambda: "is not a readable model" in http("GET", server.url + "/ready")[1],
+            timeout=30,
+            interval=0.05,
+            what="the server to say why it is not ready",
+        )
+        # Retried every 0.1s: over several attempts, it stays not ready.
+        holds_for(lambda: http("GET", server.url + "/ready")[0] == 503, seconds=0.5, interval=0.05, what="503")
         status, body = http("GET", server.url + "/ready")
         assert status == 503
         assert body.startswith(f"not ready: {tmp_path / 'model' / 'model.pkl'} is not a readable model")
