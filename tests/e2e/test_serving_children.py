@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import operator as operator_support
 from tests.support.cluster import ClusterInfo
@@ -169,3 +170,42 @@ def test_a_deployment_perennial_did_not_create_is_never_adopted_or_changed(
     wait_until(gone, timeout=30, what="the foreign Deployment gone")
     status = wait_for_status(api_client, namespace, "modeldeployments", "churn", serving("1"), what="v1 serving")
     assert condition(status, "Degraded")["status"] == "False"
+
+
+def _counter(metrics_text: str, name: str, **labels: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def test_a_serving_model_is_not_applied_again_when_nothing_it_asks_for_changed(
+    perennial_crds: ClusterInfo,
+    namespace: str,
+    api_client: client.ApiClient,
+    operator_subprocess: operator_support.RunningOperator,
+) -> None:
+    # No podAnnotations on the serving template: the API server drops the empty map the
+    # operator sends, which once read as "differs" and re-applied on every pass.
+    serve_v1(perennial_crds, api_client, namespace, "churn")
+    metrics_text = operator_subprocess.metrics_text
+    reconciles_before = _counter(metrics_text(), "perennial_reconciles_total", kind="ModelDeployment")
+    patches_before = _counter(metrics_text(), "perennial_api_requests_total", method="PATCH")
+
+    # Each edit of a field Perennial does not own is a child event: a reconcile that must find nothing to do.
+    for value in ("a", "b", "c"):
+        perennial_crds.kubectl_run(
+            "annotate", "--overwrite", "-n", namespace, "deployment/churn", f"team.example/x={value}"
+        )
+    wait_until(
+        lambda: _counter(metrics_text(), "perennial_reconciles_total", kind="ModelDeployment") >= reconciles_before + 1,
+        timeout=30,
+        what="a reconcile after the edits",
+    )
+    holds_for(
+        lambda: _counter(metrics_text(), "perennial_api_requests_total", method="PATCH") == patches_before,
+        seconds=3,
+        what="no PATCH (apply or status) from the operator",
+    )

@@ -3,9 +3,11 @@
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from perennial.adapters import metrics
 from perennial.adapters.store import Key
-from perennial.adapters.workqueue import WorkQueue
+from perennial.adapters.workqueue import WorkQueue, batch_delay
 
 A: Key = ("ml", "a")
 B: Key = ("ml", "b")
@@ -225,4 +227,49 @@ async def test_a_queue_stopped_and_started_again_keeps_keys_and_schedules_new_lo
     queue.add_after(A, 0.1)  # the second term's look at A, later than the cancelled one
     queue.start()
     await eventually(lambda: sorted(calls) == [A, B])
+    await queue.stop()
+
+
+def test_the_batch_grows_with_the_backlog_from_quiet_to_the_whole_batch() -> None:
+    assert batch_delay(0, workers=16, quiet=0.1, batch=1.0) == 0.1
+    assert batch_delay(8, workers=16, quiet=0.1, batch=1.0) == pytest.approx(0.55)
+    assert batch_delay(16, workers=16, quiet=0.1, batch=1.0) == 1.0
+    assert batch_delay(5000, workers=16, quiet=0.1, batch=1.0) == 1.0
+    assert batch_delay(3, workers=0, quiet=0.1, batch=1.0) == 1.0
+
+
+async def test_a_batched_add_on_an_idle_queue_waits_only_the_quiet_time_and_collapses_its_burst() -> None:
+    calls: list[Key] = []
+    queue = WorkQueue("QuietBatch", recorder(calls), workers=4)
+    queue.start()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(5):  # one burst of a child's events
+        queue.add_batched(A, quiet=0.05, batch=5.0)
+    await eventually(lambda: calls == [A], within=2.0)
+    assert loop.time() - started < 2.0  # the quiet time, not the 5 s batch
+    await asyncio.sleep(0.1)
+    assert calls == [A]
+    await queue.stop()
+
+
+async def test_a_batched_add_behind_a_backlog_waits_the_whole_batch() -> None:
+    release = asyncio.Event()
+    calls: list[Key] = []
+
+    async def blocked(key: Key) -> float | None:
+        calls.append(key)
+        await release.wait()
+        return None
+
+    queue = WorkQueue("LoadedBatch", blocked, workers=1)
+    queue.start()
+    queue.add(B)
+    await eventually(lambda: calls == [B])  # the one worker is busy: a backlog of one
+    queue.add_batched(A, quiet=0.0, batch=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    release.set()
+    await eventually(lambda: A in calls)
+    assert loop.time() - started >= 0.25
     await queue.stop()

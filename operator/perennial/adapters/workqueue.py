@@ -24,6 +24,21 @@ logger = logging.getLogger(__name__)
 Reconcile = Callable[[Key], Awaitable[float | None]]  # returns "look again in N seconds" or None
 
 
+def batch_delay(backlog: int, workers: int, quiet: float, batch: float) -> float:
+    """How long to gather a burst of events before reconciling, given the queue's ``backlog``.
+
+    A batch saves reconciles (and the status writes and Events they bring) only when there
+    is a backlog to save them from; on an idle queue it is pure latency on every step of a
+    chain (a Job finishes, then its TrainingJob, then its model). So the wait grows with
+    the backlog: ``quiet`` on an empty queue (events of one burst still arrive within
+    it), the whole ``batch`` once every worker has a key waiting, linear in between.
+    """
+    if workers <= 0:
+        return batch
+    share = min(1.0, backlog / workers)
+    return quiet + (batch - quiet) * share
+
+
 class WorkQueue:
     def __init__(
         self,
@@ -90,6 +105,11 @@ class WorkQueue:
                 return  # an earlier look is already scheduled
             existing.cancel()
         self._timers[key] = loop.call_at(due, self._fire, key)
+
+    def add_batched(self, key: Key, *, quiet: float, batch: float) -> None:
+        """Reconcile ``key`` once a burst of events has gathered (``batch_delay`` of the backlog now)."""
+        backlog = len(self._queued) + len(self._processing)
+        self.add_after(key, batch_delay(backlog, self._workers, quiet, batch))
 
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)

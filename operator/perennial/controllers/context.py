@@ -38,11 +38,14 @@ logger = logging.getLogger(__name__)
 
 # Events of children (a run's Job; a model's TrainingJobs, Deployment and Service) come in
 # bursts: a Job's status changes three or four times within a second of its pod starting.
-# Their owner is reconciled once, this long after the first event of a burst, and sees the
-# latest state: fewer status writes and Events for the same outcome. kube-controller-
-# manager's Job controller batches pod events the same way (syncJobBatchPeriod, 1 s). The
-# owner's own events (a user's edit) are not delayed.
+# Under load their owner is reconciled once, this long after the first event of a burst,
+# and sees the latest state: fewer status writes and Events for the same outcome (kube-
+# controller-manager's Job controller batches pod events the same way, syncJobBatchPeriod
+# 1 s). With no backlog the batch shrinks towards CHILD_EVENT_QUIET_SECONDS (events of one
+# burst arrive within it), so a lone model does not wait a second at each step of its
+# chain (``WorkQueue.add_batched``). The owner's own events (a user's edit) are not delayed.
 CHILD_EVENT_BATCH_SECONDS = 1.0
+CHILD_EVENT_QUIET_SECONDS = 0.1
 
 
 def _drift_policy_target(body: Mapping[str, Any]) -> Key | None:

@@ -7,6 +7,7 @@ refused becomes a condition with the API's message, not a stuck reconcile).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,9 +17,11 @@ from perennial.adapters.kube import ApiError, Resource, resource_of
 from perennial.adapters.store import ObjectStore
 from perennial.api.base import ApiModel
 from perennial.controllers.context import Cluster, ObjectGoneError, StaleObjectError
-from perennial.domain.children import controlled_by, differs
+from perennial.domain.children import controlled_by, first_difference
 from perennial.domain.conditions import merge_patch
 from perennial.domain.plan import Count, Event
+
+logger = logging.getLogger(__name__)
 
 ChildResult = Literal["created", "applied", "unchanged", "conflict", "refused"]
 
@@ -58,7 +61,15 @@ async def converge_child(cluster: Cluster, owner_uid: str, desired: Mapping[str,
                 store.put(observed)  # the cache lagged: remember what the GET found
         if observed is not None and not controlled_by(observed, owner_uid):
             return _conflict(kind, name)
-        if observed is None or differs(observed, desired):
+        difference = None if observed is None else first_difference(observed, desired)
+        if observed is None or difference is not None:
+            logger.debug(
+                "applying %s %s/%s: %s",
+                kind,
+                namespace,
+                name,
+                "absent" if observed is None else f"{difference or '(whole object)'} differs",
+            )
             store.put(await cluster.client.apply(resource, namespace, desired))
             return ChildOutcome(kind, name, "created" if observed is None else "applied")
         return ChildOutcome(kind, name, "unchanged")

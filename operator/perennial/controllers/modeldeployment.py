@@ -1,7 +1,7 @@
 """ModelDeployment controller: executes the plans of ``perennial.domain.modeldeployment_plan``.
 
 Fed by the caches of ModelDeployments and of what they own (TrainingJobs, the serving
-Deployment and Service; child events batched for a second) and of DriftPolicies (a
+Deployment and Service; child events batched, for up to a second under load) and of DriftPolicies (a
 pending retrain request is answered at once). One reconcile per object at a time:
 observe, plan, then create the TrainingJob the plan allocated, converge the serving
 children, delete old TrainingJobs, write status, post Events.
@@ -26,7 +26,13 @@ from perennial.adapters.kube import DEPLOYMENTS, HTTP_ROUTES, MODEL_DEPLOYMENTS,
 from perennial.adapters.store import Key, key_of
 from perennial.api.driftpolicy import DriftPolicyStatus
 from perennial.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
-from perennial.controllers.context import CHILD_EVENT_BATCH_SECONDS, Cluster, Controller, owner_key
+from perennial.controllers.context import (
+    CHILD_EVENT_BATCH_SECONDS,
+    CHILD_EVENT_QUIET_SECONDS,
+    Cluster,
+    Controller,
+    owner_key,
+)
 from perennial.controllers.execute import converge_child, create_child, delete_child, post, write_status
 from perennial.controllers.metric_reader import MetricReader
 from perennial.domain import canary, freshness
@@ -80,7 +86,7 @@ class ModelDeploymentController(Controller):
     def _child_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         key = owner_key(body, KIND)
         if key is not None:
-            self.queue.add_after(key, CHILD_EVENT_BATCH_SECONDS)
+            self.queue.add_batched(key, quiet=CHILD_EVENT_QUIET_SECONDS, batch=CHILD_EVENT_BATCH_SECONDS)
 
     def _policy_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         target = ((body.get("spec") or {}).get("targetRef") or {}).get("name")

@@ -1,8 +1,8 @@
 """TrainingJob controller: observe a run, plan it (``perennial.domain.training``), execute the plan.
 
 Watch events of TrainingJobs and of their Jobs reach it through the caches it subscribes
-to; a Job's events are batched for a second (``CHILD_EVENT_BATCH_SECONDS``). A reconcile
-costs, per transition: one create (the Job; plus the headless Service of a distributed
+to; a Job's events are batched, for up to a second under load (``CHILD_EVENT_BATCH_SECONDS``).
+A reconcile costs, per transition: one create (the Job; plus the headless Service of a distributed
 run), one status patch, one Event, and one pod list when the run ends (to read the
 trainer's termination message) or when its start deadline passes with workers not yet
 started (to tell why). A finished run costs one more request: the Job's TTL set once its
@@ -21,7 +21,7 @@ from perennial.adapters import logs, metrics
 from perennial.adapters.kube import JOBS, PODS, TRAINING_JOBS, ApiError
 from perennial.adapters.store import Key, key_of
 from perennial.api.trainingjob import TrainingJobStatus
-from perennial.controllers.context import CHILD_EVENT_BATCH_SECONDS, Cluster, Controller
+from perennial.controllers.context import CHILD_EVENT_BATCH_SECONDS, CHILD_EVENT_QUIET_SECONDS, Cluster, Controller
 from perennial.controllers.execute import create_child, delete_child, post, write_status
 from perennial.domain.timeutil import parse_time
 from perennial.domain.training import (
@@ -55,7 +55,9 @@ class TrainingJobController(Controller):
     def _job_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         run = (body["metadata"].get("labels") or {}).get(TRAINING_JOB_LABEL)
         if run:
-            self.queue.add_after((body["metadata"]["namespace"], run), CHILD_EVENT_BATCH_SECONDS)
+            self.queue.add_batched(
+                (body["metadata"]["namespace"], run), quiet=CHILD_EVENT_QUIET_SECONDS, batch=CHILD_EVENT_BATCH_SECONDS
+            )
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.cluster.trainingjobs.get(key)
