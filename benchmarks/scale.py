@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import re
 import signal
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -47,6 +49,10 @@ from typing import Any
 
 import aiohttp
 from localcluster.cluster import LocalCluster
+from tests.support.cluster import ScrapeTargets
+
+from benchmarks import recovery
+from benchmarks.recovery import RECOVER_MODELS, Recovery
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GROUP = "perennial.dev"
@@ -84,6 +90,7 @@ class Options:
     api_qps: float = 0.0  # the operator's PERENNIAL_API_QPS (0: no client-side limit, the default)
     baseline: bool = True  # False: the operator phase only (quicker iterations; ratio NaN)
     fresh_cluster: bool = False  # restart the local cluster (wiped) before every phase
+    recover: int = RECOVER_MODELS  # models whose time to recover is measured after the idle window (0: none)
     # The `perennial` executable to run; `make bench` passes one from a virtualenv with the
     # runtime dependencies only, as in the image.
     operator: Path = Path(sys.executable).parent / "perennial"
@@ -113,6 +120,7 @@ class Api:
     def __init__(self, server: str, context: ssl.SSLContext) -> None:
         self.server = server
         self.context = context
+        self.throttled = 0  # 429 answers retried (after Retry-After)
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=context, limit=0),
             timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
@@ -131,6 +139,7 @@ class Api:
             ) as response:
                 text = await response.text()
                 if response.status == 429 and attempt < retries - 1:
+                    self.throttled += 1
                     await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
                     continue
                 if response.status >= 400:
@@ -180,7 +189,12 @@ def per_object(before: Counter[tuple[str, str]], after: Counter[tuple[str, str]]
 
 
 class Watcher:
-    """One list+watch of a collection; records when each object first satisfies ``done``."""
+    """One list+watch of a collection; records when each object first satisfies ``done``.
+
+    ``path`` may carry a query (a label or field selector). Waiting for one object parks
+    a future under its name, woken when it is done: thousands of waiters (the baseline's
+    one per model) cost nothing per event.
+    """
 
     def __init__(self, api: Api, path: str, done: Callable[[dict[str, Any]], bool]) -> None:
         self.api = api
@@ -190,6 +204,7 @@ class Watcher:
         self.done_at: dict[str, float] = {}
         self.objects: dict[str, dict[str, Any]] = {}
         self.changed = asyncio.Event()
+        self._waiters: dict[Any, list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def _observe(self, obj: dict[str, Any]) -> None:
@@ -200,6 +215,22 @@ class Watcher:
         if name not in self.done_at and self.done(obj):
             self.done_at[name] = moment
             self.changed.set()
+            self._wake(name)
+
+    def _wake(self, key: Any) -> None:
+        for future in self._waiters.pop(key, []):
+            if not future.done():
+                future.set_result(None)
+
+    async def _wait_key(self, key: Any, reached: Mapping[Any, float], limit: float) -> None:
+        if key in reached:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(future)
+        try:
+            await asyncio.wait_for(future, limit)
+        except TimeoutError:
+            raise TimeoutError(f"{self.path}: {key} not reached after {limit:.0f}s") from None
 
     async def start(self) -> None:
         listed = await self.api.request("GET", self.path)
@@ -208,8 +239,12 @@ class Watcher:
         self._task = asyncio.create_task(self._run(listed["metadata"]["resourceVersion"]))
 
     async def _run(self, resource_version: str) -> None:
+        separator = "&" if "?" in self.path else "?"
         while True:
-            url = f"{self.api.server}{self.path}?watch=1&allowWatchBookmarks=true&resourceVersion={resource_version}"
+            url = (
+                f"{self.api.server}{self.path}{separator}watch=1&allowWatchBookmarks=true"
+                f"&resourceVersion={resource_version}"
+            )
             try:
                 async with self.api.session.get(url) as response:
                     async for raw in response.content:
@@ -239,13 +274,38 @@ class Watcher:
                 await asyncio.wait_for(self.changed.wait(), min(left, 1.0))
 
     async def wait_one(self, name: str, limit: float) -> None:
-        await self.wait_for({name}, limit)
+        await self._wait_key(name, self.done_at, limit)
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class StepWatcher(Watcher):
+    """A watch that records when each model first reaches each step.
+
+    ``steps`` maps a step's name to a probe: the model an object is at that step for, or
+    None. ``reached[(step, model)]`` is the monotonic time the watch first saw it.
+    """
+
+    def __init__(self, api: Api, path: str, steps: Mapping[str, Callable[[dict[str, Any]], str | None]]) -> None:
+        super().__init__(api, path, lambda _: False)
+        self.steps = steps
+        self.reached: dict[tuple[str, str], float] = {}
+
+    def _observe(self, obj: dict[str, Any]) -> None:
+        super()._observe(obj)
+        moment = time.monotonic()
+        for step, probe in self.steps.items():
+            model = probe(obj)
+            if model is not None and (step, model) not in self.reached:
+                self.reached[(step, model)] = moment
+                self._wake((step, model))
+
+    async def wait_step(self, step: str, model: str, limit: float) -> None:
+        await self._wait_key((step, model), self.reached, limit)
 
 
 def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
@@ -258,6 +318,11 @@ def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
 def md_ready(obj: dict[str, Any]) -> bool:
     ready = condition(obj, "Ready")
     return obj.get("status", {}).get("servingVersion") == "1" and ready is not None and ready["status"] == "True"
+
+
+def is_true(obj: Mapping[str, Any], type_: str) -> bool:
+    found = condition(obj, type_)
+    return found is not None and found["status"] == "True"
 
 
 def job_complete(obj: dict[str, Any]) -> bool:
@@ -460,11 +525,13 @@ async def create_namespace(api: Api, prefix: str) -> str:
             await asyncio.sleep(0.2)
 
 
-async def delete_namespace(api: Api, namespace: str, limit: float = 900.0) -> None:
+async def delete_namespace(api: Api, namespace: str, limit: float = 900.0, wait: bool = True) -> None:
     """Drop Perennial finalizers (the operator is gone), delete, and wait until it is gone.
 
     Waiting keeps the next phase's write counts clean: garbage collection of N objects
-    (and their pods and ReplicaSets) would otherwise land in them.
+    (and their pods and ReplicaSets) would otherwise land in them. ``wait=False`` (the
+    next phase runs on a wiped cluster) leaves the garbage collection running: with
+    N = 3000 it takes many minutes, which a fresh cluster makes moot.
     """
     for plural in ("modeldeployments", "driftpolicies", "trainingjobs"):
         path = f"{PERENNIAL}/namespaces/{namespace}/{plural}"
@@ -483,6 +550,9 @@ async def delete_namespace(api: Api, namespace: str, limit: float = 900.0) -> No
             await asyncio.gather(*patches, return_exceptions=True)
     with contextlib.suppress(RuntimeError):
         await api.request("DELETE", f"/api/v1/namespaces/{namespace}")
+    if not wait:
+        print(f"  {namespace} deleting (not waited for: the next phase starts on a wiped cluster)", flush=True)
+        return
     started = time.monotonic()
     while True:
         try:
@@ -631,6 +701,166 @@ async def drift_evaluations(operator: Operator) -> int:
     return sum((await operator_counter(operator, "perennial_drift_evaluations_total", "result")).values())
 
 
+# ---------------------------------------------------------------- time to recover under load
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return obj["metadata"].get("labels") or {}
+
+
+def _v2_model(obj: Mapping[str, Any]) -> str | None:
+    """The model of a TrainingJob or Job of version 2, else None."""
+    found = _labels(obj)
+    return found.get("perennial.dev/model") if found.get("perennial.dev/version") == "2" else None
+
+
+def _policy_metric(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    metric: Mapping[str, Any] = ((obj.get("status") or {}).get("metrics") or [{}])[0]
+    return metric
+
+
+def _rolled_out(obj: Mapping[str, Any]) -> bool:
+    """A Deployment's rollout done, as `kubectl rollout status` judges it, and Available."""
+    status = obj.get("status") or {}
+    wanted = obj["spec"].get("replicas", 1)
+    available = condition(obj, "Available")
+    return (
+        status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
+        and status.get("updatedReplicas", 0) == wanted
+        and status.get("replicas", 0) == wanted
+        and status.get("availableReplicas", 0) >= wanted
+        and available is not None
+        and available["status"] == "True"
+    )
+
+
+def _template_version(obj: Mapping[str, Any]) -> str | None:
+    return _labels(obj["spec"]["template"]).get("perennial.dev/version")
+
+
+async def prometheus_value(session: aiohttp.ClientSession, url: str, query: str) -> float | None:
+    async with session.get(f"{url}/api/v1/query", params={"query": query}) as response:
+        result = (await response.json())["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+async def wait_prometheus(
+    session: aiohttp.ClientSession, url: str, query: str, value: float, limit: float, period: float = 0.1
+) -> None:
+    deadline = time.monotonic() + limit
+    while await prometheus_value(session, url, query) != value:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Prometheus: {query} != {value} after {limit:.0f}s")
+        await asyncio.sleep(period)
+
+
+async def measure_recovery(
+    api: Api, cluster: LocalCluster, operator: Operator, namespace: str, models: list[str]
+) -> list[Recovery]:
+    """Time to recover for ``models``, the phase's N policies evaluating (benchmarks/recovery.py)."""
+    print(
+        f"  time to recover: {len(models)} DriftPolicies (interval {recovery.INTERVAL_S:.0f}s,"
+        f" for {recovery.FOR_S:.0f}s) on {', '.join(models)}",
+        flush=True,
+    )
+    job = f"bench-drift-{namespace}"
+    exporter = recovery.GaugeExporter(dict.fromkeys(models, recovery.IN_BOUNDS))
+    targets = ScrapeTargets(cluster.targets_file)
+    targets.add(job, exporter.address)
+    base = f"{PERENNIAL}/namespaces/{namespace}"
+    selector = urllib.parse.quote(f"perennial.dev/model in ({','.join(models)})")
+    policies = StepWatcher(
+        api,
+        f"{base}/driftpolicies?labelSelector=perennial.dev%2Fbench-recover%3Dtrue",
+        {
+            "evaluated": lambda o: (
+                o["spec"]["targetRef"]["name"] if _policy_metric(o).get("value") == recovery.IN_BOUNDS else None
+            ),
+            "seen": lambda o: o["spec"]["targetRef"]["name"] if _policy_metric(o).get("breachedSince") else None,
+            "detected": lambda o: (
+                o["spec"]["targetRef"]["name"] if (o.get("status") or {}).get("triggerCount", 0) >= 1 else None
+            ),
+        },
+    )
+    training_jobs = StepWatcher(
+        api,
+        f"{base}/trainingjobs?labelSelector={selector}",
+        {
+            "tj_created": _v2_model,
+            "tj_succeeded": lambda o: _v2_model(o) if (o.get("status") or {}).get("phase") == "Succeeded" else None,
+        },
+    )
+    jobs = StepWatcher(
+        api,
+        f"/apis/batch/v1/namespaces/{namespace}/jobs?labelSelector={selector}",
+        {"job_created": _v2_model, "job_complete": lambda o: _v2_model(o) if job_complete(o) else None},
+    )
+    deployments = StepWatcher(
+        api,
+        f"/apis/apps/v1/namespaces/{namespace}/deployments?labelSelector={selector}",
+        {
+            "deployment_updated": lambda o: o["metadata"]["name"] if _template_version(o) == "2" else None,
+            "deployment_available": lambda o: (
+                o["metadata"]["name"] if _template_version(o) == "2" and _rolled_out(o) else None
+            ),
+        },
+    )
+    mds = [
+        StepWatcher(
+            api,
+            f"{base}/modeldeployments?fieldSelector=metadata.name%3D{model}",
+            {
+                "serving": lambda o: (
+                    o["metadata"]["name"]
+                    if o.get("status", {}).get("servingVersion") == "2" and is_true(o, "Ready")
+                    else None
+                )
+            },
+        )
+        for model in models
+    ]
+    watchers = [policies, training_jobs, jobs, deployments, *mds]
+    results = {model: Recovery(model) for model in models}
+    url = cluster.prometheus_url()
+
+    async def one(session: aiohttp.ClientSession, model: str) -> None:
+        result = results[model]
+        # The first evaluation (the policy's first status write) saw the value in bounds.
+        await policies.wait_step("evaluated", model, limit=300)
+        exporter.set(model, recovery.OUT_OF_BOUNDS)
+        result.at["onset"], onset_wall = time.monotonic(), time.time()
+        # The onset's phase: how long after that evaluation (the operator's own gauge).
+        evaluated = await operator_samples(
+            operator, "perennial_drift_policy_last_evaluation_timestamp_seconds", "policy"
+        )
+        result.onset_after_evaluation = onset_wall - evaluated.get(f"{model}-recover", math.nan)
+        await wait_prometheus(session, url, recovery.query(job, model), recovery.OUT_OF_BOUNDS, limit=60)
+        result.at["scraped"] = time.monotonic()
+        await mds[models.index(model)].wait_step("serving", model, limit=300)
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            for model in models:
+                await wait_prometheus(session, url, recovery.query(job, model), recovery.IN_BOUNDS, limit=60)
+            for watcher in watchers:
+                await watcher.start()
+            await gather_limited(
+                [api.request("POST", f"{base}/driftpolicies", recovery.policy(model, job)) for model in models]
+            )
+            outcomes = await asyncio.gather(*(one(session, model) for model in models), return_exceptions=True)
+    finally:
+        for watcher in watchers:
+            await watcher.stop()
+        targets.remove(job)
+        exporter.close()
+    for model, outcome in zip(models, outcomes, strict=True):
+        result = results[model]
+        for watcher in watchers:
+            result.at.update({step: at for (step, key), at in watcher.reached.items() if key == model})
+        if isinstance(outcome, BaseException):
+            print(f"  {model}: did not recover: {outcome!r}", flush=True)
+        print(f"  {model}: {recovery.timeline(result)} s after the onset", flush=True)
+    return list(results.values())
+
+
 # ---------------------------------------------------------------- the two phases
 @dataclass
 class Result:
@@ -642,6 +872,7 @@ class Result:
     job_p99: float = float("nan")
     writes: dict[str, float] = field(default_factory=dict)
     operator_requests: dict[str, float] = field(default_factory=dict)
+    # Writes in the idle window, cluster-wide, absolute counts (the goal is none).
     idle_writes: dict[str, float] = field(default_factory=dict)
     rss_mib: float = float("nan")
     cpu_run: float = float("nan")
@@ -659,6 +890,8 @@ class Result:
     baseline_ready_p50: float = float("nan")
     baseline_ready_p99: float = float("nan")
     baseline_writes: dict[str, float] = field(default_factory=dict)
+    # Time to recover under load (after the idle window), one per model measured.
+    recoveries: list[Recovery] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -693,6 +926,7 @@ async def run_operator_phase(
         before = await write_counts(api)
         cpu0 = cpu_seconds(pid)
         plane0 = control_plane_cpu(cluster)
+        client0 = time.process_time()
         start = time.monotonic()
         await gather_limited(
             [api.request("POST", md_path, model_deployment(name)) for name in names]
@@ -701,11 +935,20 @@ async def run_operator_phase(
                 for name in names
             ]
         )
-        print(f"[N={n}] created in {time.monotonic() - start:.1f}s; waiting for Ready", flush=True)
+        print(
+            f"[N={n}] created in {time.monotonic() - start:.1f}s ({api.throttled} answers 429, retried);"
+            " waiting for Ready",
+            flush=True,
+        )
+        # Generous: about 0.1 s a model was measured at N = 1000; this allows 3 s a model.
         await mds.wait_for(set(names), limit=120 + 3 * n)
         result.total = time.monotonic() - start
         result.cpu_run = cpu_seconds(pid) - cpu0
-        result.machine_cpu = {**cpu_delta(plane0, control_plane_cpu(cluster)), "perennial": result.cpu_run}
+        result.machine_cpu = {
+            **cpu_delta(plane0, control_plane_cpu(cluster)),
+            "perennial": result.cpu_run,
+            "bench client": time.process_time() - client0,
+        }
         after = await write_counts(api)
         result.writes = per_object(before, after, n)
         ready = [mds.done_at[name] - start for name in names]
@@ -729,19 +972,28 @@ async def run_operator_phase(
         evaluations = await drift_evaluations(operator) - evaluations_before
         result.idle_cpu_pct = 100 * idle_cpu / idle
         result.idle_cpu_ms_per_evaluation = 1000 * idle_cpu / evaluations if evaluations else float("nan")
-        result.idle_writes = per_object(idle_before, await write_counts(api), n)
+        result.idle_writes = per_object(idle_before, await write_counts(api), 1)
+        print(f"[N={n}] idle {idle:.0f}s: writes {fmt_counts(result.idle_writes)}", flush=True)
         result.rss_mib = peak_rss_mib(pid)
         result.cpu_total = cpu_seconds(pid)
         result.operator_requests = {k: v / n for k, v in (await operator_requests(operator)).items()}
+        await mds.stop()
+        await jobs.stop()
+        if options.recover:
+            result.recoveries = await measure_recovery(
+                api, cluster, operator, namespace, [f"m{i:04d}" for i in range(min(options.recover, n))]
+            )
     finally:
         await mds.stop()
         await jobs.stop()
         if operator is not None:
             stop_operator(operator)
-        await delete_namespace(api, namespace)
+        await delete_namespace(api, namespace, limit=900 + n, wait=not options.fresh_cluster)
 
 
-async def baseline_one(api: Api, namespace: str, md: dict[str, Any], jobs: Watcher, deployments: Watcher) -> None:
+async def baseline_one(
+    api: Api, namespace: str, md: dict[str, Any], jobs: Watcher, deployments: Watcher, limit: float
+) -> None:
     name = md["metadata"]["name"]
     md_path = f"{PERENNIAL}/namespaces/{namespace}/modeldeployments/{name}"
     tj_path = f"{PERENNIAL}/namespaces/{namespace}/trainingjobs"
@@ -758,7 +1010,7 @@ async def baseline_one(api: Api, namespace: str, md: dict[str, Any], jobs: Watch
     )
     await api.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", batch_job(tj, namespace))
     await api.merge_status(tj_path, {"phase": "Pending", "jobName": tj["metadata"]["name"], "version": "1"})
-    await jobs.wait_one(tj["metadata"]["name"], limit=600)
+    await jobs.wait_one(tj["metadata"]["name"], limit=limit)
     # The operator lists the run's pods once, to read the termination message.
     await api.request("GET", f"/api/v1/namespaces/{namespace}/pods?labelSelector=job-name%3D{tj['metadata']['name']}")
     await api.merge_status(
@@ -777,7 +1029,7 @@ async def baseline_one(api: Api, namespace: str, md: dict[str, Any], jobs: Watch
             "conditions": [cond("Training", "False", "Succeeded"), cond("Progressing", "True", "RollingOut")],
         },
     )
-    await deployments.wait_one(name, limit=600)
+    await deployments.wait_one(name, limit=limit)
     await api.merge_status(
         md_path,
         {
@@ -788,7 +1040,7 @@ async def baseline_one(api: Api, namespace: str, md: dict[str, Any], jobs: Watch
     )
 
 
-async def run_baseline_phase(api: Api, cluster: LocalCluster, n: int, result: Result) -> None:
+async def run_baseline_phase(api: Api, cluster: LocalCluster, n: int, result: Result, options: Options) -> None:
     namespace = await create_namespace(api, f"bench-base-{n}")
     jobs = Watcher(api, f"/apis/batch/v1/namespaces/{namespace}/jobs", job_complete)
     deployments = Watcher(api, f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment_available)
@@ -802,19 +1054,25 @@ async def run_baseline_phase(api: Api, cluster: LocalCluster, n: int, result: Re
         # Timed from the same start as the operator phase: nothing exists yet, and the N
         # ModelDeployments and N DriftPolicies a user applies are created in the window.
         plane0 = control_plane_cpu(cluster)
+        client0 = time.process_time()
         start = time.monotonic()
         done: dict[str, float] = {}
 
         async def one(name: str) -> None:
             md = await api.request("POST", md_path, model_deployment(name))
-            await baseline_one(api, namespace, md, jobs, deployments)
+            await baseline_one(api, namespace, md, jobs, deployments, limit=120 + 3 * n)
             done[name] = time.monotonic() - start
 
         await gather_limited(
             [one(name) for name in names] + [api.request("POST", dp_path, drift_policy(name)) for name in names]
         )
         result.baseline_total = time.monotonic() - start
-        result.baseline_machine_cpu = cpu_delta(plane0, control_plane_cpu(cluster))
+        if api.throttled:
+            print(f"[N={n}] baseline: {api.throttled} answers 429, retried after Retry-After", flush=True)
+        result.baseline_machine_cpu = {
+            **cpu_delta(plane0, control_plane_cpu(cluster)),
+            "bench client": time.process_time() - client0,
+        }
         result.baseline_writes = per_object(before, await write_counts(api), n)
         result.baseline_ready_p50 = percentile(list(done.values()), 50)
         result.baseline_ready_p99 = percentile(list(done.values()), 99)
@@ -822,7 +1080,7 @@ async def run_baseline_phase(api: Api, cluster: LocalCluster, n: int, result: Re
     finally:
         await jobs.stop()
         await deployments.stop()
-        await delete_namespace(api, namespace)
+        await delete_namespace(api, namespace, limit=900 + n, wait=not options.fresh_cluster)
 
 
 # ---------------------------------------------------------------- reporting
@@ -830,19 +1088,29 @@ def fmt_writes(writes: Mapping[str, float]) -> str:
     return ", ".join(f"{key} {value:.2f}" for key, value in writes.items()) or "-"
 
 
+def fmt_counts(writes: Mapping[str, float], n: int | None = None) -> str:
+    """Absolute write counts (the idle window's goal is none), with per-object rates for ``n``."""
+    if not writes:
+        return "none"
+    return ", ".join(
+        f"{key} {value:.0f}" + (f" ({value / n:.3f} / object)" if n else "") for key, value in writes.items()
+    )
+
+
 def table(results: list[Result]) -> str:
     header = (
         "| N | total s | ready p50/p99 s | job p50/p99 s | peak RSS MiB | CPU s (run/total) "
         "| idle CPU % (ms / evaluation) "
-        "| baseline s (p50/p99) | ratio |"
+        "| baseline s (p50/p99) | ratio | recover s (overhead s) |"
     )
-    lines = [header, "|---" * 9 + "|"]
+    lines = [header, "|---" * 10 + "|"]
     for r in results:
         lines.append(
             f"| {r.n} | {r.total:.1f} | {r.ready_p50:.1f} / {r.ready_p99:.1f} | {r.job_p50:.0f} / {r.job_p99:.0f} "
             f"| {r.rss_mib:.0f} | {r.cpu_run:.1f} / {r.cpu_total:.1f} "
             f"| {r.idle_cpu_pct:.1f} ({r.idle_cpu_ms_per_evaluation:.1f}) "
-            f"| {r.baseline_total:.1f} ({r.baseline_ready_p50:.1f} / {r.baseline_ready_p99:.1f}) | {r.ratio:.2f} |"
+            f"| {r.baseline_total:.1f} ({r.baseline_ready_p50:.1f} / {r.baseline_ready_p99:.1f}) | {r.ratio:.2f} "
+            f"| {recovery.summary(r.recoveries)} |"
         )
     lines.append("")
     lines.append("API writes per ModelDeployment (apiserver_request_total, cluster-wide, verb resource):")
@@ -852,12 +1120,26 @@ def table(results: list[Result]) -> str:
     for r in results:
         lines.append(f"| {r.n} | operator | {fmt_writes(r.writes)} |")
         lines.append(f"| {r.n} | baseline | {fmt_writes(r.baseline_writes)} |")
-        lines.append(f"| {r.n} | operator idle {r.idle_seconds:.0f}s | {fmt_writes(r.idle_writes)} |")
+        lines.append(
+            f"| {r.n} | operator idle: {r.idle_seconds:.0f} s after all Ready, {r.n} policies evaluating"
+            f" (all writes in the window, goal none) | {fmt_counts(r.idle_writes, r.n)} |"
+        )
         ops = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r.operator_requests.items()))
         lines.append(f"| {r.n} | operator's own requests (all, reads too) | {ops} |")
         latency = ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in r.api_latency.items())
         waits = ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in r.queue_wait.items())
         lines.append(f"| {r.n} | operator's mean API latency; mean work-queue wait | {latency}; {waits} |")
+    if any(r.recoveries for r in results):
+        lines.append("")
+        lines.append(
+            f"Time to recover under load, N policies evaluating: drift onset to the new version serving,"
+            f" interval {recovery.INTERVAL_S:.0f}s, for {recovery.FOR_S:.0f}s; goal: recover ≤ interval + for +"
+            f" training (the Job's run) + rollout (the Deployment's) + {recovery.GOAL_OVERHEAD_S:.0f} s:"
+        )
+        lines.append("")
+        lines.extend(recovery.TABLE_HEADER)
+        for r in results:
+            lines.extend(recovery.table_rows(r.n, r.recoveries))
     lines.append("")
     lines.append(
         f"CPU seconds per process during the timed part of each phase ({os.cpu_count()} CPUs: as many CPU-s a second):"
@@ -912,7 +1194,21 @@ async def ready_cluster(fresh: bool) -> tuple[LocalCluster, Api]:
     cluster.wait_established(*[f"crd/{p}.{GROUP}" for p in _crd_plurals()])
     context = ssl.create_default_context(cafile=str(cluster.pki / "ca.crt"))
     context.load_cert_chain(str(cluster.pki / "admin.crt"), str(cluster.pki / "admin.key"))
-    return cluster, Api(cluster.api_url(), context)
+    api = Api(cluster.api_url(), context)
+    # Established is not served: for a moment after a CRD is created its storage answers
+    # 429 "storage is (re)initializing", and a POST in the timed run would wait a
+    # Retry-After second for it.
+    deadline = time.monotonic() + 60
+    for plural in _crd_plurals():
+        while True:
+            try:
+                await api.request("GET", f"{PERENNIAL}/{plural}?limit=1", retries=1)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    return cluster, api
 
 
 async def main_async(ns: list[int], record: bool, options: Options) -> list[Result]:
@@ -928,7 +1224,7 @@ async def main_async(ns: list[int], record: bool, options: Options) -> list[Resu
         if options.baseline:
             cluster, api = await ready_cluster(options.fresh_cluster)
             try:
-                await run_baseline_phase(api, cluster, n, result)
+                await run_baseline_phase(api, cluster, n, result, options)
             finally:
                 await api.close()
         results.append(result)
@@ -958,9 +1254,19 @@ def main() -> None:
         action="store_true",
         help="stop, wipe and restart the local cluster before every phase (make bench does)",
     )
+    parser.add_argument(
+        "--recover",
+        type=int,
+        default=RECOVER_MODELS,
+        help=f"models whose time to recover is measured after the idle window (default {RECOVER_MODELS}; 0: none)",
+    )
     args = parser.parse_args()
     options = Options(
-        idle_seconds=args.idle, api_qps=args.api_qps, baseline=not args.no_baseline, fresh_cluster=args.fresh_cluster
+        idle_seconds=args.idle,
+        api_qps=args.api_qps,
+        baseline=not args.no_baseline,
+        fresh_cluster=args.fresh_cluster,
+        recover=args.recover,
     )
     if args.operator:
         options = dataclasses.replace(options, operator=args.operator.resolve())
