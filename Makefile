@@ -35,9 +35,11 @@ help: ## list the targets
 .PHONY: install
 install: $(VENV)/.installed ## create .venv with the operator, its test/dev tools and the examples' dependencies
 
+# `make demo PROFILE=real`: the loop with pods that really run (a real node: a bridge and
+# cgroups on this machine, a longer first build). The default stays `full` (kwok).
 .PHONY: demo
-demo: install ## bring up the full local cluster (building it once) and show it working (SCENARIO=loop|canary)
-	$(BIN)/python -m localcluster demo --scenario $(SCENARIO)
+demo: install ## bring up the local cluster (building it once) and show it working (SCENARIO=loop|canary, PROFILE=full|real)
+	$(BIN)/python -m localcluster demo --scenario $(SCENARIO) --profile $(PROFILE)
 
 .PHONY: test
 test: lint ## lint, then every test tier against one shared local cluster
@@ -55,7 +57,7 @@ test-integration: install ## against the `api` profile (etcd + kube-apiserver)
 test-e2e: install ## against the `full` profile
 	$(BIN)/python -m localcluster build --profile full >/dev/null
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
-# Not part of `make test` or CI: the `real` node changes this machine (a bridge, cgroups).
+# Not part of `make test` (CI runs it after, .ci/run): the `real` node changes this machine (a bridge, cgroups).
 test-real: install ## pods that really run: against a cluster from `make cluster-up PROFILE=real` (skips without one)
 	$(BIN)/pytest tests/real $(PYTEST_ARGS)
 
@@ -129,9 +131,10 @@ argocd-test: ## run the health checks' and actions' tests in gopher-lua (Go harn
 
 # Scale benchmark (issue 10): N ModelDeployments + DriftPolicies through the operator vs a
 # direct async client on the same API server. Appends its table to benchmarks/README.md.
-BENCH_N ?= 100 300 1000
+# The default list takes about half an hour on 2 cores, N=3000 the most (benchmarks/README.md).
+BENCH_N ?= 5 100 300 1000 3000
 .PHONY: bench
-bench: install $(OPERATOR_VENV)/.installed ## scale benchmark on the full local cluster (BENCH_N="100 300 1000")
+bench: install $(OPERATOR_VENV)/.installed ## scale benchmark on the full local cluster (BENCH_N="5 100 300 1000 3000")
 	$(BIN)/python -m benchmarks.scale --fresh-cluster --operator $(OPERATOR_VENV)/bin/perennial $(foreach n,$(BENCH_N),--n $(n))
 
 # Failover benchmark (issue 16): two replicas, the leader SIGKILLed KILLS times; prints the

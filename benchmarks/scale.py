@@ -114,6 +114,9 @@ def parse_time(text: str) -> float:
 
 
 # ---------------------------------------------------------------- API access
+OVERLOADED = (500, 502, 503, 504)
+
+
 class Api:
     """A thin async client with the admin certificate; no rate limit (full concurrency)."""
 
@@ -121,6 +124,7 @@ class Api:
         self.server = server
         self.context = context
         self.throttled = 0  # 429 answers retried (after Retry-After)
+        self.overloaded = 0  # 5xx answers of an overloaded API server, retried
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=context, limit=0),
             timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
@@ -130,22 +134,37 @@ class Api:
         await self.session.close()
 
     async def request(
-        self, method: str, path: str, body: Any = None, content_type: str = "application/json", retries: int = 5
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", retries: int = 8
     ) -> dict[str, Any]:
+        """One request, retried as a controller would: 429 after its Retry-After, and the API
+        server's own overload answers (500, 502, 503, 504: at full concurrency a request can
+        time out inside it) with a growing pause. A POST retried after such an answer may
+        find its object created by the first try: that 409 is the object, read back."""
         data = None if body is None else json.dumps(body)
+        retried_after_overload = False
         for attempt in range(retries):
             async with self.session.request(
                 method, self.server + path, data=data, headers={"Content-Type": content_type}
             ) as response:
                 text = await response.text()
-                if response.status == 429 and attempt < retries - 1:
-                    self.throttled += 1
-                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
-                    continue
-                if response.status >= 400:
-                    raise RuntimeError(f"{method} {path}: {response.status} {text[:300]}")
-                result: dict[str, Any] = json.loads(text) if text else {}
-                return result
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+            last = attempt == retries - 1
+            if status == 429 and not last:
+                self.throttled += 1
+                await asyncio.sleep(float(retry_after or "1"))
+                continue
+            if status in OVERLOADED and not last:
+                self.overloaded += 1
+                retried_after_overload = True
+                await asyncio.sleep(min(2.0**attempt, 30.0))
+                continue
+            if status == 409 and method == "POST" and retried_after_overload and isinstance(body, Mapping):
+                return await self.request("GET", f"{path}/{body['metadata']['name']}")
+            if status >= 400:
+                raise RuntimeError(f"{method} {path}: {status} {text[:300]}")
+            result: dict[str, Any] = json.loads(text) if text else {}
+            return result
         raise RuntimeError(f"{method} {path}: retries exhausted")
 
     async def merge_status(self, path: str, status: Mapping[str, Any]) -> None:
@@ -1067,8 +1086,12 @@ async def run_baseline_phase(api: Api, cluster: LocalCluster, n: int, result: Re
             [one(name) for name in names] + [api.request("POST", dp_path, drift_policy(name)) for name in names]
         )
         result.baseline_total = time.monotonic() - start
-        if api.throttled:
-            print(f"[N={n}] baseline: {api.throttled} answers 429, retried after Retry-After", flush=True)
+        if api.throttled or api.overloaded:
+            print(
+                f"[N={n}] baseline: {api.throttled} answers 429 (retried after Retry-After),"
+                f" {api.overloaded} answers 5xx of an overloaded API server (retried with backoff)",
+                flush=True,
+            )
         result.baseline_machine_cpu = {
             **cpu_delta(plane0, control_plane_cpu(cluster)),
             "bench client": time.process_time() - client0,
@@ -1214,24 +1237,28 @@ async def ready_cluster(fresh: bool) -> tuple[LocalCluster, Api]:
 async def main_async(ns: list[int], record: bool, options: Options) -> list[Result]:
     workdir = Path(tempfile.mkdtemp(prefix="perennial-bench-"))
     results: list[Result] = []
-    for n in ns:
-        result = Result(n)
-        cluster, api = await ready_cluster(options.fresh_cluster)
-        try:
-            await run_operator_phase(api, cluster, n, result, workdir, options)
-        finally:
-            await api.close()
-        if options.baseline:
+    try:
+        for n in ns:
+            result = Result(n)
             cluster, api = await ready_cluster(options.fresh_cluster)
             try:
-                await run_baseline_phase(api, cluster, n, result, options)
+                await run_operator_phase(api, cluster, n, result, workdir, options)
             finally:
                 await api.close()
-        results.append(result)
-        print(table([result]), flush=True)
-    print("\n" + table(results))
-    if record and results:
-        append_to_readme(table(results), options)
+            if options.baseline:
+                cluster, api = await ready_cluster(options.fresh_cluster)
+                try:
+                    await run_baseline_phase(api, cluster, n, result, options)
+                finally:
+                    await api.close()
+            results.append(result)
+            print(table([result]), flush=True)
+    finally:
+        # A failed phase (say the largest N) keeps the sizes measured before it.
+        if results:
+            print("\n" + table(results))
+            if record:
+                append_to_readme(table(results), options)
     return results
 
 

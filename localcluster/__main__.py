@@ -21,12 +21,18 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--profile", choices=sorted(PROFILE_COMPONENTS), default="full")
     commands.add_parser("down", help="stop every recorded process and delete the cluster state")
     commands.add_parser("status", help="show the recorded processes")
-    demo_command = commands.add_parser("demo", help="bring up the full cluster and show it working")
+    demo_command = commands.add_parser("demo", help="bring up the local cluster and show the loop working")
     demo_command.add_argument(
         "--scenario",
         choices=demo.SCENARIOS,
         default="loop",
         help="loop: train, serve, drift, retrain (the default); canary: a canary rollout that passes, then one aborted",
+    )
+    demo_command.add_argument(
+        "--profile",
+        choices=demo.PROFILES,
+        default="full",
+        help="full: pods simulated by kwok (the default); real: the loop with pods that really run on a real node",
     )
     commands.add_parser(
         "operator-kubeconfig",
@@ -35,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "demo":
-        return demo.main(args.scenario)
+        return demo.main(args.scenario, args.profile)
     try:
         if args.command == "up":
             env_file = LocalCluster().up(args.profile)

@@ -8,10 +8,11 @@ Profiles:
         containerd, runc, the CNI bridge and a kubelet (node.py); pods really run
 
 Everything listens on 127.0.0.1 at ports chosen free at first start, except on the
-`real` profile, where the API server and the kubelet listen on the node's bridge address
+`real` profile, where the API server, Prometheus and the kubelet listen on the node's bridge address
 (10.244.0.1, which exists only on this machine): pods reach the API server there, and
 through the ``kubernetes`` Service (10.96.0.1:443), which kube-proxy turns into that
-address, so in-cluster configuration works for pods such as the operator's. State (PKI, etcd
+address, so in-cluster configuration works for pods such as the operator's (which reads
+Prometheus at the same address). State (PKI, etcd
 data, logs, PIDs) lives in one directory; ``cluster.env`` there tells scripts and
 people where the cluster is. Processes are stopped by their recorded PID only, and
 only after checking that the PID still runs the binary that was started.
@@ -221,7 +222,9 @@ class LocalCluster:
         return f"https://{self.state.api_address}:{self.state.ports['kube-apiserver']}"
 
     def prometheus_url(self) -> str:
-        return f"http://127.0.0.1:{self.state.ports['prometheus']}"
+        # The API server's address: on the `real` profile the bridge's, so the operator's pod
+        # reaches Prometheus too (and it is still this machine's own address).
+        return f"http://{self.state.api_address}:{self.state.ports['prometheus']}"
 
     def _admin_ssl(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
@@ -590,9 +593,10 @@ class LocalCluster:
                     "type": "kwok",
                 },
             },
+            # Room for the scale benchmark's N=3000: a serving pod per model beside the Job pods.
             "status": {
-                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000", "nvidia.com/gpu": "8"},
-                "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000", "nvidia.com/gpu": "8"},
+                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "10000", "nvidia.com/gpu": "8"},
+                "capacity": {"cpu": "64", "memory": "256Gi", "pods": "10000", "nvidia.com/gpu": "8"},
             },
         }
         self.kubectl("apply", "-f", "-", stdin=json.dumps(node))
@@ -760,7 +764,7 @@ class LocalCluster:
             "global:\n  scrape_interval: 2s\n  evaluation_interval: 2s\n"
             "scrape_configs:\n"
             "- job_name: prometheus\n  static_configs:\n"
-            f"  - targets: ['127.0.0.1:{self.state.ports['prometheus']}']\n"
+            f"  - targets: ['{self.state.api_address}:{self.state.ports['prometheus']}']\n"
             "- job_name: file_sd\n  file_sd_configs:\n"
             f"  - files: ['{self.targets_file}']\n    refresh_interval: 1s\n"
         )
@@ -775,7 +779,7 @@ class LocalCluster:
             [
                 f"--config.file={config}",
                 f"--storage.tsdb.path={directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.state.ports['prometheus']}",
+                f"--web.listen-address={self.state.api_address}:{self.state.ports['prometheus']}",
                 "--storage.tsdb.retention.time=1d",
                 "--web.enable-lifecycle",
             ],

@@ -14,6 +14,8 @@ and a small exporter of the demo's metrics, applies a demo model, and plays a sc
 It prints each change as it happens, then a summary. The cluster and the objects stay;
 the operator and the exporter stop with the demo (`make run` starts the operator again).
 One demo runs at a time per cluster (they share the namespace perennial-demo).
+
+`make demo PROFILE=real` plays the loop with pods that really run instead (demo_real.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from localcluster.errors import ClusterError
 NAMESPACE = "perennial-demo"
 JOB = "perennial-demo-exporter"
 SCENARIOS = ("loop", "canary")
+# full: kwok simulates the pods (the default: seconds, nothing on this machine changes);
+# real: the loop with pods that really run (demo_real.py).
+PROFILES = ("full", "real")
 
 # Both scenarios' ModelDeployment trains the same way. Fresh data per trigger: each run
 # trains on the 24h before it was triggered. The local cluster simulates pods
@@ -112,7 +117,7 @@ class DemoExporter:
         self.server.server_close()
 
 
-def _say(text: str = "") -> None:
+def say(text: str = "") -> None:
     print(text, flush=True)
 
 
@@ -192,7 +197,8 @@ def _snapshot(cluster: LocalCluster) -> str:
     model = _get(cluster, "mdep/churn").get("status") or {}
     policy = _get(cluster, "dpol/churn-drift").get("status") or {}
     drifting = next((c["status"] for c in policy.get("conditions") or [] if c["type"] == "Drifting"), "-")
-    value = next((m.get("value") for m in policy.get("metrics") or []), None)
+    metric: dict[str, Any] = next(iter(policy.get("metrics") or []), {})
+    name, value = metric.get("name", "feature_psi"), metric.get("value")
     versions = ", ".join(
         f"v{r['version']} {r.get('state', '?')} ({r.get('trigger', {}).get('reason', '?')})"
         for r in model.get("versions") or []
@@ -200,11 +206,11 @@ def _snapshot(cluster: LocalCluster) -> str:
     psi = f"{value:.2f}" if isinstance(value, float | int) else "-"
     return (
         f"phase={model.get('phase', '-'):<8} serving={model.get('servingVersion', '-'):<3} "
-        f"ready={model.get('ready', '-'):<4} feature_psi={psi:<5} drifting={drifting:<5} | {versions}"
+        f"ready={model.get('ready', '-'):<4} {name}={psi:<5} drifting={drifting:<5} | {versions}"
     )
 
 
-def _watch(cluster: LocalCluster, until: Callable[[], bool], what: str, timeout: float = 180) -> None:
+def watch_until(cluster: LocalCluster, until: Callable[[], bool], what: str, timeout: float = 180) -> None:
     deadline, last = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:
         try:
@@ -212,7 +218,7 @@ def _watch(cluster: LocalCluster, until: Callable[[], bool], what: str, timeout:
         except (ClusterError, json.JSONDecodeError):
             line = "(waiting for the objects)"
         if line != last:
-            _say(f"  {time.strftime('%H:%M:%S')}  {line}")
+            say(f"  {time.strftime('%H:%M:%S')}  {line}")
             last = line
         if until():
             return
@@ -220,7 +226,7 @@ def _watch(cluster: LocalCluster, until: Callable[[], bool], what: str, timeout:
     raise ClusterError(f"demo: {what} did not happen within {timeout:.0f}s")
 
 
-def _status(cluster: LocalCluster, resource: str) -> dict[str, Any]:
+def read_status(cluster: LocalCluster, resource: str) -> dict[str, Any]:
     try:
         status: dict[str, Any] = _get(cluster, resource).get("status") or {}
         return status
@@ -231,22 +237,27 @@ def _status(cluster: LocalCluster, resource: str) -> dict[str, Any]:
 def _install(stages: int, exporter: str) -> tuple[LocalCluster, Path, Path]:
     """Stages 1 and 2 of every scenario: the cluster, the CRDs, the operator's identity and a
     fresh namespace. Returns the cluster, its cluster.env and the operator's kubeconfig."""
-    _say(f"== 1/{stages}  the local control plane (built once per machine, then reused)")
+    say(f"== 1/{stages}  the local control plane (built once per machine, then reused)")
     cluster = LocalCluster()
     env_file = cluster.up("full")
-    _say(cluster.kubectl("get", "nodes"))
+    say(cluster.kubectl("get", "nodes"))
 
-    _say(f"== 2/{stages}  install Perennial (CRDs, ServiceAccount, RBAC), start the operator and {exporter}")
+    say(f"== 2/{stages}  install Perennial (CRDs, ServiceAccount, RBAC), start the operator and {exporter}")
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
     cluster.wait_established(
         "crd/modeldeployments.perennial.dev", "crd/driftpolicies.perennial.dev", "crd/trainingjobs.perennial.dev"
     )
     kubeconfig = cluster.operator_kubeconfig()
-    if NAMESPACE in cluster.kubectl("get", "namespaces", "-o", "name"):
-        _say(f"  removing the previous run's namespace {NAMESPACE}")
+    fresh_namespace(cluster)
+    return cluster, env_file, kubeconfig
+
+
+def fresh_namespace(cluster: LocalCluster) -> None:
+    """The demo's namespace, empty: a previous run's goes first."""
+    if f"namespace/{NAMESPACE}" in cluster.kubectl("get", "namespaces", "-o", "name").split():
+        say(f"  removing the previous run's namespace {NAMESPACE}")
         cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=120s")
     cluster.kubectl("create", "namespace", NAMESPACE)
-    return cluster, env_file, kubeconfig
 
 
 def run() -> int:
@@ -258,35 +269,37 @@ def run() -> int:
     log_path = cluster.logs / "operator-demo.log"
     try:
         with _operator(cluster, kubeconfig, log_path):
-            _say(f"  operator log: {log_path}")
+            say(f"  operator log: {log_path}")
             cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=DEMO_OBJECTS)
-            _say(f"\n== 3/5  ModelDeployment churn: initial training, gates, first rollout (namespace {NAMESPACE})")
-            _watch(
+            say(f"\n== 3/5  ModelDeployment churn: initial training, gates, first rollout (namespace {NAMESPACE})")
+            watch_until(
                 cluster,
                 lambda: (
-                    _status(cluster, "mdep/churn").get("servingVersion") == "1"
-                    and _status(cluster, "mdep/churn").get("phase") == "Serving"
+                    read_status(cluster, "mdep/churn").get("servingVersion") == "1"
+                    and read_status(cluster, "mdep/churn").get("phase") == "Serving"
                 ),
                 "v1 serving",
             )
 
-            _say("\n== 4/5  the inputs drift: feature_psi 0.04 -> 0.31 (bound: max 0.2 for 10s)")
+            say("\n== 4/5  the inputs drift: feature_psi 0.04 -> 0.31 (bound: max 0.2 for 10s)")
             exporter.psi.set(0.31)
             onset = time.monotonic()
-            _watch(
-                cluster, lambda: _status(cluster, "dpol/churn-drift").get("triggerCount", 0) >= 1, "the drift trigger"
+            watch_until(
+                cluster,
+                lambda: read_status(cluster, "dpol/churn-drift").get("triggerCount", 0) >= 1,
+                "the drift trigger",
             )
             detected = time.monotonic()
-            _watch(cluster, lambda: _status(cluster, "mdep/churn").get("servingVersion") == "2", "v2 serving")
+            watch_until(cluster, lambda: read_status(cluster, "mdep/churn").get("servingVersion") == "2", "v2 serving")
             recovered = time.monotonic()
 
-            _say("\n== 5/5  the retrained model serves; the drift episode ends")
+            say("\n== 5/5  the retrained model serves; the drift episode ends")
             exporter.psi.set(0.05)
-            _watch(
+            watch_until(
                 cluster,
                 lambda: any(
                     c["type"] == "Drifting" and c["status"] == "False"
-                    for c in _status(cluster, "dpol/churn-drift").get("conditions") or []
+                    for c in read_status(cluster, "dpol/churn-drift").get("conditions") or []
                 ),
                 "the end of the drift episode",
             )
@@ -294,24 +307,9 @@ def run() -> int:
         _set_targets(cluster.targets_file, None)
         exporter.stop()
 
-    model = _status(cluster, "mdep/churn")
-    _say("\nLineage (status.versions):")
-    for record in model.get("versions") or []:
-        trigger = record.get("trigger", {})
-        dataset = record.get("dataset", {})
-        _say(
-            f"  v{record['version']}  {record.get('state', ''):<8} trigger={trigger.get('reason', '')}"
-            f"{(' ' + trigger.get('detail', '')) if trigger.get('reason') == 'Drift' else ''}"
-            f"  auc={record.get('metrics', {}).get('auc')}\n"
-            f"      data={dataset.get('uri')} window {dataset.get('windowStart')} .. {dataset.get('windowEnd')}\n"
-            f"      decision={record.get('decision', {}).get('reason', '')}"
-        )
-    _say(
-        f"\nTime to recover: {recovered - onset:.0f}s from drift onset to v2 serving "
-        f"(detection {detected - onset:.0f}s = interval + for; training and rollout {recovered - detected:.0f}s)."
-        f" Whole demo: {time.monotonic() - started:.0f}s."
-    )
-    _say(
+    print_lineage(read_status(cluster, "mdep/churn"))
+    print_recovery(onset, detected, recovered, started)
+    say(
         "\nThe cluster stays up with the demo objects. Look around:\n"
         f"  set -a; . {env_file}; set +a\n"
         f"  $KUBECTL get perennial,deploy,svc,pods -n {NAMESPACE}\n"
@@ -321,6 +319,30 @@ def run() -> int:
         "  make cluster-down   # stop the cluster and delete its state"
     )
     return 0
+
+
+def print_lineage(model: dict[str, Any]) -> None:
+    """The loop's summary: each version's trigger, data, metrics (the champion's on its holdout) and decision."""
+    say("\nLineage (status.versions):")
+    for record in model.get("versions") or []:
+        trigger, dataset, metrics = record.get("trigger", {}), record.get("dataset", {}), record.get("metrics", {})
+        champion = {name: value for name, value in metrics.items() if name.startswith("champion_")}
+        say(
+            f"  v{record['version']}  {record.get('state', ''):<8} trigger={trigger.get('reason', '')}"
+            f"{(' ' + trigger.get('detail', '')) if trigger.get('reason') == 'Drift' else ''}"
+            f"  auc={metrics.get('auc')}"
+            + (f"  champion: {', '.join(f'{k}={v}' for k, v in sorted(champion.items()))}" if champion else "")
+            + f"\n      data={dataset.get('uri')} window {dataset.get('windowStart')} .. {dataset.get('windowEnd')}\n"
+            f"      decision={record.get('decision', {}).get('reason', '')}"
+        )
+
+
+def print_recovery(onset: float, detected: float, recovered: float, started: float) -> None:
+    say(
+        f"\nTime to recover: {recovered - onset:.0f}s from drift onset to v2 serving "
+        f"(detection {detected - onset:.0f}s = interval + for; training and rollout {recovered - detected:.0f}s)."
+        f" Whole demo: {time.monotonic() - started:.0f}s."
+    )
 
 
 # ---------------------------------------------------------------- the canary scenario
@@ -445,7 +467,7 @@ class _CanaryWatch:
             self._event(event)
         line = self._line()
         if line != self.last:
-            _say(f"  {time.strftime('%H:%M:%S')}  {line}")
+            say(f"  {time.strftime('%H:%M:%S')}  {line}")
             self.last = line
 
     def _deployment(self, name: str) -> str:
@@ -481,7 +503,7 @@ class _CanaryWatch:
     def _event(self, event: dict[str, Any]) -> None:
         reason, message = event.get("reason", ""), event.get("message", "")
         moment = _time(event.get("firstTimestamp") or event.get("eventTime"))
-        _say(f"  {_clock(moment)}  > {event.get('type', '')} {reason}: {message}")
+        say(f"  {_clock(moment)}  > {event.get('type', '')} {reason}: {message}")
         passed = _PASSED.match(message)
         if reason in ("CanaryStep", "CanaryPassed") and passed:
             canary = self.canaries.setdefault(passed.group(1), _Canary(passed.group(1)))
@@ -587,19 +609,19 @@ def run_canary() -> int:
     watch = _CanaryWatch(cluster)
     try:
         with _operator(cluster, kubeconfig, log_path):
-            _say(f"  operator log: {log_path}")
+            say(f"  operator log: {log_path}")
             cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=CANARY_OBJECTS)
-            _say(
+            say(
                 f"\n== 3/5  ModelDeployment churn: {REPLICAS} replicas, rollout Canary 25% 20s -> 50% 20s, analysis"
                 f" every 5s; v1 trains and rolls out at once (namespace {NAMESPACE})"
             )
-            _say(
+            say(
                 "  a line: status (servingVersion, ready, rollout), the Deployments (version available/replicas),"
                 " status.rollout.analysis, status.versions;\n  '>': the model's Events"
             )
             watch.until(lambda: watch.serves_alone("1"), "v1 serving on every replica")
 
-            _say(
+            say(
                 f"\n== 4/5  a retrain request trains v2; its online error ratio is healthy ({ERROR_RATIOS['2']}; v1"
                 f" {ERROR_RATIOS['1']}; bounds: error_ratio max {ERROR_RATIO_MAX}, worse_than_stable max"
                 f" {WORSE_THAN_STABLE_MAX}, for 10s)"
@@ -607,7 +629,7 @@ def run_canary() -> int:
             _request_retrain(cluster, "demo-canary-v2")
             watch.until(lambda: watch.serves_alone("2"), "v2 serving on every replica after its canary")
 
-            _say(
+            say(
                 f"\n== 5/5  another retrain trains v3, whose servers fail: its error ratio is {ERROR_RATIOS['3']}"
                 f" (max {ERROR_RATIO_MAX} for 10s)"
             )
@@ -621,21 +643,21 @@ def run_canary() -> int:
         _set_targets(cluster.targets_file, None)
         exporter.stop()
 
-    _say("\nLineage (status.versions):")
+    say("\nLineage (status.versions):")
     for record in watch.model.get("versions") or []:
         rollback = record.get("rollback") or {}
         trigger, decision = record.get("trigger", {}).get("reason", ""), record.get("decision", {}).get("reason", "")
-        _say(
+        say(
             f"  v{record['version']}  {record.get('state', ''):<10} trigger={trigger:<7}"
             f" auc={record.get('metrics', {}).get('auc')}  decision={decision}"
             + (f"\n      rollback={rollback.get('reason')}: {rollback.get('message')}" if rollback else "")
         )
     for version, canary in sorted(watch.canaries.items()):
-        _say(f"\nTimeline of v{version}'s canary (v{canary.previous} stable, {REPLICAS} replicas):")
+        say(f"\nTimeline of v{version}'s canary (v{canary.previous} stable, {REPLICAS} replicas):")
         for line in _timeline(canary):
-            _say(line)
-    _say(f"\nWhole demo: {time.monotonic() - started:.0f}s.")
-    _say(
+            say(line)
+    say(f"\nWhole demo: {time.monotonic() - started:.0f}s.")
+    say(
         "\nThe cluster stays up with the demo objects. Look around:\n"
         f"  set -a; . {env_file}; set +a\n"
         f"  $KUBECTL get mdep churn -o wide -n {NAMESPACE}   # Step and Canary columns during a canary\n"
@@ -651,15 +673,23 @@ def _request_retrain(cluster: LocalCluster, request: str) -> None:
     """A person's retrain request: a new value of the annotation (bypasses the cooldown)."""
     annotation = f"perennial.dev/retrain-request={request}"
     cluster.kubectl("annotate", "--overwrite", "-n", NAMESPACE, "mdep/churn", annotation)
-    _say(f"  $ kubectl annotate mdep/churn {annotation}")
+    say(f"  $ kubectl annotate mdep/churn {annotation}")
 
 
-def main(scenario: str = "loop") -> int:
+def main(scenario: str = "loop", profile: str = "full") -> int:
     # Scenarios share the namespace (and the operator's Lease): one demo at a time per cluster.
     try:
+        if profile not in PROFILES:
+            raise ClusterError(f"the demo runs on the profiles {', '.join(PROFILES)}, not {profile!r}")
+        if profile == "real" and scenario != "loop":
+            raise ClusterError(f"the `real` profile plays the loop scenario only, not {scenario!r}")
         with _flock(state_dir() / "demo.lock", wait=False) as alone:
             if not alone:
                 raise ClusterError(f"another demo is running on this cluster (it holds {state_dir() / 'demo.lock'})")
+            if profile == "real":
+                from localcluster import demo_real  # it builds on this module's helpers
+
+                return demo_real.run()
             return run_canary() if scenario == "canary" else run()
     except ClusterError as error:
         print(f"demo: {error}", file=sys.stderr)

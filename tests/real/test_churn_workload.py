@@ -22,16 +22,13 @@ would on a cluster with a provisioner (Perennial's volumes allow no hostPath).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from localcluster import build, node
+from localcluster import node, workload
 from localcluster.cluster import LocalCluster
 
 from tests.real.test_operator_in_a_pod import operator_release  # noqa: F401 (a fixture)
@@ -43,7 +40,7 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.real
 
 CLAIM = "models"
-IMAGE_USER = 65532  # the churn images' numeric user (their Dockerfiles)
+IMAGE_USER = workload.IMAGE_USER
 ROW = {"tenure_months": 2, "monthly_charges": 110, "support_calls": 5, "contract_months": 1, "data_usage_gb": 20}
 
 
@@ -56,63 +53,13 @@ def _images() -> dict[str, str]:
 
 
 @pytest.fixture
-def claim(api_client: client.ApiClient, namespace: str) -> Iterator[Path]:
+def claim(namespace: str) -> Iterator[Path]:
     """A claim `models` in the test's namespace, bound to a static local PV; yields the PV's directory on the node."""
-    core = client.CoreV1Api(api_client)
-    pv_name = f"churn-models-{uuid.uuid4().hex[:8]}"
-    directory = LocalCluster().dir / "volumes" / pv_name
-    directory.mkdir(parents=True)
-    os.chown(directory, IMAGE_USER, IMAGE_USER)
-    core.create_persistent_volume(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": pv_name, "labels": {"perennial.dev/test": "true"}},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "local": {"path": str(directory)},
-                "nodeAffinity": {
-                    "required": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchExpressions": [
-                                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node.NODE_NAME]}
-                                ]
-                            }
-                        ]
-                    }
-                },
-                # Pre-bound: this PV is for this test's claim only.
-                "claimRef": {"namespace": namespace, "name": CLAIM},
-            },
-        }
-    )
-    core.create_namespaced_persistent_volume_claim(
-        namespace,
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": CLAIM},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "volumeName": pv_name,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
-    wait_until(
-        lambda: core.read_namespaced_persistent_volume_claim(CLAIM, namespace).status.phase == "Bound",
-        timeout=60,
-        what=f"claim {namespace}/{CLAIM} bound to {pv_name}",
-    )
+    local = LocalCluster()
+    pv_name, directory = workload.create_local_claim(local, namespace, CLAIM)
     yield directory
     # The namespace goes with the test; the PV (Retain) and its directory go here.
-    core.delete_persistent_volume(pv_name)
-    shutil.rmtree(directory, ignore_errors=True)
+    workload.delete_local_volume(local, pv_name)
 
 
 def _volumes(read_only: bool = False) -> dict[str, Any]:
@@ -142,48 +89,6 @@ def _server_pod(core: client.CoreV1Api, namespace: str, version: str) -> client.
         if [c.name for c in pod.spec.containers] == ["server"]
     ]
     return pod
-
-
-def _run_pod(
-    core: client.CoreV1Api,
-    namespace: str,
-    name: str,
-    image: str,
-    command: list[str] | None = None,
-    args: list[str] | None = None,
-) -> tuple[client.V1Pod, str]:
-    """Run a one-off restricted pod to its end; return it and its log."""
-    container: dict[str, Any] = {
-        "name": name,
-        "image": image,
-        "imagePullPolicy": "Never",
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True},
-    }
-    if command:
-        container["command"] = command
-    if args:
-        container["args"] = args
-    core.create_namespaced_pod(
-        namespace,
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-                "containers": [container],
-            },
-        },
-    )
-
-    def finished() -> client.V1Pod | None:
-        pod = core.read_namespaced_pod(name, namespace)
-        return pod if pod.status.phase in ("Succeeded", "Failed") else None
-
-    pod = wait_until(finished, timeout=120, what=f"pod {name} finished")
-    return pod, core.read_namespaced_pod_log(name, namespace)
 
 
 def test_the_churn_trainer_writes_its_model_to_a_claim_and_its_metrics_as_the_termination_message(
@@ -292,14 +197,8 @@ def test_a_model_deployment_serves_the_trained_model_from_the_claim_through_its_
     service = core.read_namespaced_service("churn", namespace)
     url = f"http://{service.spec.cluster_ip}:{service.spec.ports[0].port}/predict"
     body = json.dumps({"rows": [ROW]})
-    curl, answer_text = _run_pod(
-        core,
-        namespace,
-        "curl",
-        build.BUSYBOX_NONROOT_IMAGE,
-        ["/bin/busybox", "wget", "-q", "-O", "-", "--post-data", body, url],
-    )
-    assert curl.status.phase == "Succeeded", (answer_text, log)
+    curl, answer_text = workload.busybox_request(LocalCluster(), namespace, "curl", url, body)
+    assert curl["status"]["phase"] == "Succeeded", (answer_text, log)
     answer = json.loads(answer_text)
     print(f"POST {url} {body} -> {answer_text.strip()}")
     assert answer["model"] == "churn"
@@ -308,14 +207,14 @@ def test_a_model_deployment_serves_the_trained_model_from_the_claim_through_its_
     assert 0 <= score <= 1
 
     # The traffic generator's image, from a pod, through the Service: 20 requests of 10 rows.
-    traffic, summary_text = _run_pod(
-        core,
+    traffic, summary_text = workload.run_pod(
+        LocalCluster(),
         namespace,
         "traffic",
         images["traffic"],
         args=["--url", url.removesuffix("/predict"), "--requests", "20", "--rate", "20", "--batch", "10"],
     )
-    assert traffic.status.phase == "Succeeded", summary_text
+    assert traffic["status"]["phase"] == "Succeeded", summary_text
     print(f"traffic: {summary_text.strip().splitlines()[-1]}")
     summary = json.loads(summary_text.strip().splitlines()[-1])
     assert summary["by_code"] == {"200": 20}

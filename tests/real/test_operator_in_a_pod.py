@@ -11,14 +11,14 @@ its Lease, and reconciles a TrainingJob whose trainer the kubelet really runs.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client, config
-from localcluster import build, node
-from localcluster.cluster import REPO_ROOT, LocalCluster
+from localcluster import build, node, workload
+from localcluster.cluster import LocalCluster
+from localcluster.errors import ClusterError
 
 from tests.real.conftest import real_cluster
 from tests.support.cluster import ClusterInfo
@@ -27,51 +27,21 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real
 
-RELEASE, RELEASE_NAMESPACE = "perennial", "perennial-system"
-SELECTOR = f"app.kubernetes.io/name=perennial,app.kubernetes.io/instance={RELEASE}"
-
-
-def _helm(cluster: ClusterInfo, *args: str) -> subprocess.CompletedProcess[str]:
-    helm = build.binary_paths()["helm"]
-    return subprocess.run(
-        [str(helm), "--kubeconfig", str(cluster.kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+RELEASE, RELEASE_NAMESPACE = workload.RELEASE, workload.RELEASE_NAMESPACE
+SELECTOR = workload.OPERATOR_SELECTOR
 
 
 @pytest.fixture(scope="module")
 def operator_release() -> Iterator[str]:
     """`helm install` of charts/perennial with the image `up` imported; yields the image name."""
-    cluster = real_cluster()
-    image = LocalCluster().state.operator_image
-    assert image, "the `real` profile imported no operator image (start it with this code's `up`)"
-    repository, tag = image.rsplit(":", 1)
-    installed = _helm(
-        cluster,
-        "upgrade",
-        "--install",
-        RELEASE,
-        str(REPO_ROOT / "charts" / "perennial"),
-        "--namespace",
-        RELEASE_NAMESPACE,
-        "--create-namespace",
-        f"--set=image.repository={repository}",
-        f"--set=image.tag={tag}",
-        # There is no registry: the image is on the node or nowhere.
-        "--set=image.pullPolicy=Never",
-        # One replica: one pod to look at; it still elects itself leader through the Lease.
-        "--set=replicaCount=1",
-        "--wait",
-        "--timeout=5m",
-    )
-    if installed.returncode != 0:
-        pods = cluster.kubectl_run("get", "pods", "-n", RELEASE_NAMESPACE, "-o", "wide", check=False).stdout
-        described = cluster.kubectl_run("describe", "pods", "-n", RELEASE_NAMESPACE, check=False).stdout
-        pytest.fail(f"helm install failed:\n{installed.stderr}\n{pods}\n{described[-4000:]}")
+    real_cluster()
+    local = LocalCluster()
+    try:
+        image = workload.install_operator(local)
+    except ClusterError as error:
+        pytest.fail(str(error))
     yield image
-    _helm(cluster, "uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait", "--timeout=2m")
+    workload.uninstall_operator(local)
 
 
 def _operator_pod(core: client.CoreV1Api) -> client.V1Pod:

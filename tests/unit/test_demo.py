@@ -34,23 +34,32 @@ def _demo_command(*make_args: str) -> str:
 
 
 def test_make_demo_plays_the_loop_and_scenario_canary_the_canary() -> None:
-    assert _demo_command() == "demo --scenario loop"
-    assert _demo_command("SCENARIO=canary") == "demo --scenario canary"
+    # The default stays the full (kwok) profile; PROFILE=real plays the loop with real pods.
+    assert _demo_command() == "demo --scenario loop --profile full"
+    assert _demo_command("SCENARIO=canary") == "demo --scenario canary --profile full"
+    assert _demo_command("PROFILE=real") == "demo --scenario loop --profile real"
 
 
-def test_the_demo_command_takes_a_scenario(monkeypatch: pytest.MonkeyPatch) -> None:
-    chosen: list[str] = []
+def test_the_demo_command_takes_a_scenario_and_a_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    chosen: list[tuple[str, str]] = []
 
-    def play(scenario: str = "loop") -> int:
-        chosen.append(scenario)
+    def play(scenario: str = "loop", profile: str = "full") -> int:
+        chosen.append((scenario, profile))
         return 0
 
     monkeypatch.setattr(demo, "main", play)
     assert cli.main(["demo"]) == 0
     assert cli.main(["demo", "--scenario", "canary"]) == 0
-    assert chosen == ["loop", "canary"]
-    with pytest.raises(SystemExit):
-        cli.main(["demo", "--scenario", "nonesuch"])
+    assert cli.main(["demo", "--profile", "real"]) == 0
+    assert chosen == [("loop", "full"), ("canary", "full"), ("loop", "real")]
+    for wrong in (["--scenario", "nonesuch"], ["--profile", "api"]):
+        with pytest.raises(SystemExit):
+            cli.main(["demo", *wrong])
+
+
+def test_the_real_profile_plays_the_loop_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo.main("canary", "real") == 1
+    assert "the `real` profile plays the loop scenario only" in capsys.readouterr().err
 
 
 def _canary_model() -> dict[str, Any]:

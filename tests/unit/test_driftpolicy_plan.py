@@ -723,6 +723,49 @@ def test_evaluation_due_in(
     assert due == seconds
 
 
+TARGET_MISSING = {
+    "lastEvaluationTime": "2026-01-01T11:59:30Z",
+    "observedGeneration": 2,
+    "conditions": [{"type": "Ready", "status": "False", "reason": "TargetNotFound", "message": "not found"}],
+}
+EVALUATED_WITH_TARGET = {
+    "lastEvaluationTime": "2026-01-01T11:59:30Z",
+    "observedGeneration": 2,
+    "conditions": [{"type": "Ready", "status": "True", "reason": "Evaluated", "message": "1 metric(s) evaluated"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "target_found", "seconds"),
+    [
+        (TARGET_MISSING, True, 0.0),
+        (TARGET_MISSING, False, 30.0),
+        (EVALUATED_WITH_TARGET, False, 0.0),
+        (EVALUATED_WITH_TARGET, True, 30.0),
+        (EVALUATED_WITH_TARGET, None, 30.0),
+    ],
+    ids=[
+        "the target appeared: at once",
+        "still missing: on schedule",
+        "the target went: at once",
+        "still there: on schedule",
+        "not told: on schedule",
+    ],
+)
+def test_a_status_wrong_about_its_target_is_due_at_once(
+    status: dict[str, Any], target_found: bool | None, seconds: float
+) -> None:
+    due = evaluation_due_in(
+        DriftPolicySpec.model_validate(spec()),
+        DriftPolicyStatus.model_validate(status),
+        2,
+        NOW,
+        None,
+        target_found=target_found,
+    )
+    assert due == seconds
+
+
 def test_between_evaluations_the_next_one_is_due_an_interval_after_the_remembered_one() -> None:
     case = Case(
         "",

@@ -1160,6 +1160,51 @@ def test_failed_job_fails_the_run_with_the_jobs_reason(reason: str) -> None:
     assert result.events[0].message == f"{reason}: {FAILURE_MESSAGES[reason]}"
 
 
+def _failed_trainer(name: str, exit_code: int, reason: str, message: str | None, finished: str = END) -> dict[str, Any]:
+    pod = trainer_pod(message, name=name, phase="Failed")
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    terminated.update(exitCode=exit_code, reason=reason, finishedAt=finished)
+    return pod
+
+
+@pytest.mark.parametrize(
+    ("pod", "detail"),
+    [
+        (
+            _failed_trainer("run-a", 2, "Error", "bad input: unknown hyperparameter(s) nonesuch\n"),
+            "the trainer of pod run-a exited 2 (Error): bad input: unknown hyperparameter(s) nonesuch",
+        ),
+        (_failed_trainer("run-b", 137, "OOMKilled", None), "the trainer of pod run-b exited 137 (OOMKilled)"),
+    ],
+    ids=["exit-with-message", "oom-killed"],
+)
+def test_a_failed_run_names_how_its_trainer_exited(pod: dict[str, Any], detail: str) -> None:
+    result = derive(make_spec(), running_status(), failed_job("BackoffLimitExceeded"), pods=[pod])
+
+    succeeded = condition(result.status, "Succeeded")
+    assert succeeded["reason"] == "BackoffLimitExceeded"  # the Job's reason still names the condition
+    assert succeeded["message"] == f"{FAILURE_MESSAGES['BackoffLimitExceeded']}; {detail}"
+    assert detail in result.events[0].message
+
+
+def test_the_last_trainer_to_fail_is_named_and_a_long_message_is_shortened() -> None:
+    first = _failed_trainer("run-1", 1, "Error", "first failure", finished="2026-01-01T00:00:00Z")
+    last = _failed_trainer("run-2", 1, "Error", "x" * 5000, finished="2026-01-01T00:05:00Z")
+    foreign = _failed_trainer("not-ours", 9, "Error", "someone else's pod")
+    foreign["metadata"]["ownerReferences"] = [job_owner(uid="another-job")]
+
+    message = condition(
+        derive(make_spec(), running_status(), failed_job("BackoffLimitExceeded"), pods=[first, last, foreign]).status,
+        "Succeeded",
+    )["message"]
+
+    assert "the trainer of pod run-2 exited 1 (Error): " in message
+    assert message.endswith("...")
+    assert len(message) < len(FAILURE_MESSAGES["BackoffLimitExceeded"]) + 400
+    assert "not-ours" not in message
+    assert "first failure" not in message
+
+
 def test_failed_job_without_reason_or_message_still_fails_clearly() -> None:
     bare = job(failed=1, conditions=[{"type": "Failed", "status": "True", "lastTransitionTime": END}])
 

@@ -155,7 +155,9 @@ class DriftPolicyController(Controller):
             results = evaluation.task.result()  # a bug in the task raises here: the queue retries
             return await self._record(body, status, observed, evaluation.url, results)
         self._cancel(key)  # results of a spec edited while it was queried: evaluate the new one
-        remaining = evaluation_due_in(spec, status, observed.generation, now, observed.last_evaluation)
+        remaining = evaluation_due_in(
+            spec, status, observed.generation, now, observed.last_evaluation, target_found=observed.target is not None
+        )
         if remaining > 0:
             if answer_to_absorb(observed) is not None:
                 await self._execute(body, status, plan_driftpolicy(dataclasses.replace(observed, evaluate=False)))

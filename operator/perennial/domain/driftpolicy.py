@@ -83,6 +83,7 @@ with that reason. ``NonFiniteValue``: Prometheus answered NaN, +Inf or -Inf.
 ``PrometheusUnauthorized``: the endpoint refused the credentials (HTTP 401/403)."""
 
 DEFAULT_ENDPOINT = "default"
+TARGET_NOT_FOUND = "TargetNotFound"  # Ready's reason while the target ModelDeployment does not exist
 NO_PROMETHEUS = (
     "no Prometheus: name an endpoint (spec.prometheus.endpoint) or a URL (spec.prometheus.url), or give the"
     " operator a default endpoint (PERENNIAL_PROMETHEUS_URL, or an endpoint named default)"
@@ -145,6 +146,8 @@ def evaluation_due_in(
     generation: int | None,
     now: datetime,
     last_evaluation: datetime | None = None,
+    *,
+    target_found: bool | None = None,
 ) -> float:
     """Seconds until the next evaluation is due; zero or less: evaluate now.
 
@@ -153,8 +156,14 @@ def evaluation_due_in(
     memory of this generation) and ``status.lastEvaluationTime`` when status describes
     this generation: that one is a heartbeat, possibly older than the last evaluation, so
     a replica that just started leading evaluates at once unless status was written less
-    than ``interval`` ago. An edited spec (a generation not evaluated yet) is due at once.
+    than ``interval`` ago. An edited spec (a generation not evaluated yet) is due at once,
+    and so is a policy whose status is wrong about its target (``target_found``: the
+    target came, as when a policy is applied with its model, or went): otherwise Ready
+    would say TargetNotFound for an interval, and its correction would be a status write
+    an interval later, when nothing changes any more.
     """
+    if target_found is not None and target_found == _says_target_not_found(status):
+        return 0.0
     last = last_evaluation
     written = status.last_evaluation_time
     if written is not None and status.observed_generation == generation:
@@ -162,6 +171,11 @@ def evaluation_due_in(
     if last is None:
         return 0.0
     return parse_duration(spec.interval).total_seconds() - (now - last).total_seconds()
+
+
+def _says_target_not_found(status: DriftPolicyStatus) -> bool:
+    ready = next((c for c in status.conditions or [] if c.type == "Ready"), None)
+    return ready is not None and ready.reason == TARGET_NOT_FOUND
 
 
 def heartbeat(spec: DriftPolicySpec) -> timedelta:
@@ -412,7 +426,12 @@ def plan_driftpolicy(observed: ObservedPolicy) -> Plan[DriftPolicyStatus]:
             _answer_condition(work, _states_from_status(work), answered)
         plan.later(
             evaluation_due_in(
-                observed.spec, observed.status, observed.generation, observed.now, observed.last_evaluation
+                observed.spec,
+                observed.status,
+                observed.generation,
+                observed.now,
+                observed.last_evaluation,
+                target_found=observed.target is not None,
             )
         )
         return plan
@@ -499,7 +518,7 @@ def _evaluate(work: _Pass) -> list[drift.MetricState]:
         and observed.endpoint_problem is None
     )
     if observed.target is None:
-        problem = ("TargetNotFound", f"ModelDeployment {work.target_name} not found in {observed.namespace}")
+        problem = (TARGET_NOT_FOUND, f"ModelDeployment {work.target_name} not found in {observed.namespace}")
     elif observed.endpoint_problem is not None:
         problem = observed.endpoint_problem
     elif not observed.prometheus_url:

@@ -518,6 +518,32 @@ def trainer_termination(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     return terminated
 
 
+# How much of a failed trainer's termination message a condition quotes (the kubelet keeps 4 KiB).
+EXIT_MESSAGE_LIMIT = 300
+
+
+def trainer_exit_detail(pods: Sequence[Mapping[str, Any]]) -> str:
+    """How the last trainer that failed ended, in the kubelet's words, for a failed run's message:
+    ``the trainer of pod <name> exited 137 (OOMKilled)`` and what it wrote as its termination
+    message (``bad input: ...``); empty when no pod recorded a failed trainer (e.g. its pods are gone)."""
+    ended = []
+    for pod in pods:
+        terminated = trainer_termination(pod)
+        if terminated and terminated.get("exitCode") not in (None, 0):
+            ended.append((str(terminated.get("finishedAt") or ""), pod, terminated))
+    if not ended:
+        return ""
+    _, pod, terminated = max(ended, key=lambda item: item[0])
+    detail = f"the trainer of pod {pod.get('metadata', {}).get('name')} exited {terminated.get('exitCode')}"
+    if terminated.get("reason"):
+        detail += f" ({terminated['reason']})"
+    message = " ".join(str(terminated.get("message") or "").split())
+    if message:
+        shortened = message if len(message) <= EXIT_MESSAGE_LIMIT else message[: EXIT_MESSAGE_LIMIT - 3] + "..."
+        detail += f": {shortened}"
+    return detail
+
+
 def _trainer_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     for status in pod.get("status", {}).get("containerStatuses") or []:
         if status.get("name") == TRAINER_CONTAINER:
@@ -717,11 +743,13 @@ def _plan_run(plan: TrainingPlan, observed: ObservedRun) -> None:
     plan.status.start_time = parse_time(job_status.get("startTime")) or observed.status.start_time
     failed = _true_job_condition(job, "Failed")
     if failed is not None:
+        message = str(failed.get("message") or "the Job failed")
+        exit_detail = trainer_exit_detail(pods_of_job(observed.pods, job))
         _finish(
             plan,
             "Failed",
             str(failed.get("reason") or "JobFailed"),
-            str(failed.get("message") or "the Job failed"),
+            f"{message}; {exit_detail}" if exit_detail else message,
             completion=parse_time(failed.get("lastTransitionTime")),
         )
     elif _true_job_condition(job, "Complete") is not None:
