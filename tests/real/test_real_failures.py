@@ -56,16 +56,22 @@ def _training_job(name: str, image: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def _finished(api_client: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    return wait_for_status(
+def _failed_run(cluster: ClusterInfo, api_client: client.ApiClient, namespace: str, manifest: dict[str, Any]) -> Any:
+    """Apply a TrainingJob that must fail; its status once finished: Failed, BackoffLimitExceeded."""
+    apply(cluster, namespace, manifest)
+    status = wait_for_status(
         api_client,
         namespace,
         "trainingjobs",
-        name,
+        manifest["metadata"]["name"],
         lambda s: s.get("phase") in FINISHED,
         what="finished",
         timeout=240,
     )
+    assert status["phase"] == "Failed", status
+    succeeded = condition(status, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"]) == ("False", "BackoffLimitExceeded"), succeeded
+    return status
 
 
 def _trainer_termination(core: client.CoreV1Api, namespace: str, job: str) -> tuple[client.V1Pod, Any]:
@@ -97,11 +103,7 @@ def test_a_trainer_that_exits_non_zero_fails_the_run_with_its_real_exit_code_and
     api_client: client.ApiClient,
     namespace: str,
 ) -> None:
-    apply(cluster, namespace, _bad_input_job(_images()))
-    status = _finished(api_client, namespace, "churn-bad-input")
-    assert status["phase"] == "Failed", status
-    succeeded = condition(status, "Succeeded")
-    assert (succeeded["status"], succeeded["reason"]) == ("False", "BackoffLimitExceeded"), succeeded
+    status = _failed_run(cluster, api_client, namespace, _bad_input_job(_images()))
     assert "metrics" not in status
     # The Event follows the status (the operator emits it after writing status).
     wait_until(
@@ -130,11 +132,7 @@ def test_a_trainer_over_its_memory_limit_is_oom_killed_and_the_run_fails(
     api_client: client.ApiClient,
     namespace: str,
 ) -> None:
-    apply(cluster, namespace, _oom_job(_images()))
-    status = _finished(api_client, namespace, "churn-oom")
-    assert status["phase"] == "Failed", status
-    succeeded = condition(status, "Succeeded")
-    assert (succeeded["status"], succeeded["reason"]) == ("False", "BackoffLimitExceeded"), succeeded
+    status = _failed_run(cluster, api_client, namespace, _oom_job(_images()))
 
     # The kernel's memory cgroup (v1 here) killed it at its limit; the kubelet says so.
     pod, terminated = _trainer_termination(client.CoreV1Api(api_client), namespace, status["jobName"])
@@ -158,9 +156,7 @@ def test_a_failed_runs_status_names_the_trainers_exit(
     expected: tuple[str, str],
 ) -> None:
     manifest = job(_images())
-    apply(cluster, namespace, manifest)
-    status = _finished(api_client, namespace, manifest["metadata"]["name"])
-    assert status["phase"] == "Failed", status
+    status = _failed_run(cluster, api_client, namespace, manifest)
     told = " ".join(
         [
             condition(status, "Succeeded")["message"],
