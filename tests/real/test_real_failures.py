@@ -11,7 +11,7 @@
 
 What the kubelet reports (exit code, reason, message) is on the TrainingJob's own pod, and
 the operator carries it into the failed run's ``Succeeded`` condition and Warning Event
-(``the trainer of pod ... exited 137 (OOMKilled)``, the trainer's own message after it).
+(``the last trainer exited 137 (OOMKilled)``, the trainer's own message after it).
 """
 
 from __future__ import annotations

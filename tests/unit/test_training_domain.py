@@ -1172,9 +1172,9 @@ def _failed_trainer(name: str, exit_code: int, reason: str, message: str | None,
     [
         (
             _failed_trainer("run-a", 2, "Error", "bad input: unknown hyperparameter(s) nonesuch\n"),
-            "the trainer of pod run-a exited 2 (Error): bad input: unknown hyperparameter(s) nonesuch",
+            "the last trainer exited 2 (Error): bad input: unknown hyperparameter(s) nonesuch",
         ),
-        (_failed_trainer("run-b", 137, "OOMKilled", None), "the trainer of pod run-b exited 137 (OOMKilled)"),
+        (_failed_trainer("run-b", 137, "OOMKilled", None), "the last trainer exited 137 (OOMKilled)"),
     ],
     ids=["exit-with-message", "oom-killed"],
 )
@@ -1187,7 +1187,7 @@ def test_a_failed_run_names_how_its_trainer_exited(pod: dict[str, Any], detail: 
     assert detail in result.events[0].message
 
 
-def test_the_last_trainer_to_fail_is_named_and_a_long_message_is_shortened() -> None:
+def test_the_last_trainer_to_fail_is_told_and_a_long_message_is_shortened() -> None:
     first = _failed_trainer("run-1", 1, "Error", "first failure", finished="2026-01-01T00:00:00Z")
     last = _failed_trainer("run-2", 1, "Error", "x" * 5000, finished="2026-01-01T00:05:00Z")
     foreign = _failed_trainer("not-ours", 9, "Error", "someone else's pod")
@@ -1198,10 +1198,10 @@ def test_the_last_trainer_to_fail_is_named_and_a_long_message_is_shortened() -> 
         "Succeeded",
     )["message"]
 
-    assert "the trainer of pod run-2 exited 1 (Error): " in message
+    assert "the last trainer exited 1 (Error): xxx" in message
     assert message.endswith("...")
     assert len(message) < len(FAILURE_MESSAGES["BackoffLimitExceeded"]) + 400
-    assert "not-ours" not in message
+    assert "someone else's pod" not in message
     assert "first failure" not in message
 
 

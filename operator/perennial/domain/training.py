@@ -524,17 +524,19 @@ EXIT_MESSAGE_LIMIT = 300
 
 def trainer_exit_detail(pods: Sequence[Mapping[str, Any]]) -> str:
     """How the last trainer that failed ended, in the kubelet's words, for a failed run's message:
-    ``the trainer of pod <name> exited 137 (OOMKilled)`` and what it wrote as its termination
-    message (``bad input: ...``); empty when no pod recorded a failed trainer (e.g. its pods are gone)."""
-    ended = []
-    for pod in pods:
-        terminated = trainer_termination(pod)
-        if terminated and terminated.get("exitCode") not in (None, 0):
-            ended.append((str(terminated.get("finishedAt") or ""), pod, terminated))
+    ``the last trainer exited 137 (OOMKilled)`` and what it wrote as its termination message
+    (``bad input: ...``); empty when no pod recorded a failed trainer (e.g. its pods are gone).
+    No pod name: the message is the same for every retry of the same failure (an Event is
+    not a new one, a GitOps tool sees no change), and `kubectl logs job/<run>` finds the pod."""
+    ended = [
+        (str(terminated.get("finishedAt") or ""), terminated)
+        for terminated in map(trainer_termination, pods)
+        if terminated and terminated.get("exitCode") not in (None, 0)
+    ]
     if not ended:
         return ""
-    _, pod, terminated = max(ended, key=lambda item: item[0])
-    detail = f"the trainer of pod {pod.get('metadata', {}).get('name')} exited {terminated.get('exitCode')}"
+    _, terminated = max(ended, key=lambda item: item[0])
+    detail = f"the last trainer exited {terminated.get('exitCode')}"
     if terminated.get("reason"):
         detail += f" ({terminated['reason']})"
     message = " ".join(str(terminated.get("message") or "").split())
