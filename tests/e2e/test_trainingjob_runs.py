@@ -132,9 +132,7 @@ def test_failing_trainer_exhausts_its_retries(
     assert status["attempts"] == 2  # the first try and one retry
     assert condition(status, "Succeeded")["reason"] == "BackoffLimitExceeded"
     # How the last trainer ended, as its pod says: not only the Job's "reached the backoff limit".
-    assert re.search(
-        r"; the last trainer exited 3 \(Error\)$", condition(status, "Succeeded")["message"]
-    )
+    assert re.search(r"; the last trainer exited 3 \(Error\)$", condition(status, "Succeeded")["message"])
     assert "Validated" not in [c["type"] for c in status["conditions"]]
 
 
