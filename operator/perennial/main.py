@@ -45,6 +45,23 @@ logger = logging.getLogger("perennial")
 _http_server: OperatorHTTPServer | None = None
 
 
+# The Lease's own connections: enough for a renewal and a release at shutdown.
+LEASE_CONNECTIONS = 2
+
+
+def lease_client(client: KubeClient) -> KubeClient:
+    """A client for the Lease alone, on the same Login as ``client`` but with connections of its own.
+
+    Each of ``client``'s connections carries one request at a time, and under load every
+    one is taken by reconciles and Events (16 workers per controller, 16 Event senders,
+    32 connections): a renewal queued behind them missed its deadline, the leader stepped
+    down, and taking the Lease again relisted and requeued every object (benchmarks/README.md,
+    N=1000: the Lease lost every 10 s). client-go's controllers likewise give leader
+    election a client of its own.
+    """
+    return KubeClient(client.login, max_in_flight=LEASE_CONNECTIONS)
+
+
 @dataclass
 class Operator:
     """Everything one running operator holds: the shared caches, the three controllers, the resync.
@@ -87,7 +104,9 @@ class Operator:
                 renew_deadline=config.lease_renew_deadline_seconds,
                 retry_period=config.lease_retry_period_seconds,
             )
-            operator.elector = LeaderElector(cluster.client, lease, lead=operator.lead, follow=operator.follow)
+            operator.elector = LeaderElector(
+                lease_client(cluster.client), lease, lead=operator.lead, follow=operator.follow
+            )
         return operator
 
     @property
@@ -142,6 +161,7 @@ class Operator:
     async def stop(self) -> None:
         if self.elector is not None:
             await self.elector.stop()  # follows (if leading) and releases the Lease
+            await self.elector.client.close()
         else:
             await self._stop_writers(flush_timeout=5.0)  # the only writer: its Events are posted
         await self.cluster.client.close()

@@ -9,6 +9,7 @@ samples both throughout and fails the test if both ever lead at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from kubernetes import client
 from perennial.adapters.kube import KubeClient
 from perennial.adapters.leader import LeaderElector, LeaseConfig
 from perennial.adapters.login import Login
+from perennial.controllers.context import Cluster
+from perennial.main import Operator
+from perennial.settings import Settings
 from tests.support.cluster import ClusterInfo
 
 LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 3.0, 2.0, 1.0
@@ -156,3 +160,50 @@ async def test_a_leader_that_cannot_renew_stops_leading_before_anyone_else_start
     took_over = await until(lambda: b.elector.leading, 3 * LEASE_DURATION, "b to take over")
     assert a.followed_at[0] < b.led_at[0]
     assert took_over > stopped
+
+
+async def test_the_operator_keeps_its_lease_while_every_connection_of_its_client_is_busy(
+    perennial_crds: ClusterInfo, api_client: client.ApiClient, namespace: str
+) -> None:
+    """Under load each of the operator's connections carries a reconcile or an Event; a renewal
+    queued behind them missed its deadline and the leader stepped down every renew deadline
+    (N=1000 in benchmarks/README.md). Wired as ``perennial run`` wires it, the Lease has
+    connections of its own."""
+    settings = dataclasses.replace(
+        Settings(),
+        namespaces=(namespace,),
+        lease_namespace=namespace,
+        identity="busy",
+        lease_duration_seconds=LEASE_DURATION,
+        lease_renew_deadline_seconds=RENEW_DEADLINE,
+        lease_retry_period_seconds=RETRY_PERIOD,
+    )
+    connections = 4
+    kube = KubeClient(Login(str(perennial_crds.kubeconfig)), max_in_flight=connections)
+    operator = Operator.build(Cluster(client=kube, settings=settings))
+    assert operator.elector is not None
+    # Watches that wait for events hold every connection of the operator's client.
+    watch = {"watch": "true", "timeoutSeconds": "60"}
+    busy = [
+        asyncio.create_task(kube.request("GET", f"/api/v1/namespaces/{namespace}/configmaps", params=watch))
+        for _ in range(connections)
+    ]
+    try:
+        await asyncio.sleep(0.5)  # let the watches take their connections
+        assert not any(task.done() for task in busy), "the watches ended before the test began"
+        operator.start()
+        await until(lambda: operator.elector is not None and operator.elector.leading, 5, "the operator to lead")
+        first = lease_spec(api_client, namespace).renew_time
+        held_until = time.monotonic() + 3 * LEASE_DURATION
+        while time.monotonic() < held_until:
+            assert operator.elector.leading, "the operator stopped leading while its client was busy"
+            await asyncio.sleep(0.05)
+        spec = lease_spec(api_client, namespace)
+        assert spec.holder_identity.startswith("busy_")
+        assert spec.renew_time > first, "the Lease was not renewed"
+        assert not any(task.done() for task in busy), "a watch ended: the client was not busy throughout"
+    finally:
+        for task in busy:
+            task.cancel()
+        await asyncio.gather(*busy, return_exceptions=True)
+        await operator.stop()
