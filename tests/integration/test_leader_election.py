@@ -162,6 +162,36 @@ async def test_a_leader_that_cannot_renew_stops_leading_before_anyone_else_start
     assert took_over > stopped
 
 
+async def test_a_stop_that_lands_as_a_renewal_completes_stops_the_elector(election: Election) -> None:
+    """A cancellation delivered in the loop iteration a renewal's response arrives must end
+    the elector. Around ``asyncio.wait_for`` (Python 3.11) it was swallowed: the renewal's
+    result was returned instead, the leader went on renewing, and ``stop()`` never returned
+    (a CI run's teardown hung on it)."""
+    a = election.candidate("a")
+    a.elector.start()
+    await until(lambda: a.elector.leading, 10, "a to lead")
+    running = a.elector._task
+    assert running is not None
+    renew = a.elector.client.replace
+    armed = True
+
+    async def renew_then_cancel(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        nonlocal armed
+        written = await renew(*args, **kwargs)
+        if armed:
+            armed = False
+            # The cancellation lands after the response, before the elector resumes.
+            asyncio.get_running_loop().call_soon(running.cancel)
+        return written
+
+    a.elector.client.replace = renew_then_cancel  # type: ignore[method-assign]
+    await until(lambda: not armed, 3 * RETRY_PERIOD, "a renewal")
+    await until(running.done, 2 * RETRY_PERIOD, "the cancelled elector to end")
+    assert running.cancelled()
+    assert not a.elector.leading
+    assert a.followed_at, "a stopped leading without following"
+
+
 async def test_the_operator_keeps_its_lease_while_every_connection_of_its_client_is_busy(
     perennial_crds: ClusterInfo, api_client: client.ApiClient, namespace: str
 ) -> None:

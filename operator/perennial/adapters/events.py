@@ -93,7 +93,8 @@ class EventRecorder:
         """Post what is queued (for at most ``flush_timeout`` seconds), then stop the senders."""
         if self._tasks:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._backlog.join(), flush_timeout)
+                async with asyncio.timeout(flush_timeout):  # not wait_for: see LeaderElector._bounded
+                    await self._backlog.join()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -261,6 +261,12 @@ class LeaderElector:
             logger.info("released the Lease %s/%s", self.config.namespace, self.config.name)
 
     async def _bounded(self, request: Awaitable[dict[str, Any]], within: float | None = None) -> dict[str, Any]:
-        """A Lease request that may not outlast a renew deadline (nor ``within`` seconds)."""
+        """A Lease request that may not outlast a renew deadline (nor ``within`` seconds).
+
+        ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` returns the result
+        of a request that completed in the loop iteration its caller was cancelled, swallowing
+        the cancellation, so ``stop`` could wait for ever on an elector that went on renewing.
+        """
         limit = min(within or self.config.renew_deadline, self.config.renew_deadline)
-        return await asyncio.wait_for(request, limit)
+        async with asyncio.timeout(limit):
+            return await request

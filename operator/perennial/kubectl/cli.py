@@ -215,7 +215,8 @@ async def _watch(session: Session, args: argparse.Namespace, printer: Printer) -
                     printer.print(separator + frame)
                 drawn, seen = frame, versions
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+                async with asyncio.timeout(interval):
+                    await stop.wait()
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
