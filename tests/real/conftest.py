@@ -9,10 +9,14 @@ PERENNIAL_REAL_REQUIRED, which makes a missing real cluster a failure instead of
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from localcluster import workload
 from localcluster.cluster import LocalCluster
+from localcluster.errors import ClusterError
 
 from tests.support.cluster import ClusterInfo
 
@@ -37,3 +41,30 @@ def real_cluster() -> ClusterInfo:
 @pytest.fixture
 def cluster() -> ClusterInfo:
     return real_cluster()
+
+
+# The claim every churn test mounts at /models (trainer and server alike).
+CLAIM = "models"
+
+
+@pytest.fixture(scope="module")
+def operator_release() -> Iterator[str]:
+    """`helm install` of charts/perennial with the image `up` imported; yields the image name."""
+    real_cluster()
+    local = LocalCluster()
+    try:
+        image = workload.install_operator(local)
+    except ClusterError as error:
+        pytest.fail(str(error))
+    yield image
+    workload.uninstall_operator(local)
+
+
+@pytest.fixture
+def claim(namespace: str) -> Iterator[Path]:
+    """A claim `models` in the test's namespace, bound to a static local PV; yields the PV's directory on the node."""
+    local = LocalCluster()
+    pv_name, directory = workload.create_local_claim(local, namespace, CLAIM)
+    yield directory
+    # The namespace goes with the test; the PV (Retain) and its directory go here.
+    workload.delete_local_volume(local, pv_name)

@@ -22,7 +22,6 @@ would on a cluster with a provisioner (Perennial's volumes allow no hostPath).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from kubernetes import client
 from localcluster import node, workload
 from localcluster.cluster import LocalCluster
 
-from tests.real.test_operator_in_a_pod import operator_release  # noqa: F401 (a fixture)
+from tests.real.conftest import CLAIM
 from tests.support.cluster import ClusterInfo
 from tests.support.exporter import query_prometheus
 from tests.support.resources import apply, condition, wait_for_status
@@ -39,7 +38,6 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real
 
-CLAIM = "models"
 IMAGE_USER = workload.IMAGE_USER
 ROW = {"tenure_months": 2, "monthly_charges": 110, "support_calls": 5, "contract_months": 1, "data_usage_gb": 20}
 
@@ -50,16 +48,6 @@ def _images() -> dict[str, str]:
         "the `real` profile imported no churn images (start it with this code's `up`)"
     )
     return images
-
-
-@pytest.fixture
-def claim(namespace: str) -> Iterator[Path]:
-    """A claim `models` in the test's namespace, bound to a static local PV; yields the PV's directory on the node."""
-    local = LocalCluster()
-    pv_name, directory = workload.create_local_claim(local, namespace, CLAIM)
-    yield directory
-    # The namespace goes with the test; the PV (Retain) and its directory go here.
-    workload.delete_local_volume(local, pv_name)
 
 
 def _volumes(read_only: bool = False) -> dict[str, Any]:
@@ -92,7 +80,7 @@ def _server_pod(core: client.CoreV1Api, namespace: str, version: str) -> client.
 
 
 def test_the_churn_trainer_writes_its_model_to_a_claim_and_its_metrics_as_the_termination_message(
-    operator_release: str,  # noqa: F811
+    operator_release: str,
     cluster: ClusterInfo,
     api_client: client.ApiClient,
     namespace: str,
@@ -143,7 +131,7 @@ def test_the_churn_trainer_writes_its_model_to_a_claim_and_its_metrics_as_the_te
 
 
 def test_a_model_deployment_serves_the_trained_model_from_the_claim_through_its_service(
-    operator_release: str,  # noqa: F811
+    operator_release: str,
     cluster: ClusterInfo,
     api_client: client.ApiClient,
     namespace: str,

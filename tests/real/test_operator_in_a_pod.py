@@ -11,14 +11,11 @@ its Lease, and reconciles a TrainingJob whose trainer the kubelet really runs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client, config
 from localcluster import build, node, workload
-from localcluster.cluster import LocalCluster
-from localcluster.errors import ClusterError
 
 from tests.real.conftest import real_cluster
 from tests.support.cluster import ClusterInfo
@@ -29,19 +26,6 @@ pytestmark = pytest.mark.real
 
 RELEASE, RELEASE_NAMESPACE = workload.RELEASE, workload.RELEASE_NAMESPACE
 SELECTOR = workload.OPERATOR_SELECTOR
-
-
-@pytest.fixture(scope="module")
-def operator_release() -> Iterator[str]:
-    """`helm install` of charts/perennial with the image `up` imported; yields the image name."""
-    real_cluster()
-    local = LocalCluster()
-    try:
-        image = workload.install_operator(local)
-    except ClusterError as error:
-        pytest.fail(str(error))
-    yield image
-    workload.uninstall_operator(local)
 
 
 def _operator_pod(core: client.CoreV1Api) -> client.V1Pod:

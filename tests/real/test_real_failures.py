@@ -25,8 +25,8 @@ from kubernetes import client
 from localcluster import node, workload
 from localcluster.cluster import LocalCluster
 
-from tests.real.test_churn_workload import CLAIM, ROW, _images, _server_pod, _training, _volumes, claim  # noqa: F401
-from tests.real.test_operator_in_a_pod import _lease_holder, _operator_pod, operator_release  # noqa: F401
+from tests.real.test_churn_workload import ROW, _images, _server_pod, _training, _volumes
+from tests.real.test_operator_in_a_pod import _lease_holder, _operator_pod
 from tests.support.cluster import ClusterInfo
 from tests.support.resources import apply, condition, events_for, get_custom, wait_for_status
 from tests.support.waiting import holds_for, wait_until
@@ -98,7 +98,7 @@ def _oom_job(images: dict[str, str]) -> dict[str, Any]:
 
 
 def test_a_trainer_that_exits_non_zero_fails_the_run_with_its_real_exit_code_and_message(
-    operator_release: str,  # noqa: F811
+    operator_release: str,
     cluster: ClusterInfo,
     api_client: client.ApiClient,
     namespace: str,
@@ -127,7 +127,7 @@ def test_a_trainer_that_exits_non_zero_fails_the_run_with_its_real_exit_code_and
 
 
 def test_a_trainer_over_its_memory_limit_is_oom_killed_and_the_run_fails(
-    operator_release: str,  # noqa: F811
+    operator_release: str,
     cluster: ClusterInfo,
     api_client: client.ApiClient,
     namespace: str,
@@ -148,7 +148,7 @@ def test_a_trainer_over_its_memory_limit_is_oom_killed_and_the_run_fails(
     ids=["exit-2", "oom-killed"],
 )
 def test_a_failed_runs_status_names_the_trainers_exit(
-    operator_release: str,  # noqa: F811
+    operator_release: str,
     cluster: ClusterInfo,
     api_client: client.ApiClient,
     namespace: str,
@@ -197,11 +197,11 @@ def _model(images: dict[str, str], **spec: Any) -> dict[str, Any]:
 
 
 def test_a_version_whose_servers_never_become_ready_is_rolled_back_while_the_old_one_serves(
-    operator_release: str,  # noqa: F811
+    operator_release: str,
     cluster: ClusterInfo,
     api_client: client.ApiClient,
     namespace: str,
-    claim: Path,  # noqa: F811
+    claim: Path,
 ) -> None:
     images = _images()
     model = _model(images, rollout={"progressDeadline": "40s", "autoRollback": True})
@@ -291,11 +291,11 @@ def test_a_version_whose_servers_never_become_ready_is_rolled_back_while_the_old
 
 
 def test_the_operator_pod_deleted_while_a_training_job_runs_is_replaced_and_the_loop_completes(
-    operator_release: str,  # noqa: F811
+    operator_release: str,
     cluster: ClusterInfo,
     api_client: client.ApiClient,
     namespace: str,
-    claim: Path,  # noqa: F811
+    claim: Path,
 ) -> None:
     images = _images()
     model = _model(images, rollout={"progressDeadline": "5m"})
